@@ -1,0 +1,69 @@
+"""Speed of a pixel-ascent step against a bare forward+backward loop of the same model
+and batch: the overhead of optbench's optimizer loop (Adam, projection, bookkeeping).
+
+    .venv/bin/python benchmarks/speed_pixel_ascent.py [--threads 1] [--batch 128] [--steps 256]
+
+Prints median seconds per step over repeats and the ratio (goal: <= 1.05)."""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from optbench.models import load_model
+from optbench.pressure.pixel_ascent import pixel_ascent, target_score
+from optbench.pressure.starts import make_starts
+from optbench.runner import setup_torch
+
+
+def bare_loop(model, x0, target, steps):
+    x = x0.clone().requires_grad_(True)
+    for _ in range(steps):
+        loss = -target_score(model(x), target, "logit").sum()
+        x.grad = None
+        loss.backward()
+
+
+def ascent_loop(model, x0, target, steps, norm="none", eps=0.0):
+    for _ in pixel_ascent(model, x0, target, [0, steps], lr=0.01, norm=norm, eps=eps):
+        pass
+
+
+def timed(fn, repeats):
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--steps", type=int, default=256)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--device", default="cpu")
+    a = p.parse_args()
+    setup_torch(a.threads)
+    model = load_model("mnist", "proxy_cnn", a.device)
+    x0, target = make_starts("mnist", "real", a.batch, 0)
+    x0, target = x0.to(a.device), target.to(a.device)
+    bare_loop(model, x0, target, 10)  # warm-up
+    results = {}
+    for name, fn in [("bare forward+backward", lambda: bare_loop(model, x0, target, a.steps)),
+                     ("pixel ascent (free)", lambda: ascent_loop(model, x0, target, a.steps)),
+                     ("pixel ascent (L2 PGD)", lambda: ascent_loop(model, x0, target, a.steps, "l2", 3.0))]:
+        results[name] = timed(fn, a.repeats) / a.steps
+    base = results["bare forward+backward"]
+    print(f"proxy_cnn, batch {a.batch}, {a.steps} steps, {a.threads} thread(s), {a.device}, "
+          f"median of {a.repeats}")
+    for name, t in results.items():
+        print(f"  {name:24s} {t * 1e3:7.2f} ms/step  {t / base:5.3f}x bare")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,108 @@
+"""A class-conditional DDPM on 28x28 digits, built from diffusers' UNet2DModel.
+
+Classes 0..9 are labels; class 10 is the null label used for the unconditional
+prediction in classifier-free guidance (Ho and Salimans 2022): during training a label
+is replaced by the null label with probability `p_uncond`."""
+from __future__ import annotations
+
+import time
+
+import torch
+import torch.nn.functional as F
+
+NULL_CLASS = 10
+UNET_CONFIG = {
+    "sample_size": 28, "in_channels": 1, "out_channels": 1,
+    "block_out_channels": [32, 64, 64], "layers_per_block": 1, "norm_num_groups": 8,
+    "down_block_types": ["DownBlock2D", "DownBlock2D", "DownBlock2D"],
+    "up_block_types": ["UpBlock2D", "UpBlock2D", "UpBlock2D"],
+    "num_class_embeds": NULL_CLASS + 1,
+}
+SCHEDULER_CONFIG = {"num_train_timesteps": 1000, "beta_schedule": "linear",
+                    "beta_start": 1e-4, "beta_end": 0.02, "prediction_type": "epsilon"}
+
+
+def build_unet(**config):
+    from diffusers import UNet2DModel
+    return UNet2DModel(**{**UNET_CONFIG, **config})
+
+
+def build_train_scheduler():
+    from diffusers import DDPMScheduler
+    return DDPMScheduler(**SCHEDULER_CONFIG)
+
+
+def to_model_range(x: torch.Tensor) -> torch.Tensor:
+    return x * 2 - 1          # pixels [0, 1] -> [-1, 1]
+
+
+def to_pixels(x: torch.Tensor) -> torch.Tensor:
+    return (x + 1) / 2
+
+
+def train_diffusion(x: torch.Tensor, y: torch.Tensor, steps: int, batch_size: int = 128,
+                    lr: float = 1e-3, seed: int = 0, p_uncond: float = 0.1,
+                    ema_decay: float = 0.999, bf16: bool = False, log=print,
+                    log_every: int = 100):
+    """Train the UNet with the epsilon objective (Ho et al. 2020, eq. 14); return the EMA
+    model and a record (losses, seconds)."""
+    from diffusers.training_utils import EMAModel
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    unet = build_unet()
+    ema = EMAModel(unet.parameters(), decay=ema_decay)
+    sched = build_train_scheduler()
+    opt = torch.optim.AdamW(unet.parameters(), lr=lr, weight_decay=0.0)
+    warmup = min(200, steps // 10 + 1)
+    lr_at = lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + torch.cos(torch.tensor(s / steps * torch.pi)).item())  # noqa: E731
+    scheduler = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+    x = to_model_range(x)
+    t0, losses, running = time.time(), [], None
+    for step in range(steps):
+        idx = torch.randint(0, len(x), (batch_size,), generator=gen)
+        x0, labels = x[idx], y[idx].clone()
+        labels[torch.rand(batch_size, generator=gen) < p_uncond] = NULL_CLASS
+        noise = torch.randn(x0.shape, generator=gen)
+        t = torch.randint(0, sched.config.num_train_timesteps, (batch_size,), generator=gen)
+        xt = sched.add_noise(x0, noise, t)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            pred = unet(xt, t, class_labels=labels).sample
+        loss = F.mse_loss(pred.float(), noise)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+        opt.step()
+        scheduler.step()
+        ema.step(unet.parameters())
+        running = loss.item() if running is None else 0.99 * running + 0.01 * loss.item()
+        if (step + 1) % log_every == 0 or step + 1 == steps:
+            losses.append((step + 1, round(running, 5)))
+            log(f"  diffusion step {step + 1}/{steps} loss(ema) {running:.4f} "
+                f"{(step + 1) / (time.time() - t0):.2f} steps/s")
+    ema.copy_to(unet.parameters())
+    unet.eval().requires_grad_(False)
+    return unet, {"losses": losses, "final_loss": running, "seconds": round(time.time() - t0, 1)}
+
+
+DIFFUSION_RECIPE = {"split": "generator_train", "steps": 4000, "batch_size": 128, "lr": 1e-3,
+                    "seed": 21, "p_uncond": 0.1, "ema_decay": 0.999, "bf16": True}
+
+
+def train_diffusion_checkpoint(domain: str = "mnist", root=None, log=print, **overrides) -> dict:
+    """Train the shipped diffusion model (`diffusion_unet`) and record it in the manifest."""
+    import platform
+
+    from optbench.domains import get_domain
+    from optbench.models.checkpoints import save_model
+    recipe = {**DIFFUSION_RECIPE, **overrides}
+    x, y = get_domain(domain).load_split(recipe["split"])
+    unet, record = train_diffusion(x, y, recipe["steps"], recipe["batch_size"], recipe["lr"],
+                                   recipe["seed"], recipe["p_uncond"], recipe["ema_decay"],
+                                   recipe["bf16"], log=log)
+    entry = {"arch": "UNet2DModel", "arch_kwargs": UNET_CONFIG, "recipe": recipe,
+             "scheduler": SCHEDULER_CONFIG, "null_class": NULL_CLASS,
+             "final_loss": round(record["final_loss"], 5), "loss_curve": record["losses"],
+             "train_seconds": record["seconds"], "threads": torch.get_num_threads(),
+             "parameters": sum(p.numel() for p in unet.parameters()),
+             "versions": {"torch": torch.__version__, "python": platform.python_version()}}
+    return save_model(unet, domain, "diffusion_unet", entry, root=root)

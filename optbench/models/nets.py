@@ -1,0 +1,89 @@
+"""Small classifiers for 28x28 grey images. All take pixels in [0, 1] and normalize
+inside, so optimizers work in pixel space and never see the normalization."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
+
+
+class _Normalize(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - MNIST_MEAN) / MNIST_STD
+
+
+class SmallCNN(nn.Module):
+    """Two conv layers, max-pooling, two dense layers, no batch norm. `width` scales
+    every layer, so proxies of several sizes share one architecture."""
+
+    def __init__(self, width: int = 32, num_classes: int = 10):
+        super().__init__()
+        w = width
+        self.body = nn.Sequential(
+            _Normalize(),
+            nn.Conv2d(1, w, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(w, 2 * w, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Flatten(), nn.Linear(2 * w * 7 * 7, 4 * w), nn.ReLU(),
+        )
+        self.head = nn.Linear(4 * w, num_classes)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x))
+
+
+class BNCNN(nn.Module):
+    """Five 3x3 conv layers with batch norm and global average pooling. Its pooled
+    128-d activation is the domain's feature space for FID/KID/PRDC."""
+
+    def __init__(self, width: int = 32, num_classes: int = 10):
+        super().__init__()
+        w = width
+
+        def block(cin: int, cout: int) -> list[nn.Module]:
+            return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU()]
+
+        self.body = nn.Sequential(
+            _Normalize(),
+            *block(1, w), *block(w, w), nn.MaxPool2d(2),
+            *block(w, 2 * w), *block(2 * w, 2 * w), nn.MaxPool2d(2),
+            *block(2 * w, 4 * w), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        )
+        self.head = nn.Linear(4 * w, num_classes)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x))
+
+
+class MLP(nn.Module):
+    """Two hidden dense layers on the flattened image."""
+
+    def __init__(self, hidden: int = 256, num_classes: int = 10):
+        super().__init__()
+        self.body = nn.Sequential(_Normalize(), nn.Flatten(), nn.Linear(784, hidden), nn.ReLU(),
+                                  nn.Linear(hidden, hidden), nn.ReLU())
+        self.head = nn.Linear(hidden, num_classes)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x))
+
+
+ARCHITECTURES: dict[str, type[nn.Module]] = {"SmallCNN": SmallCNN, "BNCNN": BNCNN, "MLP": MLP}
+
+
+def build(arch: str, **kwargs) -> nn.Module:
+    if arch == "UNet2DModel":  # diffusers' UNet, for the diffusion model
+        from optbench.models.diffusion import build_unet
+        return build_unet(**kwargs)
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {arch!r}; allowed: {', '.join(ARCHITECTURES)}")
+    return ARCHITECTURES[arch](**kwargs)

@@ -1,0 +1,48 @@
+"""Starting points for input-space optimizers, drawn with per-sample seeds: sample i of
+seed s depends only on (s, i), never on n or on the batch it is in."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from optbench.domains import get_domain
+
+STARTS = ("real", "noise", "mean")
+
+
+def _rng(seed: int, i: int) -> np.random.Generator:
+    return np.random.default_rng([seed, i])
+
+
+def make_starts(domain: str, start: str, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return (x0, target) for n samples.
+
+    real:  a held-out test-split image; the target is another class than its label.
+    noise: uniform noise in [0, 1]; any target.
+    mean:  the mean generator-train image; any target.
+    """
+    dom = get_domain(domain)
+    if start == "real":
+        x_test, y_test = dom.load_split("test")
+        draws = [_rng(seed, i).integers([0, 1], [len(x_test), dom.NUM_CLASSES]) for i in range(n)]
+        picks = [int(d[0]) for d in draws]
+        offsets = torch.tensor([int(d[1]) for d in draws])  # 1..9: never the true class
+        x0 = x_test[picks].clone()
+        target = (y_test[picks] + offsets) % dom.NUM_CLASSES
+        return x0, target
+    targets = torch.tensor([int(_rng(seed, i).integers(0, dom.NUM_CLASSES)) for i in range(n)])
+    if start == "noise":
+        x0 = torch.stack([torch.from_numpy(_rng(seed, i).random(dom.IMAGE_SHAPE, dtype=np.float32))
+                          for i in range(n)])
+        return x0, targets
+    if start == "mean":
+        x_gen, _ = dom.load_split("generator_train")
+        return x_gen.mean(0, keepdim=True).repeat(n, 1, 1, 1), targets
+    raise ValueError(f"unknown start {start!r}; allowed: {', '.join(STARTS)}")
+
+
+def real_sample(domain: str, n: int, seed: int) -> torch.Tensor:
+    """n held-out real images (test split), the real-against-real baseline's sample."""
+    x_test, _ = get_domain(domain).load_split("test")
+    perm = np.random.default_rng([seed, 10**6]).permutation(len(x_test))[:n]
+    return x_test[perm].clone()

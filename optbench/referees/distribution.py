@@ -1,0 +1,78 @@
+"""Distances between a batch of outputs and the reference set, in the feature space of
+a network trained on the domain (Inception weights cannot be downloaded offline).
+
+FID and KID come from torchmetrics. Precision, recall, density and coverage (Naeem et
+al. 2020) are written here: torchmetrics has no PRDC, and the `prdc` package is
+unmaintained; tests compare this code with it."""
+from __future__ import annotations
+
+import warnings
+
+import torch
+from torch import nn
+from torchmetrics.image.fid import FrechetInceptionDistance
+from torchmetrics.image.kid import KernelInceptionDistance
+
+KID_SEED = 0  # torchmetrics draws KID subsets from the global torch RNG
+
+
+class _Precomputed(nn.Module):
+    """Identity 'feature extractor': we hand torchmetrics features we computed once, so
+    FID, KID and PRDC share one forward pass. `num_features` stops torchmetrics from
+    probing the module with a 299x299 image."""
+
+    def __init__(self, num_features: int):
+        super().__init__()
+        self.num_features = num_features
+
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        return feats
+
+
+@torch.no_grad()
+def extract(net: nn.Module, x: torch.Tensor, batch: int = 500) -> torch.Tensor:
+    device = next(net.parameters()).device
+    return torch.cat([net.features(x[i:i + batch].to(device)).float().cpu()
+                      for i in range(0, len(x), batch)])
+
+
+def fid_kid(real: torch.Tensor, fake: torch.Tensor, kid_subsets: int = 100,
+            kid_subset_size: int = 1000) -> dict[str, float]:
+    """FID and KID (mean and std over subsets) between two feature sets."""
+    d = real.shape[1]
+    fid = FrechetInceptionDistance(feature=_Precomputed(d), normalize=False)
+    fid.update(real.double(), real=True)
+    fid.update(fake.double(), real=False)
+    size = min(kid_subset_size, len(real), len(fake))
+    with warnings.catch_warnings():  # "will save all extracted features": small here
+        warnings.simplefilter("ignore", UserWarning)
+        kid = KernelInceptionDistance(feature=_Precomputed(d), subsets=kid_subsets,
+                                      subset_size=size, normalize=False)
+    kid.update(real.double(), real=True)
+    kid.update(fake.double(), real=False)
+    state = torch.random.get_rng_state()
+    torch.manual_seed(KID_SEED)
+    try:
+        kid_mean, kid_std = kid.compute()
+    finally:
+        torch.random.set_rng_state(state)
+    return {"fid": float(fid.compute()), "kid": float(kid_mean), "kid_std": float(kid_std)}
+
+
+def _kth_neighbour_radius(x: torch.Tensor, k: int) -> torch.Tensor:
+    d = torch.cdist(x.double(), x.double())
+    return d.kthvalue(k + 1, dim=1).values  # +1: the point itself is at distance 0
+
+
+def prdc(real: torch.Tensor, fake: torch.Tensor, k: int = 5) -> dict[str, float]:
+    """Precision, recall, density, coverage (Naeem et al. 2020, eqs. 1-4)."""
+    real_r = _kth_neighbour_radius(real, k)
+    fake_r = _kth_neighbour_radius(fake, k)
+    d = torch.cdist(real.double(), fake.double())        # (n_real, n_fake)
+    inside = d < real_r[:, None]                          # fake j inside real i's ball
+    return {
+        "precision": float(inside.any(0).double().mean()),
+        "recall": float((d < fake_r[None, :]).any(1).double().mean()),
+        "density": float(inside.double().sum() / (k * fake.shape[0])),
+        "coverage": float((d.min(1).values < real_r).double().mean()),
+    }

@@ -1,0 +1,41 @@
+"""Summaries, plots and grids of a finished suite folder."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from optbench.report.grids import cell_grid
+from optbench.report.plots import curves_figure
+from optbench.report.summary import load_cells, summarize, summary_markdown, write_tidy_csv
+
+
+def write_suite_outputs(suite_dir: Path) -> dict:
+    """summary.md, summary.json, curves.csv and plots/ for every complete cell."""
+    suite_dir = Path(suite_dir)
+    cells = load_cells(suite_dir)
+    if not cells:
+        raise RuntimeError(f"no complete cells under {suite_dir}")
+    rows = summarize(cells)
+    name = suite_dir.name
+    meta = json.loads((suite_dir / "suite.json").read_text()) if (suite_dir / "suite.json").exists() else {}
+    md = [f"# Suite `{name}`", "", meta.get("description", ""), "",
+          f"Produced by `{meta.get('command', 'optbench run')}`; each cell's folder holds its spec, "
+          "curve (CSV and JSON), image grid and versions.", "", summary_markdown(rows)]
+    (suite_dir / "summary.md").write_text("\n".join(md))
+    (suite_dir / "summary.json").write_text(json.dumps(rows, indent=1) + "\n")
+    write_tidy_csv(cells, suite_dir / "curves.csv")
+    plots = suite_dir / "plots"
+    shutil.rmtree(plots, ignore_errors=True)
+    plots.mkdir()
+    curves_figure(cells, plots / "curves.png", title=f"suite {name}")
+    # One grid per curve (its first seed), named by label, for the README and reports.
+    seen = set()
+    for c in cells:
+        label = c["spec"]["label"]
+        if label in seen:
+            continue
+        seen.add(label)
+        slug = "".join(ch if ch.isalnum() else "_" for ch in label).strip("_")
+        cell_grid(suite_dir / c["spec"]["cell_id"], plots / f"grid_{slug}.png")
+    return {"cells": len(cells), "curves": len(rows)}

@@ -1,0 +1,42 @@
+"""Image grids: one row per pressure level, one column per sample."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+from safetensors.torch import load_file  # noqa: E402
+from torchvision.utils import make_grid  # noqa: E402
+
+
+def cell_grid(folder: Path, out: Path, title: str | None = None) -> None:
+    """Draw a cell's stored snapshots, each row labelled with its level and the mean
+    proxy and judge probabilities of the target class at that level."""
+    snaps = load_file(str(folder / "snapshots.safetensors"))
+    rows = json.loads((folder / "curve.json").read_text())["rows"]
+    spec = json.loads((folder / "spec.json").read_text())
+    x = snaps["snapshots"]                        # (L, K, C, H, W)
+    n_levels, k = x.shape[:2]
+    x = torch.nan_to_num(x, nan=0.0, posinf=1.0, neginf=0.0).clamp(0, 1)
+    grid = make_grid(x.reshape(-1, *x.shape[2:]), nrow=k, padding=2, pad_value=0.5)
+    fig_h = 0.62 * n_levels + 0.9
+    fig, ax = plt.subplots(figsize=(0.62 * k + 3.4, fig_h))
+    ax.imshow(grid.permute(1, 2, 0).numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    cell = x.shape[-1] + 2
+    ax.set_yticks([cell * i + cell / 2 for i in range(n_levels)])
+    knob = spec["knob"]
+    ax.set_yticklabels([f"{knob} {r[knob]:g}  P {r['proxy_prob']:.2f}  J {r['judge_prob']:.2f}"
+                        for r in rows], fontsize=7, family="monospace")
+    ax.set_xticks([cell * j + cell / 2 for j in range(k)])
+    ax.set_xticklabels([f"→{int(t)}" for t in snaps["targets"]], fontsize=7)
+    ax.tick_params(length=0)
+    ax.set_title(title or f"{spec['label']} (seed {spec['seed']})\n"
+                 "rows: pressure; P/J = proxy/judge mean target prob; →t = target",
+                 fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)

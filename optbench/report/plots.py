@@ -1,0 +1,62 @@
+"""Curve plots: referee metrics against pressure, one line per curve, bands over seeds."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from optbench.report.summary import bootstrap_ci, group_cells, kid_threshold  # noqa: E402
+
+PANELS = [("proxy_prob", "proxy: target probability", "linear"),
+          ("judge_prob", "judges (ensemble): target probability", "linear"),
+          ("kid", "KID to reference (symlog)", "symlog"),
+          ("fid", "FID to reference (log)", "log"),
+          ("precision", "precision (in-manifold share)", "linear"),
+          ("l2", "L2 distance from start", "linear")]
+
+
+def _band(members: list[dict], metric: str, knob: str):
+    levels = [r[knob] for r in members[0]["curve"]["rows"]]
+    stats = [bootstrap_ci([m["curve"]["rows"][i][metric] for m in members]) for i in range(len(levels))]
+    mean, lo, hi = (np.array(v, dtype=float) for v in zip(*stats))
+    return np.array(levels, dtype=float), mean, lo, hi
+
+
+def curves_figure(cells: list[dict], out: Path, title: str = "") -> None:
+    groups = list(group_cells(cells).values())
+    knob = groups[0][0]["spec"]["knob"]
+    fig, axes = plt.subplots(2, 3, figsize=(13, 7.2))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for g, members in enumerate(groups):
+        color = colors[g % len(colors)]
+        label = f"{members[0]['spec']['label']} ({len(members)} seeds)"
+        for ax, (metric, name, yscale) in zip(axes.flat, PANELS):
+            x, mean, lo, hi = _band(members, metric, knob)
+            ax.plot(x, mean, color=color, label=label, marker=".", ms=4)
+            ax.fill_between(x, lo, hi, color=color, alpha=0.2, lw=0)
+            base = [m["curve"]["baseline"].get(metric) for m in members]
+            if metric in ("kid", "fid", "precision") and None not in base:
+                ax.axhline(np.mean(base), color=color, ls=":", lw=1)
+            if metric == "kid":
+                thr = np.mean([kid_threshold(m["curve"]["baseline"]) for m in members])
+                ax.axhline(thr, color=color, ls="--", lw=0.8, alpha=0.7)
+    for ax, (metric, name, yscale) in zip(axes.flat, PANELS):
+        ax.set_xscale("symlog", linthresh=1)  # log axis that still shows level 0
+        ax.set_xlim(left=0)
+        if yscale == "symlog":  # KID is unbiased, so it can be slightly negative
+            ax.set_yscale("symlog", linthresh=1e-2)
+        else:
+            ax.set_yscale(yscale)
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel(knob)
+        ax.grid(alpha=0.3)
+    axes.flat[0].legend(fontsize=8)
+    fig.suptitle(title + "\nlines: mean over seeds; bands: 95% bootstrap CI; dotted: real-vs-real "
+                 "baseline; dashed (KID): 10x baseline threshold", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)

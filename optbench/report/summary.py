@@ -1,0 +1,144 @@
+"""Per-curve summaries over seeds, with bootstrap confidence intervals (scipy)."""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import warnings
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+from scipy import stats
+
+from optbench.runner import cell_is_complete, read_cell
+
+KID_FACTOR = 10.0   # "left the distribution": KID above 10x the real-against-real scale
+
+
+def bootstrap_ci(values, confidence: float = 0.95, seed: int = 0) -> tuple[float, float, float]:
+    """Mean and percentile-bootstrap CI of the mean over seeds (NaNs dropped)."""
+    v = np.asarray([x for x in values if x is not None and math.isfinite(x)], dtype=float)
+    if len(v) == 0:
+        return math.nan, math.nan, math.nan
+    if len(v) == 1 or np.all(v == v[0]):
+        return float(v.mean()), float(v[0]) if len(v) == 1 else float(v.min()), float(v.max())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = stats.bootstrap((v,), np.mean, confidence_level=confidence, n_resamples=2000,
+                              method="percentile", rng=np.random.default_rng(seed))
+    return float(v.mean()), float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+def kid_threshold(baseline: dict) -> float:
+    """KID_FACTOR times the real-against-real KID. KID is unbiased and can be ~0 or
+    negative for real data, so the scale is max(KID, its std over subsets)."""
+    return KID_FACTOR * max(baseline["kid"], baseline["kid_std"])
+
+
+def load_cells(suite_dir: Path) -> list[dict]:
+    """Every complete cell under a suite folder, in suite order where known."""
+    suite_dir = Path(suite_dir)
+    order = []
+    if (suite_dir / "suite.json").exists():
+        order = json.loads((suite_dir / "suite.json").read_text())["cells"]
+    folders = [suite_dir / c for c in order] or sorted(p for p in suite_dir.iterdir() if p.is_dir())
+    return [read_cell(f) for f in folders if cell_is_complete(f)]
+
+
+def curve_stats(cell: dict) -> dict:
+    """Per-seed summary numbers of one cell's curve."""
+    rows, knob = cell["curve"]["rows"], cell["spec"]["knob"]
+    base = cell["curve"]["baseline"]
+    judge = [r["judge_prob"] for r in rows]
+    peak = int(np.nanargmax(judge)) if np.isfinite(judge).any() else 0
+    threshold = kid_threshold(base)
+    crossed = [r[knob] for r in rows if r["kid"] > threshold]
+    last = rows[-1]
+    return {"judge_peak_at": rows[peak][knob], "judge_peak_prob": judge[peak],
+            "kid_cross_at": crossed[0] if crossed else math.nan,
+            "gap_at_max": last["gap"], "proxy_prob_at_max": last["proxy_prob"],
+            "judge_prob_at_max": last["judge_prob"], "kid_at_max": last["kid"],
+            "fid_at_max": last["fid"], "diverged_at_max": last["diverged_frac"],
+            "baseline_kid": base["kid"], "baseline_fid": base["fid"], "kid_threshold": threshold}
+
+
+SUMMARY_COLUMNS = ["judge_peak_at", "judge_peak_prob", "kid_cross_at", "gap_at_max",
+                   "proxy_prob_at_max", "judge_prob_at_max", "kid_at_max", "fid_at_max",
+                   "diverged_at_max", "baseline_kid", "baseline_fid"]
+
+
+def group_cells(cells: list[dict]) -> dict[str, list[dict]]:
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for c in cells:
+        s = c["spec"]
+        key = json.dumps({k: s[k] for k in ("domain", "proxy", "source", "n_samples", "settings")},
+                         sort_keys=True)
+        groups[key].append(c)
+    return groups
+
+
+def summarize(cells: list[dict]) -> list[dict]:
+    out = []
+    for members in group_cells(cells).values():
+        spec = members[0]["spec"]
+        per_seed = [curve_stats(c) for c in members]
+        row = {"label": spec["label"], "source": spec["source"], "proxy": spec["proxy"],
+               "knob": spec["knob"], "n_samples": spec["n_samples"], "seeds": len(members),
+               "kid_crossed_seeds": sum(math.isfinite(p["kid_cross_at"]) for p in per_seed)}
+        for col in SUMMARY_COLUMNS:
+            mean, lo, hi = bootstrap_ci([p[col] for p in per_seed])
+            row[col], row[col + "_lo"], row[col + "_hi"] = mean, lo, hi
+        out.append(row)
+    return out
+
+
+def write_tidy_csv(cells: list[dict], path: Path) -> None:
+    """Every curve point of the suite, one row each: `pd.read_csv(path)`."""
+    fields, rows = [], []
+    for c in cells:
+        s = c["spec"]
+        for r in c["curve"]["rows"]:
+            row = {"cell_id": s["cell_id"], "label": s["label"], "source": s["source"],
+                   "proxy": s["proxy"], "seed": s["seed"], "n_samples": s["n_samples"],
+                   **{f"setting_{k}": v for k, v in s["settings"].items()},
+                   "knob": s["knob"], "level": r[s["knob"]], **{k: v for k, v in r.items() if k != s["knob"]},
+                   **{f"baseline_{k}": v for k, v in c["curve"]["baseline"].items()}}
+            rows.append(row)
+            fields += [k for k in row if k not in fields]
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields)
+        w.writeheader()
+        w.writerows(rows)
+
+
+def _fmt(v: float, lo: float, hi: float, digits: int = 3) -> str:
+    if not math.isfinite(v):
+        return "never"
+    f = f"{{:.{digits}g}}"
+    if lo == hi:
+        return f.format(v)
+    return f"{f.format(v)} [{f.format(lo)}, {f.format(hi)}]"
+
+
+def summary_markdown(rows: list[dict]) -> str:
+    lines = [
+        "| curve | seeds | judge prob peaks at | judge peak prob | KID > 10x real at | "
+        "gap at max | proxy prob at max | judge prob at max | KID at max | real-vs-real KID |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        def c(col, digits=3):
+            return _fmt(r[col], r[col + "_lo"], r[col + "_hi"], digits)
+        crossed = f"{c('kid_cross_at')} ({r['kid_crossed_seeds']}/{r['seeds']} seeds)"
+        lines.append(f"| {r['label']} | {r['seeds']} | {r['knob']} {c('judge_peak_at')} | "
+                     f"{c('judge_peak_prob')} | {r['knob']} {crossed} | {c('gap_at_max')} | "
+                     f"{c('proxy_prob_at_max')} | {c('judge_prob_at_max')} | {c('kid_at_max')} | "
+                     f"{c('baseline_kid', 2)} |")
+    lines.append("")
+    lines.append("Mean over seeds, with a 95% percentile-bootstrap interval in brackets. "
+                 "'judge prob' is the judge ensemble's mean probability of the target class; "
+                 "'gap' is proxy minus judge probability. KID is compared with 10x the "
+                 "real-against-real KID scale (max of KID and its subset std) at the same "
+                 "sample size; 'never' means no level crossed it.")
+    return "\n".join(lines) + "\n"

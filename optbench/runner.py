@@ -1,0 +1,203 @@
+"""Running cells and storing them.
+
+A cell's folder `results/<suite>/<cell-id>/` is built in a temporary sibling folder and
+renamed into place when complete, so a crash never leaves a half-written cell under its
+real name. `DONE` holds the sha256 of every other file; a folder whose files do not
+match it is treated as missing and recomputed."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from optbench.pressure import SOURCES
+from optbench.pressure.starts import real_sample
+from optbench.referees import DISTRIBUTION_METRICS, Referee
+from optbench.suite import CellSpec, Suite
+
+SCHEMA_VERSION = 1
+GRID_SAMPLES = 8      # images per pressure level kept for grids
+DONE = "DONE"
+
+
+def setup_torch(threads: int | None) -> None:
+    """Flush denormals (a small net ran 19x slower without it here) and set threads."""
+    torch.set_flush_denormal(True)
+    if threads:
+        torch.set_num_threads(threads)
+
+
+def resolve_device(device: str | None) -> torch.device:
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+@dataclass
+class CellResult:
+    spec: CellSpec
+    rows: list[dict]            # one per pressure level
+    baseline: dict              # real-against-real values of the distribution metrics
+    snapshots: torch.Tensor     # (levels, GRID_SAMPLES, C, H, W)
+    targets: torch.Tensor       # (GRID_SAMPLES,)
+    meta: dict
+
+
+def compute_cell(spec: CellSpec, referee: Referee) -> CellResult:
+    """The cell as a pure function of its spec (the referee only caches models)."""
+    t0 = time.time()
+    source = SOURCES[spec.source]
+    settings = spec.settings_dict
+    traj = source.trajectory(referee.proxy, spec.domain, spec.n_samples, spec.seed, settings)
+    rows, snaps = [], []
+    for knob, x in traj.levels:
+        metrics = referee.evaluate(x, traj.target, traj.start)
+        rows.append({source.knob: knob, "pressure": knob * traj.knob_scale, **metrics})
+        snaps.append(x[:GRID_SAMPLES])
+    baseline = referee.distribution(real_sample(spec.domain, spec.n_samples, spec.seed))
+    meta = {"wall_seconds": round(time.time() - t0, 2),
+            "device": str(next(referee.proxy.parameters()).device),
+            "threads": torch.get_num_threads()}
+    return CellResult(spec, rows, baseline, torch.stack(snaps), traj.target[:GRID_SAMPLES], meta)
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                             cwd=Path(__file__).parent, timeout=5)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def versions() -> dict:
+    import numpy, torchmetrics, scipy
+    return {"optbench": __import__("optbench").__version__, "torch": torch.__version__,
+            "torchmetrics": torchmetrics.__version__, "numpy": numpy.__version__,
+            "scipy": scipy.__version__, "python": platform.python_version()}
+
+
+def write_cell(result: CellResult, suite_dir: Path) -> Path:
+    """Write a cell folder atomically: build it under a temporary name, then rename."""
+    spec = result.spec
+    final = suite_dir / spec.cell_id
+    tmp = Path(tempfile.mkdtemp(prefix=f".{spec.cell_id}.", dir=suite_dir))
+    try:
+        source = SOURCES[spec.source]
+        (tmp / "spec.json").write_text(json.dumps(
+            {"schema": SCHEMA_VERSION, "cell_id": spec.cell_id, "label": spec.label,
+             "knob": source.knob, "pressure": source.pressure, **spec.canonical(),
+             "versions": spec.versions()}, indent=2, sort_keys=True) + "\n")
+        curve = {"schema": SCHEMA_VERSION, "cell_id": spec.cell_id, "knob": source.knob,
+                 "rows": result.rows, "baseline": result.baseline}
+        (tmp / "curve.json").write_text(json.dumps(curve, indent=1, allow_nan=True) + "\n")
+        _write_csv(tmp / "curve.csv", result.rows)
+        save_file({"snapshots": result.snapshots.contiguous(), "targets": result.targets.contiguous(),
+                   "levels": torch.tensor([r[source.knob] for r in result.rows])},
+                  str(tmp / "snapshots.safetensors"))
+        (tmp / "meta.json").write_text(json.dumps(
+            {**result.meta, "versions": versions(), "git_commit": git_commit(),
+             "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}, indent=2) + "\n")
+        from optbench.report.grids import cell_grid
+        cell_grid(tmp, tmp / "grid.png")
+        hashes = {p.name: _sha(p) for p in sorted(tmp.iterdir())}
+        (tmp / DONE).write_text(json.dumps(hashes, indent=1) + "\n")
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+def _write_csv(path: Path, rows: list[dict]) -> None:
+    import csv
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+
+
+def cell_is_complete(folder: Path) -> bool:
+    """True only if DONE exists and every file it lists has its recorded sha256."""
+    marker = folder / DONE
+    if not marker.is_file():
+        return False
+    try:
+        hashes = json.loads(marker.read_text())
+        return bool(hashes) and all((folder / n).is_file() and _sha(folder / n) == h
+                                    for n, h in hashes.items())
+    except (OSError, ValueError):
+        return False
+
+
+def read_cell(folder: Path) -> dict:
+    return {"spec": json.loads((folder / "spec.json").read_text()),
+            "curve": json.loads((folder / "curve.json").read_text()),
+            "meta": json.loads((folder / "meta.json").read_text())}
+
+
+def read_snapshots(folder: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(folder / "snapshots.safetensors"))
+
+
+def run_suite(suite: Suite, out_root: Path, force: bool = False, device: str | None = None,
+              log=print) -> dict:
+    """Run every cell not already complete; return counts of done, skipped and failed."""
+    suite_dir = Path(out_root) / suite.name
+    try:
+        suite_dir.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=suite_dir, prefix=".probe", delete=True)
+        probe.close()
+    except OSError as e:
+        raise RuntimeError(f"cannot write results to {suite_dir}: {e.strerror or e}") from None
+    dev = resolve_device(device)
+    referees: dict[tuple[str, str], Referee] = {}
+    counts = {"computed": 0, "skipped": 0, "failed": 0}
+    t_suite = time.time()
+    for i, spec in enumerate(suite.cells, 1):
+        folder = suite_dir / spec.cell_id
+        tag = f"[{i}/{len(suite.cells)}] {spec.cell_id} {spec.label} seed={spec.seed}"
+        if not force and cell_is_complete(folder):
+            counts["skipped"] += 1
+            log(f"{tag}: complete, skipped")
+            continue
+        try:
+            key = (spec.domain, spec.proxy)
+            if key not in referees:
+                referees[key] = Referee(spec.domain, spec.proxy, dev)
+            result = compute_cell(spec, referees[key])
+            write_cell(result, suite_dir)
+            (suite_dir / f"{spec.cell_id}.failed.txt").unlink(missing_ok=True)
+            counts["computed"] += 1
+            log(f"{tag}: {result.meta['wall_seconds']:.1f}s")
+        except (KeyboardInterrupt, OSError):
+            raise
+        except Exception:
+            counts["failed"] += 1
+            (suite_dir / f"{spec.cell_id}.failed.txt").write_text(traceback.format_exc())
+            log(f"{tag}: FAILED (traceback in {spec.cell_id}.failed.txt)")
+    (suite_dir / "suite.json").write_text(json.dumps(
+        {"schema": SCHEMA_VERSION, "name": suite.name, "description": suite.description,
+         "source_file": suite.path, "cells": [s.cell_id for s in suite.cells],
+         "command": " ".join(["optbench", *sys.argv[1:]]) if sys.argv else ""},
+        indent=2) + "\n")
+    counts["seconds"] = round(time.time() - t_suite, 1)
+    return counts

@@ -1,0 +1,220 @@
+"""Suite files (TOML) -> validated, frozen cell specs -> content-hash cell ids.
+
+A suite file:
+
+    name = "quick"                  # results go to results/<name>/
+    description = "..."
+    seeds = [0, 1, 2]
+
+    [[cell]]
+    label = "real start"            # optional; legends and tables use it
+    domain = "mnist"
+    proxy = "proxy_cnn"             # optional; the domain's default proxy
+    source = "pixel_ascent"
+    n_samples = 128
+    settings = { start = "real", lr = 0.01, max_steps = 2048 }
+
+A list in `settings` is a grid axis: `start = ["real", "noise"]` makes two cells per seed.
+"""
+from __future__ import annotations
+
+import difflib
+import hashlib
+import itertools
+import json
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from optbench.domains import DOMAINS, get_domain
+from optbench.models.checkpoints import CheckpointError, model_hash, read_manifest
+from optbench.pressure import SOURCES
+
+# Bump when a code change alters the numbers a given spec produces: ids change with it,
+# so stale results are recomputed rather than silently reused.
+NUMBERS_VERSION = 1
+
+SUITE_KEYS = {"name": "suite name (results/<name>/)", "description": "free text",
+              "seeds": "list of non-negative integers", "cell": "array of [[cell]] tables"}
+CELL_KEYS = {"label": "free text", "domain": "domain name", "proxy": "proxy model name",
+             "source": "pressure source name", "n_samples": "integer >= 6",
+             "settings": "table of source settings", "seeds": "list of non-negative integers"}
+
+
+class SuiteError(ValueError):
+    """A malformed suite file; the message names the file, the field and what is allowed."""
+
+
+@dataclass(frozen=True)
+class CellSpec:
+    domain: str
+    proxy: str
+    source: str
+    n_samples: int
+    seed: int
+    settings: tuple[tuple[str, object], ...]   # sorted (name, value) pairs
+    label: str = ""
+
+    @property
+    def settings_dict(self) -> dict:
+        return dict(self.settings)
+
+    def canonical(self) -> dict:
+        """What determines the numbers (the label does not)."""
+        return {"domain": self.domain, "proxy": self.proxy, "source": self.source,
+                "n_samples": self.n_samples, "seed": self.seed, "settings": self.settings_dict}
+
+    def group_key(self) -> str:
+        """Cells that differ only in seed form one curve."""
+        c = self.canonical()
+        c.pop("seed")
+        return json.dumps(c, sort_keys=True)
+
+    def versions(self) -> dict:
+        import torch
+        dom = get_domain(self.domain)
+        models = sorted({self.proxy, *dom.JUDGES, dom.FEATURE_NET})
+        return {"numbers": NUMBERS_VERSION, "torch": ".".join(torch.__version__.split(".")[:2]),
+                "checkpoints": {m: model_hash(self.domain, m)[:16] for m in models}}
+
+    @property
+    def cell_id(self) -> str:
+        blob = json.dumps({"spec": self.canonical(), "versions": self.versions()}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "CellSpec":
+        return cls(d["domain"], d["proxy"], d["source"], d["n_samples"], d["seed"],
+                   tuple(sorted(d["settings"].items())), d.get("label", ""))
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    description: str
+    cells: tuple[CellSpec, ...]
+    path: str = ""
+
+
+def _suggest(word: str, allowed) -> str:
+    close = difflib.get_close_matches(word, list(allowed), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _check_keys(where: str, table: dict, allowed: dict | tuple) -> None:
+    for key in table:
+        if key not in allowed:
+            raise SuiteError(f"{where}: unknown field {key!r}{_suggest(key, allowed)}; "
+                             f"allowed: {', '.join(allowed)}")
+
+
+def _check_name(where: str, value, allowed) -> None:
+    if not isinstance(value, str):
+        raise SuiteError(f"{where}: expected a string, got {type(value).__name__}; "
+                         f"allowed: {', '.join(allowed)}")
+    if value not in allowed:
+        raise SuiteError(f"{where}: unknown value {value!r}{_suggest(value, allowed)}; "
+                         f"allowed: {', '.join(allowed)}")
+
+
+def _check_seeds(where: str, seeds) -> tuple[int, ...]:
+    if (not isinstance(seeds, list) or not seeds
+            or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)):
+        raise SuiteError(f"{where}: expected a non-empty list of integers >= 0, got {seeds!r}")
+    if len(set(seeds)) != len(seeds):
+        raise SuiteError(f"{where}: seeds must be distinct, got {seeds!r}")
+    return tuple(seeds)
+
+
+def _check_value(where: str, value, setting) -> None:
+    kind = setting.kind
+    ok = (isinstance(value, kind) and not isinstance(value, bool)) if kind is not bool else isinstance(value, bool)
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        ok = True
+    if not ok:
+        raise SuiteError(f"{where}: expected {kind.__name__}, got {type(value).__name__} {value!r}")
+    if setting.allowed and value not in setting.allowed:
+        raise SuiteError(f"{where}: unknown value {value!r}{_suggest(str(value), setting.allowed)}; "
+                         f"allowed: {', '.join(setting.allowed)}")
+    if setting.minimum is not None and value < setting.minimum:
+        bound = "> 0" if setting.minimum and setting.minimum < 1e-6 else f">= {setting.minimum:g}"
+        raise SuiteError(f"{where}: must be {bound}, got {value!r}")
+
+
+def _expand_cell(where: str, cell: dict, seeds: tuple[int, ...]) -> list[CellSpec]:
+    _check_keys(where, cell, CELL_KEYS)
+    for key in ("domain", "source", "n_samples"):
+        if key not in cell:
+            raise SuiteError(f"{where}: missing field {key!r}")
+    _check_name(f"{where}.domain", cell["domain"], DOMAINS)
+    _check_name(f"{where}.source", cell["source"], SOURCES)
+    domain, source = cell["domain"], SOURCES[cell["source"]]
+    try:
+        models = read_manifest(domain)["models"]
+    except CheckpointError as e:
+        raise SuiteError(f"{where}.domain: {e}") from None
+    proxy = cell.get("proxy", get_domain(domain).DEFAULT_PROXY)
+    _check_name(f"{where}.proxy", proxy, sorted(models))
+    n = cell["n_samples"]
+    if not isinstance(n, int) or isinstance(n, bool) or n < 6:
+        raise SuiteError(f"{where}.n_samples: expected an integer >= 6, got {n!r}")
+    label = cell.get("label", "")
+    if not isinstance(label, str):
+        raise SuiteError(f"{where}.label: expected a string, got {type(label).__name__}")
+    cell_seeds = _check_seeds(f"{where}.seeds", cell["seeds"]) if "seeds" in cell else seeds
+    settings = cell.get("settings", {})
+    if not isinstance(settings, dict):
+        raise SuiteError(f"{where}.settings: expected a table, got {type(settings).__name__}")
+    _check_keys(f"{where}.settings", settings, source.settings)
+    axes = {}
+    for key, setting in source.settings.items():
+        value = settings.get(key, setting.default)
+        values = value if isinstance(value, list) else [value]
+        if not values:
+            raise SuiteError(f"{where}.settings.{key}: empty list; give at least one value")
+        for v in values:
+            _check_value(f"{where}.settings.{key}", v, setting)
+        axes[key] = [float(v) if setting.kind is float else v for v in values]
+    specs = []
+    for combo in itertools.product(*axes.values()):
+        s = dict(zip(axes, combo))
+        problem = source.check(s)
+        if problem:
+            raise SuiteError(f"{where}.settings.{problem}")
+        grid_label = label or ", ".join(f"{k}={v}" for k, v in s.items()
+                                        if len(axes[k]) > 1 or v != source.settings[k].default)
+        if label and any(len(v) > 1 for v in axes.values()):
+            grid_label = label + " " + ", ".join(f"{k}={s[k]}" for k in axes if len(axes[k]) > 1)
+        specs += [CellSpec(domain, proxy, source.name, n, seed, tuple(sorted(s.items())),
+                           grid_label or source.name) for seed in cell_seeds]
+    return specs
+
+
+def parse_suite(text: str, path: str = "<suite>") -> Suite:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise SuiteError(f"{path}: TOML syntax error: {e}") from None
+    _check_keys(path, data, SUITE_KEYS)
+    name = data.get("name")
+    if not isinstance(name, str) or not name or not all(c.isalnum() or c in "-_" for c in name):
+        raise SuiteError(f"{path}: name: expected a non-empty string of letters, digits, '-' "
+                         f"or '_', got {name!r}")
+    seeds = _check_seeds(f"{path}: seeds", data.get("seeds", [0]))
+    cells = data.get("cell")
+    if not isinstance(cells, list) or not cells:
+        raise SuiteError(f"{path}: cell: expected at least one [[cell]] table")
+    specs = []
+    for i, cell in enumerate(cells):
+        specs += _expand_cell(f"{path}: cell[{i}]", cell, seeds)
+    ids = [s.cell_id for s in specs]
+    if len(set(ids)) != len(ids):
+        raise SuiteError(f"{path}: two cells have identical specs; remove the duplicate")
+    return Suite(name, str(data.get("description", "")), tuple(specs), path)
+
+
+def load_suite(path: str | Path) -> Suite:
+    p = Path(path)
+    if not p.exists():
+        raise SuiteError(f"{p}: no such suite file")
+    return parse_suite(p.read_text(), str(p))

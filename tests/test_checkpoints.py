@@ -1,0 +1,61 @@
+import shutil
+
+import pytest
+import torch
+
+from optbench.models import CheckpointError, load_model
+from optbench.models.checkpoints import PACKAGED, read_manifest, sha256_of
+
+
+@pytest.fixture
+def ckpt_copy(tmp_path):
+    shutil.copytree(PACKAGED / "mnist", tmp_path / "mnist")
+    return tmp_path
+
+
+def test_shipped_checkpoints_match_their_manifest():
+    manifest = read_manifest("mnist")
+    total = 0
+    for name, entry in manifest["models"].items():
+        path = PACKAGED / "mnist" / entry["file"]
+        assert sha256_of(path) == entry["sha256"], name
+        total += path.stat().st_size
+        load_model("mnist", name)
+    assert total < 20 * 2**20
+
+
+def test_corrupted_checkpoint_is_refused(ckpt_copy):
+    path = ckpt_copy / "mnist" / "proxy_cnn.safetensors"
+    data = bytearray(path.read_bytes())
+    data[-100] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="checksum mismatch .*proxy_cnn.safetensors.*refusing"):
+        load_model("mnist", "proxy_cnn", root=ckpt_copy)
+
+
+def test_only_safetensors_are_loaded(ckpt_copy):
+    import json
+    mpath = ckpt_copy / "mnist" / "manifest.json"
+    manifest = json.loads(mpath.read_text())
+    pickle_file = ckpt_copy / "mnist" / "evil.pt"
+    torch.save({"w": torch.zeros(1)}, pickle_file)
+    manifest["models"]["evil"] = {**manifest["models"]["judge_mlp"], "file": "evil.pt",
+                                  "sha256": sha256_of(pickle_file)}
+    mpath.write_text(json.dumps(manifest))
+    with pytest.raises(CheckpointError, match="only .safetensors"):
+        load_model("mnist", "evil", root=ckpt_copy)
+
+
+def test_unknown_model_names_the_allowed_ones():
+    with pytest.raises(CheckpointError, match="allowed: judge_bncnn"):
+        load_model("mnist", "nope")
+
+
+def test_training_is_deterministic_and_matches_the_shipped_weights(tmp_path):
+    # The MLP judge trains in about a second; the other recipes share its code path.
+    from optbench.models.train import train_domain
+    shipped = read_manifest("mnist")["models"]["judge_mlp"]
+    for root in (tmp_path / "a", tmp_path / "b"):
+        entry = train_domain("mnist", only=["judge_mlp"], root=root, log=lambda *_: None)["judge_mlp"]
+        assert entry["sha256"] == shipped["sha256"]
+        assert entry["test_accuracy"] == shipped["test_accuracy"]

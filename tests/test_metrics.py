@@ -1,0 +1,72 @@
+"""Referee metrics checked against independent computations."""
+import numpy as np
+import pytest
+import torch
+from scipy import linalg
+
+from optbench.referees.distribution import fid_kid, prdc
+
+
+def scipy_fid(a: np.ndarray, b: np.ndarray) -> float:
+    """Heusel et al. 2017, eq. for the Frechet distance of two Gaussians."""
+    mu1, mu2 = a.mean(0), b.mean(0)
+    s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    covmean = linalg.sqrtm(s1 @ s2).real
+    return float(((mu1 - mu2) ** 2).sum() + np.trace(s1 + s2 - 2 * covmean))
+
+
+def unbiased_poly_mmd(a: np.ndarray, b: np.ndarray) -> float:
+    """KID (Binkowski et al. 2018): unbiased MMD^2 with k(x, y) = (x.y / d + 1)^3."""
+    d = a.shape[1]
+    k = lambda x, y: (x @ y.T / d + 1) ** 3  # noqa: E731
+    m, n = len(a), len(b)
+    kxx, kyy, kxy = k(a, a), k(b, b), k(a, b)
+    return float((kxx.sum() - np.trace(kxx)) / (m * (m - 1)) + (kyy.sum() - np.trace(kyy)) / (n * (n - 1))
+                 - 2 * kxy.mean())
+
+
+def test_fid_matches_scipy_on_real_features(real_features):
+    fake, ref = real_features
+    fake = fake + 0.3 * torch.randn(fake.shape, generator=torch.Generator().manual_seed(0))
+    ours = fid_kid(ref, fake)["fid"]
+    assert ours == pytest.approx(scipy_fid(ref.double().numpy(), fake.double().numpy()), rel=1e-4)
+
+
+def test_fid_matches_scipy_on_gaussians():
+    g = torch.Generator().manual_seed(1)
+    a = torch.randn(400, 8, generator=g, dtype=torch.float64)
+    b = torch.randn(300, 8, generator=g, dtype=torch.float64) @ torch.diag(torch.linspace(0.5, 2, 8, dtype=torch.float64)) + 1
+    assert fid_kid(a, b)["fid"] == pytest.approx(scipy_fid(a.numpy(), b.numpy()), rel=1e-6)
+
+
+def test_kid_with_full_subsets_equals_unbiased_mmd():
+    # One subset holding every sample makes torchmetrics' KID the full unbiased MMD.
+    g = torch.Generator().manual_seed(2)
+    a = torch.randn(120, 6, generator=g, dtype=torch.float64)
+    b = torch.randn(120, 6, generator=g, dtype=torch.float64) + 0.5
+    out = fid_kid(a, b, kid_subsets=3, kid_subset_size=120)
+    assert out["kid"] == pytest.approx(unbiased_poly_mmd(a.numpy(), b.numpy()), rel=1e-6)
+    assert out["kid_std"] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_prdc_matches_reference_package():
+    prdc_pkg = pytest.importorskip("prdc")
+    rng = np.random.default_rng(3)
+    real = rng.normal(size=(300, 10))
+    fake = rng.normal(size=(200, 10)) * 1.3 + 0.4
+    theirs = prdc_pkg.compute_prdc(real_features=real, fake_features=fake, nearest_k=5)
+    ours = prdc(torch.from_numpy(real), torch.from_numpy(fake), k=5)
+    for key in ("precision", "recall", "density", "coverage"):
+        assert ours[key] == pytest.approx(theirs[key], abs=1e-9), key
+
+
+def test_real_against_real_is_near_zero_kid_and_full_coverage(referee):
+    from optbench.domains import mnist
+    x_gen, _ = mnist.load_split("generator_train")
+    real = referee.distribution(x_gen[:1000])     # 1,000 real digits vs the 1,000 reference
+    noise = referee.distribution(torch.rand(1000, 1, 28, 28, generator=torch.Generator().manual_seed(4)))
+    assert abs(real["kid"]) < 1e-5 * noise["kid"] and abs(real["kid"]) < 0.01
+    assert real["fid"] < 1e-3 * noise["fid"]
+    assert real["coverage"] > 0.95 and real["precision"] > 0.9 and real["recall"] > 0.9
+    assert 0.9 < real["density"] < 1.1
+    assert noise["precision"] < 0.05 and noise["coverage"] < 0.05

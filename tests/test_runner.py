@@ -1,0 +1,114 @@
+"""Cells: determinism, storage, resume, corruption and failure handling, the CLI."""
+import json
+import math
+import shutil
+
+import pytest
+
+from optbench.cli import main as cli
+from optbench.runner import cell_is_complete, compute_cell, run_suite, write_cell
+from optbench.suite import parse_suite
+
+TINY = """
+name = "tiny"
+seeds = [0, 1, 2]
+[[cell]]
+label = "tiny"
+domain = "mnist"
+source = "pixel_ascent"
+n_samples = 16
+settings = { start = ["real", "noise"], max_steps = 8, lr = 0.05 }
+"""
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("results")
+    counts = run_suite(parse_suite(TINY), out, device="cpu", log=lambda *_: None)
+    assert counts["computed"] == 6 and counts["failed"] == 0
+    return out / "tiny"
+
+
+def test_same_spec_and_seed_give_identical_curves(tiny_dir, referee):
+    spec = parse_suite(TINY).cells[0]
+    again = compute_cell(spec, referee)
+    stored = json.loads((tiny_dir / spec.cell_id / "curve.json").read_text())
+    assert json.loads(json.dumps(again.rows)) == stored["rows"]
+    assert again.baseline == stored["baseline"]
+
+
+def test_cell_folder_holds_spec_curve_grid_and_marker(tiny_dir):
+    spec = parse_suite(TINY).cells[0]
+    folder = tiny_dir / spec.cell_id
+    assert cell_is_complete(folder)
+    stored = json.loads((folder / "spec.json").read_text())
+    assert stored["cell_id"] == spec.cell_id and stored["settings"] == spec.settings_dict
+    rows = (folder / "curve.csv").read_text().splitlines()
+    assert rows[0].startswith("steps,pressure,") and len(rows) == 1 + 5  # levels 0,1,2,4,8
+    assert not list(tiny_dir.glob(".*"))  # no temporary folders left behind
+
+
+def test_rerun_skips_complete_cells_and_redoes_corrupted_ones(tiny_dir, tmp_path):
+    copy = tmp_path / "tiny"
+    shutil.copytree(tiny_dir, copy)
+    suite = parse_suite(TINY)
+    victim, missing = suite.cells[1].cell_id, suite.cells[2].cell_id
+    (copy / victim / "curve.json").write_text('{"rows": [')      # truncated on disk
+    shutil.rmtree(copy / missing)                               # never finished
+    assert not cell_is_complete(copy / victim)
+    original = (tiny_dir / victim / "curve.json").read_text()
+    counts = run_suite(suite, tmp_path, device="cpu", log=lambda *_: None)
+    assert (counts["computed"], counts["skipped"]) == (2, 4)
+    assert (copy / victim / "curve.json").read_text() == original
+    assert cell_is_complete(copy / missing)
+
+
+def test_a_failing_cell_is_recorded_and_the_suite_goes_on(tmp_path, monkeypatch):
+    import optbench.runner as runner
+    suite = parse_suite(TINY)
+    real = runner.compute_cell
+
+    def flaky(spec, referee):
+        if spec.seed == 1:
+            raise RuntimeError("boom")
+        return real(spec, referee)
+    monkeypatch.setattr(runner, "compute_cell", flaky)
+    counts = run_suite(suite, tmp_path, device="cpu", log=lambda *_: None)
+    assert (counts["computed"], counts["failed"]) == (4, 2)
+    failed = sorted((tmp_path / "tiny").glob("*.failed.txt"))
+    assert len(failed) == 2 and "RuntimeError: boom" in failed[0].read_text()
+
+
+def test_unwritable_results_folder_fails_clearly(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(RuntimeError, match="cannot write results"):
+        run_suite(parse_suite(TINY), blocker, device="cpu")
+
+
+def test_cli_run_then_plot_writes_summary_and_plots(tmp_path, capsys):
+    suite_file = tmp_path / "tiny.toml"
+    suite_file.write_text(TINY.replace("seeds = [0, 1, 2]", "seeds = [0, 1]"))
+    assert cli(["run", str(suite_file), "--out", str(tmp_path), "--device", "cpu"]) == 0
+    out = tmp_path / "tiny"
+    summary = json.loads((out / "summary.json").read_text())
+    assert [r["label"] for r in summary] == ["tiny start=real", "tiny start=noise"]
+    assert all(r["seeds"] == 2 for r in summary)
+    assert (out / "summary.md").read_text().count("| tiny start=") == 2
+    import csv
+    rows = list(csv.DictReader(open(out / "curves.csv")))
+    assert len(rows) == 2 * 2 * 5 and {"cell_id", "seed", "level", "kid", "baseline_kid"} <= set(rows[0])
+    assert {p.name for p in (out / "plots").iterdir()} == {
+        "curves.png", "grid_tiny_start_real.png", "grid_tiny_start_noise.png"}
+    # a second run resumes: nothing recomputed
+    assert cli(["run", str(suite_file), "--out", str(tmp_path), "--device", "cpu"]) == 0
+    assert "0 computed, 4 skipped" in capsys.readouterr().out
+
+
+def test_cli_bad_suite_is_a_one_line_error_with_exit_code_2(tmp_path, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text(TINY.replace("n_samples", "n_sample"))
+    assert cli(["run", str(bad), "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "n_sample" in err and "did you mean 'n_samples'" in err
+    assert not (tmp_path / "tiny").exists()

@@ -1,0 +1,53 @@
+"""Suite files: expansion, ids, and one-line errors that name the field."""
+import pytest
+
+from optbench.suite import SuiteError, parse_suite
+
+GOOD = """
+name = "t"
+seeds = [0, 1]
+[[cell]]
+domain = "mnist"
+source = "pixel_ascent"
+n_samples = 16
+settings = { start = ["real", "noise"], max_steps = 8 }
+"""
+
+
+def test_expansion_and_ids():
+    suite = parse_suite(GOOD)
+    assert len(suite.cells) == 4  # 2 starts x 2 seeds
+    ids = {c.cell_id for c in suite.cells}
+    assert len(ids) == 4
+    again = parse_suite(GOOD)
+    assert [c.cell_id for c in again.cells] == [c.cell_id for c in suite.cells]
+    changed = parse_suite(GOOD.replace("max_steps = 8", "max_steps = 16"))
+    assert not ids & {c.cell_id for c in changed.cells}
+    assert suite.cells[0].settings_dict["lr"] == 0.01  # defaults filled in
+
+
+@pytest.mark.parametrize("edit, field, hint", [
+    (("n_samples = 16", "n_sample = 16"), "n_sample", "did you mean 'n_samples'"),
+    (("max_steps = 8", "max_step = 8"), "settings", "did you mean 'max_steps'"),
+    (("pixel_ascent", "pixel_ascnt"), "source", "did you mean 'pixel_ascent'"),
+    (('domain = "mnist"', 'domain = "cifar"'), "domain", "allowed: mnist"),
+    (("max_steps = 8", "max_steps = -4"), "max_steps", "must be >= 1"),
+    (("max_steps = 8", "max_steps = 2.5"), "max_steps", "expected int"),
+    (('"real", "noise"', '"real", "nois"'), "start", "allowed: real, noise, mean"),
+    (('["real", "noise"]', "[]"), "start", "empty list"),
+    (("seeds = [0, 1]", "seeds = []"), "seeds", "non-empty list"),
+    (("max_steps = 8", 'max_steps = 8, norm = "l2"'), "eps", "must be > 0"),
+    (("max_steps = 8", 'max_steps = 8, norm = "l3"'), "norm", "allowed: none, l2, linf"),
+    (("n_samples = 16", "n_samples = 2"), "n_samples", "integer >= 6"),
+    (("n_samples = 16", 'n_samples = 16\nproxy = "proxy_cn"'), "proxy", "did you mean 'proxy_cnn'"),
+    (('name = "t"', 'name = "a b"'), "name", "letters, digits"),
+    (("[[cell]]", "[[cells]]"), "cells", "did you mean 'cell'"),
+    (("n_samples = 16", "n_samples = 16 ="), "TOML syntax error", "line"),
+])
+def test_bad_field_gives_one_line_error_naming_it(edit, field, hint):
+    with pytest.raises(SuiteError) as e:
+        parse_suite(GOOD.replace(*edit), "bad.toml")
+    msg = str(e.value)
+    assert "\n" not in msg
+    assert msg.startswith("bad.toml")
+    assert field in msg and hint in msg, msg
