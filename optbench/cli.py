@@ -19,7 +19,7 @@ def _cmd_run(a) -> int:
     from optbench.runner import run_suite
     from optbench.suite import load_suite
     suite = load_suite(a.suite)
-    counts = run_suite(suite, Path(a.out), force=a.force, device=a.device)
+    counts = run_suite(suite, Path(a.out), force=a.force, device=a.device, command=a.command)
     print(f"{suite.name}: {counts['computed']} computed, {counts['skipped']} skipped, "
           f"{counts['failed']} failed in {counts['seconds']}s")
     if counts["computed"] + counts["skipped"]:
@@ -32,6 +32,13 @@ def _cmd_plot(a) -> int:
     from optbench.report import write_suite_outputs
     info = write_suite_outputs(Path(a.results))
     print(f"{a.results}: {info['cells']} cells, {info['curves']} curves; wrote summary.md, plots/")
+    return 0
+
+
+def _cmd_compare(a) -> int:
+    from optbench.report import write_comparison
+    out = write_comparison([Path(r) for r in a.results], Path(a.out))
+    print(f"wrote {out}/equal_proxy.md and equal_proxy.png")
     return 0
 
 
@@ -83,10 +90,16 @@ def main(argv: list[str] | None = None) -> int:
     pl = sub.add_parser("plot", help="summary, plots and grids of a results folder")
     pl.add_argument("results")
     pl.set_defaults(fn=_cmd_plot)
+    c = sub.add_parser("compare", help="compare suites at equal proxy score")
+    c.add_argument("results", nargs="+", help="results folders (results/<suite>)")
+    c.add_argument("--out", required=True, help="folder for equal_proxy.md and equal_proxy.png")
+    c.set_defaults(fn=_cmd_compare)
     ls = sub.add_parser("list", help="list domains, pressure sources and metrics")
     ls.add_argument("what", nargs="?", default="all", choices=["all", "domains", "sources", "metrics"])
     ls.set_defaults(fn=_cmd_list)
+    argv = sys.argv[1:] if argv is None else argv
     a = p.parse_args(argv)
+    a.command = " ".join(["optbench", *argv])
     from optbench.runner import setup_torch
     setup_torch(a.threads)
     from optbench.models.checkpoints import CheckpointError

@@ -12,7 +12,6 @@ import os
 import platform
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 import traceback
@@ -24,7 +23,7 @@ from safetensors.torch import load_file, save_file
 
 from optbench.pressure import SOURCES
 from optbench.pressure.starts import real_sample
-from optbench.referees import DISTRIBUTION_METRICS, Referee
+from optbench.referees import Referee
 from optbench.suite import CellSpec, Suite
 
 SCHEMA_VERSION = 1
@@ -49,7 +48,7 @@ def resolve_device(device: str | None) -> torch.device:
 class CellResult:
     spec: CellSpec
     rows: list[dict]            # one per pressure level
-    baseline: dict              # real-against-real values of the distribution metrics
+    baseline: dict              # real-against-real values of every metric
     snapshots: torch.Tensor     # (levels, GRID_SAMPLES, C, H, W)
     targets: torch.Tensor       # (GRID_SAMPLES,)
     meta: dict
@@ -66,7 +65,9 @@ def compute_cell(spec: CellSpec, referee: Referee) -> CellResult:
         metrics = referee.evaluate(x, traj.target, traj.start)
         rows.append({source.knob: knob, "pressure": knob * traj.knob_scale, **metrics})
         snaps.append(x[:GRID_SAMPLES])
-    baseline = referee.distribution(real_sample(spec.domain, spec.n_samples, spec.seed))
+    # Real against real: every metric on held-out real digits, their label as target.
+    x_real, y_real = real_sample(spec.domain, spec.n_samples, spec.seed)
+    baseline = referee.evaluate(x_real, y_real, x_real)
     meta = {"wall_seconds": round(time.time() - t0, 2),
             "device": str(next(referee.proxy.parameters()).device),
             "threads": torch.get_num_threads()}
@@ -159,7 +160,7 @@ def read_snapshots(folder: Path) -> dict[str, torch.Tensor]:
 
 
 def run_suite(suite: Suite, out_root: Path, force: bool = False, device: str | None = None,
-              log=print) -> dict:
+              log=print, command: str | None = None) -> dict:
     """Run every cell not already complete; return counts of done, skipped and failed."""
     suite_dir = Path(out_root) / suite.name
     try:
@@ -197,7 +198,7 @@ def run_suite(suite: Suite, out_root: Path, force: bool = False, device: str | N
     (suite_dir / "suite.json").write_text(json.dumps(
         {"schema": SCHEMA_VERSION, "name": suite.name, "description": suite.description,
          "source_file": suite.path, "cells": [s.cell_id for s in suite.cells],
-         "command": " ".join(["optbench", *sys.argv[1:]]) if sys.argv else ""},
+         "command": command or f"optbench run {suite.path}"},
         indent=2) + "\n")
     counts["seconds"] = round(time.time() - t_suite, 1)
     return counts

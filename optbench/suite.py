@@ -73,7 +73,9 @@ class CellSpec:
     def versions(self) -> dict:
         import torch
         dom = get_domain(self.domain)
-        models = sorted({self.proxy, *dom.JUDGES, dom.FEATURE_NET})
+        from optbench.pressure import SOURCES
+        models = sorted({self.proxy, *dom.JUDGES, dom.FEATURE_NET,
+                         *SOURCES[self.source].models(self.settings_dict)})
         return {"numbers": NUMBERS_VERSION, "torch": ".".join(torch.__version__.split(".")[:2]),
                 "checkpoints": {m: model_hash(self.domain, m)[:16] for m in models}}
 
@@ -94,6 +96,10 @@ class Suite:
     description: str
     cells: tuple[CellSpec, ...]
     path: str = ""
+
+
+def _default(setting):
+    return tuple(setting.default) if setting.kind is list else setting.default
 
 
 def _suggest(word: str, allowed) -> str:
@@ -141,6 +147,17 @@ def _check_value(where: str, value, setting) -> None:
         raise SuiteError(f"{where}: must be {bound}, got {value!r}")
 
 
+def _check_number_list(where: str, value, setting) -> tuple[float, ...]:
+    if (not isinstance(value, list) or not value
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
+        raise SuiteError(f"{where}: expected a non-empty list of numbers, got {value!r}")
+    if setting.minimum is not None and min(value) < setting.minimum:
+        raise SuiteError(f"{where}: every value must be >= {setting.minimum:g}, got {min(value)!r}")
+    if sorted(value) != value or len(set(value)) != len(value):
+        raise SuiteError(f"{where}: values must be distinct and increasing, got {value!r}")
+    return tuple(float(v) for v in value)
+
+
 def _expand_cell(where: str, cell: dict, seeds: tuple[int, ...]) -> list[CellSpec]:
     _check_keys(where, cell, CELL_KEYS)
     for key in ("domain", "source", "n_samples"):
@@ -169,6 +186,9 @@ def _expand_cell(where: str, cell: dict, seeds: tuple[int, ...]) -> list[CellSpe
     axes = {}
     for key, setting in source.settings.items():
         value = settings.get(key, setting.default)
+        if setting.kind is list:  # a list-valued setting is one value, not a grid axis
+            axes[key] = [_check_number_list(f"{where}.settings.{key}", value, setting)]
+            continue
         values = value if isinstance(value, list) else [value]
         if not values:
             raise SuiteError(f"{where}.settings.{key}: empty list; give at least one value")
@@ -181,8 +201,12 @@ def _expand_cell(where: str, cell: dict, seeds: tuple[int, ...]) -> list[CellSpe
         problem = source.check(s)
         if problem:
             raise SuiteError(f"{where}.settings.{problem}")
+        for m in source.models(s):
+            if m not in models:
+                raise SuiteError(f"{where}.source: {source.name} needs model {m!r}, which domain "
+                                 f"{domain!r} does not have; run `optbench train {domain} --only {m}`")
         grid_label = label or ", ".join(f"{k}={v}" for k, v in s.items()
-                                        if len(axes[k]) > 1 or v != source.settings[k].default)
+                                        if len(axes[k]) > 1 or v != _default(source.settings[k]))
         if label and any(len(v) > 1 for v in axes.values()):
             grid_label = label + " " + ", ".join(f"{k}={s[k]}" for k in axes if len(axes[k]) > 1)
         specs += [CellSpec(domain, proxy, source.name, n, seed, tuple(sorted(s.items())),

@@ -94,7 +94,9 @@ def test_cli_run_then_plot_writes_summary_and_plots(tmp_path, capsys):
     summary = json.loads((out / "summary.json").read_text())
     assert [r["label"] for r in summary] == ["tiny start=real", "tiny start=noise"]
     assert all(r["seeds"] == 2 for r in summary)
-    assert (out / "summary.md").read_text().count("| tiny start=") == 2
+    summary_md = (out / "summary.md").read_text()
+    assert summary_md.count("| tiny start=") == 4  # two tables, two curves each
+    assert f"optbench run {suite_file} --out {tmp_path} --device cpu" in summary_md
     import csv
     rows = list(csv.DictReader(open(out / "curves.csv")))
     assert len(rows) == 2 * 2 * 5 and {"cell_id", "seed", "level", "kid", "baseline_kid"} <= set(rows[0])

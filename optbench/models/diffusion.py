@@ -106,3 +106,59 @@ def train_diffusion_checkpoint(domain: str = "mnist", root=None, log=print, **ov
              "parameters": sum(p.numel() for p in unet.parameters()),
              "versions": {"torch": torch.__version__, "python": platform.python_version()}}
     return save_model(unet, domain, "diffusion_unet", entry, root=root)
+
+
+NOISY_CLASSIFIER_RECIPE = {"split": "proxy_train", "arch_kwargs": {"width": 32}, "steps": 3000,
+                           "batch_size": 128, "lr": 2e-3, "seed": 22, "shift": 1}
+
+
+def train_noisy_classifier_checkpoint(domain: str = "mnist", root=None, log=print,
+                                      **overrides) -> dict:
+    """Train `noisy_classifier` on x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps for
+    uniform t (the forward process of the shipped diffusion model), on proxy-train."""
+    import platform
+
+    from optbench.domains import get_domain
+    from optbench.models.checkpoints import save_model
+    from optbench.models.nets import NoisyCNN
+    from optbench.models.train import random_shift
+    r = {**NOISY_CLASSIFIER_RECIPE, **overrides}
+    dom = get_domain(domain)
+    x, y = dom.load_split(r["split"])
+    torch.manual_seed(r["seed"])
+    gen = torch.Generator().manual_seed(r["seed"])
+    model = NoisyCNN(**r["arch_kwargs"])
+    sched = build_train_scheduler()
+    opt = torch.optim.AdamW(model.parameters(), lr=r["lr"], weight_decay=1e-4)
+    cos = torch.optim.lr_scheduler.CosineAnnealingLR(opt, r["steps"])
+    t0, running = time.time(), None
+    for step in range(r["steps"]):
+        idx = torch.randint(0, len(x), (r["batch_size"],), generator=gen)
+        x0 = to_model_range(random_shift(x[idx], r["shift"], gen))
+        t = torch.randint(0, sched.config.num_train_timesteps, (len(idx),), generator=gen)
+        xt = sched.add_noise(x0, torch.randn(x0.shape, generator=gen), t)
+        loss = F.cross_entropy(model(xt, t), y[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        cos.step()
+        running = loss.item() if running is None else 0.99 * running + 0.01 * loss.item()
+        if (step + 1) % 500 == 0:
+            log(f"  noisy_classifier step {step + 1}/{r['steps']} loss(ema) {running:.4f}")
+    model.eval().requires_grad_(False)
+    # Accuracy on the clean test split and at a few noise levels.
+    x_test, y_test = dom.load_split("test")
+    acc = {}
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for t_val in (0, 250, 500, 750):
+            t = torch.full((len(x_test),), t_val)
+            xt = sched.add_noise(to_model_range(x_test), torch.randn(x_test.shape, generator=g), t)
+            acc[str(t_val)] = round(float((model(xt, t).argmax(1) == y_test).float().mean()), 4)
+    entry = {"arch": "NoisyCNN", "arch_kwargs": r["arch_kwargs"], "recipe": r,
+             "test_accuracy": acc["0"], "test_accuracy_at_t": acc,
+             "train_seconds": round(time.time() - t0, 1), "final_loss": round(running, 4),
+             "parameters": sum(p.numel() for p in model.parameters()),
+             "versions": {"torch": torch.__version__, "python": platform.python_version()}}
+    log(f"  noisy_classifier accuracy by t: {acc}")
+    return save_model(model, domain, "noisy_classifier", entry, root=root)

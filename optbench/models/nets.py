@@ -87,3 +87,37 @@ def build(arch: str, **kwargs) -> nn.Module:
     if arch not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {arch!r}; allowed: {', '.join(ARCHITECTURES)}")
     return ARCHITECTURES[arch](**kwargs)
+
+
+class NoisyCNN(nn.Module):
+    """A noise-aware classifier p(y | x_t, t) for classifier guidance (Dhariwal and
+    Nichol 2021, sec. 4): a CNN on x_t (model range [-1, 1]) whose conv blocks get a
+    per-channel bias from a sinusoidal embedding of the timestep."""
+
+    def __init__(self, width: int = 32, num_classes: int = 10, num_timesteps: int = 1000):
+        super().__init__()
+        w, self.num_timesteps = width, num_timesteps
+        self.convs = nn.ModuleList([nn.Conv2d(1, w, 3, padding=1), nn.Conv2d(w, 2 * w, 3, padding=1),
+                                    nn.Conv2d(2 * w, 4 * w, 3, padding=1)])
+        self.norms = nn.ModuleList([nn.GroupNorm(8, c) for c in (w, 2 * w, 4 * w)])
+        self.time = nn.Sequential(nn.Linear(64, 4 * w), nn.SiLU())
+        self.time_bias = nn.ModuleList([nn.Linear(4 * w, c) for c in (w, 2 * w, 4 * w)])
+        self.head = nn.Linear(4 * w, num_classes)
+
+    def embed(self, t: torch.Tensor) -> torch.Tensor:
+        half = 32
+        freqs = torch.exp(-torch.arange(half, device=t.device) * (torch.log(torch.tensor(1e4)) / half))
+        args = t.float()[:, None] * freqs[None]
+        return self.time(torch.cat([args.sin(), args.cos()], 1))
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        emb = self.embed(t)
+        h = x
+        for i, (conv, norm, bias) in enumerate(zip(self.convs, self.norms, self.time_bias)):
+            h = torch.nn.functional.silu(norm(conv(h)) + bias(emb)[:, :, None, None])
+            if i < 2:
+                h = torch.nn.functional.avg_pool2d(h, 2)
+        return self.head(h.mean((2, 3)))
+
+
+ARCHITECTURES["NoisyCNN"] = NoisyCNN

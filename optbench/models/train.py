@@ -113,17 +113,32 @@ def train_one(domain: str, name: str, recipe: Recipe, log=print) -> torch.nn.Mod
     return model
 
 
+def _diffusion_trainers() -> dict:
+    from optbench.models.diffusion import train_diffusion_checkpoint, train_noisy_classifier_checkpoint
+    # The diffusion UNet takes about an hour on one CPU core; the noisy classifier minutes.
+    return {"noisy_classifier": train_noisy_classifier_checkpoint,
+            "diffusion_unet": train_diffusion_checkpoint}
+
+
 def train_domain(domain: str, only: list[str] | None = None, root=None, log=print) -> dict:
-    """Train every recipe of `domain` (or those in `only`), write checkpoints and manifest."""
+    """Train every model of `domain` (or those in `only`), write checkpoints and manifest."""
     recipes = RECIPES[domain]
-    names = only or list(recipes)
-    unknown = [n for n in names if n not in recipes]
+    others = _diffusion_trainers() if domain == "mnist" else {}
+    names = only or [*recipes, *others]
+    unknown = [n for n in names if n not in recipes and n not in others]
     if unknown:
-        raise ValueError(f"unknown model {unknown[0]!r}; allowed: {', '.join(recipes)}")
+        raise ValueError(f"unknown model {unknown[0]!r}; allowed: {', '.join([*recipes, *others])}")
+    entries = {}
+    for name in names:
+        if name in others:
+            log(f"training {name}")
+            entries[name] = others[name](domain, root=root, log=log)
+    names = [n for n in names if n in recipes]
+    if not names:
+        return entries
     dom = get_domain(domain)
     x_test, y_test = dom.load_split("test")
     trained: dict[str, torch.nn.Module] = {}
-    entries = {}
     for name in names:
         log(f"training {name} ({recipes[name].arch}) on {recipes[name].split}")
         trained[name] = train_one(domain, name, recipes[name], log)

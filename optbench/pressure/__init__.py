@@ -10,14 +10,17 @@ from typing import Any, Callable, Iterator
 
 import torch
 
+import functools
+
 from optbench.pressure.budget import NORMS
+from optbench.pressure.guidance import BASE_MODELS, CLIPPING, GUIDANCE, PRECISIONS, guided_samples, initial_noise
 from optbench.pressure.pixel_ascent import OBJECTIVES, OPTIMIZERS, log_levels, pixel_ascent
 from optbench.pressure.starts import STARTS, make_starts
 
 
 @dataclass(frozen=True)
 class Setting:
-    kind: type                      # int, float, str or bool
+    kind: type                      # int, float, str, bool; list = a list of floats
     default: Any
     allowed: tuple = ()             # for strings
     minimum: float | None = None    # inclusive lower bound for numbers
@@ -41,6 +44,7 @@ class Source:
     settings: dict[str, Setting] = field(default_factory=dict)
     check: Callable[[dict], str | None] = lambda s: None   # cross-field rules
     trajectory: Callable[..., Trajectory] | None = None
+    models: Callable[[dict], tuple[str, ...]] = lambda s: ()  # checkpoints it loads itself
 
 
 def _pixel_ascent_trajectory(proxy: torch.nn.Module, domain: str, n: int, seed: int,
@@ -73,4 +77,62 @@ PIXEL_ASCENT = Source(
     trajectory=_pixel_ascent_trajectory,
 )
 
-SOURCES: dict[str, Source] = {PIXEL_ASCENT.name: PIXEL_ASCENT}
+@functools.lru_cache(maxsize=8)
+def _cached_model(domain: str, name: str, device: str) -> torch.nn.Module:
+    from optbench.models.checkpoints import load_model
+    return load_model(domain, name, device)
+
+
+def _guidance_models(s: dict) -> tuple[str, ...]:
+    return ("diffusion_unet", "noisy_classifier") if s["guidance"] == "classifier" else ("diffusion_unet",)
+
+
+def _guidance_trajectory(proxy: torch.nn.Module, domain: str, n: int, seed: int,
+                         s: dict) -> Trajectory:
+    device = next(proxy.parameters()).device
+    unet = _cached_model(domain, "diffusion_unet", str(device))
+    clf = _cached_model(domain, "noisy_classifier", str(device)) if s["guidance"] == "classifier" else None
+    labels = (torch.arange(n) % 10).to(device)       # balanced classes
+    x_T = initial_noise(n, seed).to(device)
+    levels = guided_samples(unet, labels, x_T, s["scales"], s["guidance"], s["clip"],
+                            s["ddim_steps"], s["base"], clf, (s["interval_lo"], s["interval_hi"]),
+                            s["precision"])
+    first_scale, first = next(levels)
+
+    def all_levels():  # the lowest scale is also the "start" distances are measured from
+        yield first_scale, first.cpu()
+        for scale, x in levels:
+            yield scale, x.cpu()
+    return Trajectory(first.cpu(), labels.cpu(), all_levels(), 1.0)
+
+
+def _guidance_check(s: dict) -> str | None:
+    if s["guidance"] == "cfg" and s["base"] != "cond":
+        return "base: classifier-free guidance needs base = 'cond'"
+    if s["interval_lo"] > s["interval_hi"]:
+        return "interval_lo: must be <= interval_hi"
+    return None
+
+
+GUIDANCE_SOURCE = Source(
+    name="guidance",
+    knob="scale",
+    pressure="guidance scale",
+    doc="DDIM sampling from the class-conditional diffusion model with classifier-free or "
+        "classifier guidance at each scale",
+    settings={
+        "guidance": Setting(str, "cfg", GUIDANCE, doc="cfg: eps_u + w (eps_c - eps_u); classifier: Dhariwal-Nichol"),
+        "base": Setting(str, "cond", BASE_MODELS, doc="classifier guidance on the conditional model or the unconditional (null label) one"),
+        "clip": Setting(str, "none", CLIPPING, doc="none, clip_eps (clip x0 and re-derive eps) or clip (diffusers' DDIM default)"),
+        "scales": Setting(list, [0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0], minimum=0.0, doc="guidance scales, the pressure levels"),
+        "ddim_steps": Setting(int, 25, minimum=1, doc="DDIM sampling steps"),
+        "interval_lo": Setting(int, 0, minimum=0, doc="guide only at timesteps >= this (Kynkaanniemi et al. 2024)"),
+        "interval_hi": Setting(int, 999, minimum=0, doc="guide only at timesteps <= this"),
+        "precision": Setting(str, "fp32", PRECISIONS, doc="bf16 autocasts the UNet"),
+    },
+    check=_guidance_check,
+    trajectory=_guidance_trajectory,
+    models=_guidance_models,
+)
+
+SOURCES: dict[str, Source] = {PIXEL_ASCENT.name: PIXEL_ASCENT, GUIDANCE_SOURCE.name: GUIDANCE_SOURCE}

@@ -41,8 +41,9 @@ def make_starts(domain: str, start: str, n: int, seed: int) -> tuple[torch.Tenso
     raise ValueError(f"unknown start {start!r}; allowed: {', '.join(STARTS)}")
 
 
-def real_sample(domain: str, n: int, seed: int) -> torch.Tensor:
-    """n held-out real images (test split), the real-against-real baseline's sample."""
-    x_test, _ = get_domain(domain).load_split("test")
+def real_sample(domain: str, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """n held-out real images (test split) and their labels: the real-against-real
+    baseline's sample."""
+    x_test, y_test = get_domain(domain).load_split("test")
     perm = np.random.default_rng([seed, 10**6]).permutation(len(x_test))[:n]
-    return x_test[perm].clone()
+    return x_test[perm].clone(), y_test[perm].clone()

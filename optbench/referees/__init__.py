@@ -8,7 +8,7 @@ import torch
 from optbench.domains import get_domain
 from optbench.models.checkpoints import load_model
 from optbench.referees.classifiers import logits_of, target_readout
-from optbench.referees.distribution import extract, fid_kid, prdc
+from optbench.referees.distribution import extract, fid_kid, prdc, within_class_diversity
 
 DISTRIBUTION_METRICS = ("fid", "kid", "kid_std", "precision", "recall", "density", "coverage")
 
@@ -29,6 +29,8 @@ METRICS = {
     "recall": "share of reference points inside the outputs' k-NN manifold",
     "density": "how many reference balls hold each output, normalised (1 = like real data)",
     "coverage": "share of reference points with an output inside their k-NN ball",
+    "diversity": "mean pairwise feature distance between outputs of the same target class",
+    "out_of_range": "share of pixels outside [0, 1] (by more than 1/255)",
     "l2": "mean L2 distance from the starting point (pixels in [0, 1])",
     "linf": "mean Linf distance from the starting point",
     "diverged_frac": "share of samples with NaN or inf pixels or proxy logits; excluded from the rest",
@@ -50,11 +52,12 @@ class Referee:
         x_ref, _ = dom.load_split("reference")
         self.ref_features = extract(self.feature_net, x_ref)
 
-    def distribution(self, x: torch.Tensor) -> dict[str, float]:
+    def distribution(self, x: torch.Tensor, target: torch.Tensor | None = None) -> dict[str, float]:
         feats = extract(self.feature_net, x)
+        out = {"diversity": within_class_diversity(feats, target) if target is not None else float("nan")}
         if len(feats) < 6:  # PRDC needs k+1 points, FID a covariance
-            return {m: float("nan") for m in DISTRIBUTION_METRICS}
-        return {**fid_kid(self.ref_features, feats), **prdc(self.ref_features, feats)}
+            return out | {m: float("nan") for m in DISTRIBUTION_METRICS}
+        return out | fid_kid(self.ref_features, feats) | prdc(self.ref_features, feats)
 
     def evaluate(self, x: torch.Tensor, target: torch.Tensor, start: torch.Tensor) -> dict[str, float]:
         proxy = target_readout(logits_of(self.proxy, x), target)
@@ -80,7 +83,8 @@ class Referee:
         out["gap"] = out["proxy_prob"] - out["judge_prob"]
         delta = (x - start).flatten(1)
         out["l2"], out["linf"] = _mean(delta.norm(dim=1)), _mean(delta.abs().amax(1))
-        out |= self.distribution(x)
+        out["out_of_range"] = _mean(((x < -1 / 255) | (x > 1 + 1 / 255)).flatten(1).double().mean(1))
+        out |= self.distribution(x, target)
         return out
 
 

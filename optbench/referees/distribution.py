@@ -76,3 +76,15 @@ def prdc(real: torch.Tensor, fake: torch.Tensor, k: int = 5) -> dict[str, float]
         "density": float(inside.double().sum() / (k * fake.shape[0])),
         "coverage": float((d.min(1).values < real_r).double().mean()),
     }
+
+
+def within_class_diversity(feats: torch.Tensor, labels: torch.Tensor) -> float:
+    """Mean pairwise L2 feature distance among outputs of the same class, averaged over
+    classes with two or more outputs: falls toward 0 when a class collapses to one mode."""
+    per_class = []
+    for c in labels.unique():
+        f = feats[labels == c].double()
+        if len(f) >= 2:
+            d = torch.cdist(f, f)
+            per_class.append(d.sum() / (len(f) * (len(f) - 1)))
+    return float(torch.stack(per_class).mean()) if per_class else float("nan")

@@ -6,8 +6,9 @@ import shutil
 from pathlib import Path
 
 from optbench.report.grids import cell_grid
-from optbench.report.plots import curves_figure
-from optbench.report.summary import load_cells, summarize, summary_markdown, write_tidy_csv
+from optbench.report.plots import curves_figure, equal_proxy_figure
+from optbench.report.summary import (equal_proxy_markdown, equal_proxy_table, load_cells, summarize,
+                                     summary_markdown, write_tidy_csv)
 
 
 def write_suite_outputs(suite_dir: Path) -> dict:
@@ -39,3 +40,26 @@ def write_suite_outputs(suite_dir: Path) -> dict:
         slug = "".join(ch if ch.isalnum() else "_" for ch in label).strip("_")
         cell_grid(suite_dir / c["spec"]["cell_id"], plots / f"grid_{slug}.png")
     return {"cells": len(cells), "curves": len(rows)}
+
+
+def write_comparison(suite_dirs: list[Path], out: Path) -> Path:
+    """Curves of several suites on common axes: referee metrics at equal proxy score."""
+    cells = []
+    for d in suite_dirs:
+        found = load_cells(d)
+        if not found:
+            raise RuntimeError(f"no complete cells under {d}")
+        cells += found
+    out.mkdir(parents=True, exist_ok=True)
+    names = ", ".join(d.name for d in suite_dirs)
+    equal_proxy_figure(cells, out / "equal_proxy.png",
+                       title=f"suites {names}: referee metrics at equal proxy score "
+                             "(mean over seeds; dashed: judge = proxy)")
+    md = [f"# Equal proxy score: {names}", "",
+          "Referee metrics where each curve first reaches a proxy target probability, linearly "
+          "interpolated between pressure levels; mean over seeds with a 95% bootstrap interval. "
+          "'not reached' means the curve never got there; (k/n) counts the seeds that did.", "",
+          equal_proxy_markdown(equal_proxy_table(cells)),
+          f"Produced by `optbench compare {' '.join(str(d) for d in suite_dirs)} --out {out}`."]
+    (out / "equal_proxy.md").write_text("\n".join(md) + "\n")
+    return out

@@ -39,7 +39,7 @@ def curves_figure(cells: list[dict], out: Path, title: str = "") -> None:
             ax.plot(x, mean, color=color, label=label, marker=".", ms=4)
             ax.fill_between(x, lo, hi, color=color, alpha=0.2, lw=0)
             base = [m["curve"]["baseline"].get(metric) for m in members]
-            if metric in ("kid", "fid", "precision") and None not in base:
+            if metric != "l2" and None not in base:
                 ax.axhline(np.mean(base), color=color, ls=":", lw=1)
             if metric == "kid":
                 thr = np.mean([kid_threshold(m["curve"]["baseline"]) for m in members])
@@ -49,6 +49,7 @@ def curves_figure(cells: list[dict], out: Path, title: str = "") -> None:
         ax.set_xlim(left=0)
         if yscale == "symlog":  # KID is unbiased, so it can be slightly negative
             ax.set_yscale("symlog", linthresh=1e-2)
+            ax.set_ylim(bottom=-0.02)
         else:
             ax.set_yscale(yscale)
         ax.set_title(name, fontsize=10)
@@ -57,6 +58,43 @@ def curves_figure(cells: list[dict], out: Path, title: str = "") -> None:
     axes.flat[0].legend(fontsize=8)
     fig.suptitle(title + "\nlines: mean over seeds; bands: 95% bootstrap CI; dotted: real-vs-real "
                  "baseline; dashed (KID): 10x baseline threshold", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+def _mean_curve(members: list[dict], metric: str) -> np.ndarray:
+    return np.nanmean([[r[metric] for r in m["curve"]["rows"]] for m in members], axis=0)
+
+
+def equal_proxy_figure(cells: list[dict], out: Path, title: str = "") -> None:
+    """Referee metrics against the proxy probability reached: methods compared at equal
+    proxy score. One line per curve (mean over seeds), points in order of pressure."""
+    groups = list(group_cells(cells).values())
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.8))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    markers = "os^Dv<>Ph*"
+    for g, members in enumerate(groups):
+        spec = members[0]["spec"]
+        x = _mean_curve(members, "proxy_prob")
+        style = dict(color=colors[g % len(colors)], marker=markers[g % len(markers)], ms=4, lw=1.3,
+                     label=f"{spec['label']} ({spec['knob']} {members[0]['curve']['rows'][0][spec['knob']]:g}"
+                           f"..{members[0]['curve']['rows'][-1][spec['knob']]:g})")
+        for ax, metric in zip(axes, ("kid", "judge_prob", "precision")):
+            ax.plot(x, _mean_curve(members, metric), **style)
+    for ax, (name, yscale) in zip(axes, [("KID to reference (symlog)", "symlog"),
+                                         ("judge ensemble: target probability", "linear"),
+                                         ("precision (in-manifold share)", "linear")]):
+        ax.set_xlabel("proxy: target probability reached")
+        ax.set_title(name, fontsize=10)
+        if yscale == "symlog":
+            ax.set_yscale("symlog", linthresh=1e-2)
+            ax.set_ylim(bottom=-0.02)
+        ax.grid(alpha=0.3)
+    axes[1].plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--")  # judge agrees with proxy
+    axes[0].legend(fontsize=7, loc="best")
+    fig.suptitle(title or "methods at equal proxy score (mean over seeds; dashed: judge = proxy)",
+                 fontsize=10)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)

@@ -60,7 +60,13 @@ def curve_stats(cell: dict) -> dict:
             "gap_at_max": last["gap"], "proxy_prob_at_max": last["proxy_prob"],
             "judge_prob_at_max": last["judge_prob"], "kid_at_max": last["kid"],
             "fid_at_max": last["fid"], "diverged_at_max": last["diverged_frac"],
-            "baseline_kid": base["kid"], "baseline_fid": base["fid"], "kid_threshold": threshold}
+            "baseline_kid": base["kid"], "baseline_fid": base["fid"], "kid_threshold": threshold,
+            **{f"{k}_at_max": v for k, v in last.items() if _is_single_judge(k)},
+            **{f"{k}_real": v for k, v in base.items() if _is_single_judge(k) or k == "judge_prob"}}
+
+
+def _is_single_judge(key: str) -> bool:
+    return key.startswith("judge_") and key.endswith("_prob") and key != "judge_prob"
 
 
 SUMMARY_COLUMNS = ["judge_peak_at", "judge_peak_prob", "kid_cross_at", "gap_at_max",
@@ -83,10 +89,12 @@ def summarize(cells: list[dict]) -> list[dict]:
     for members in group_cells(cells).values():
         spec = members[0]["spec"]
         per_seed = [curve_stats(c) for c in members]
+        columns = SUMMARY_COLUMNS + [k for k in per_seed[0] if k not in SUMMARY_COLUMNS
+                                     and (k.endswith("_at_max") or k.endswith("_real"))]
         row = {"label": spec["label"], "source": spec["source"], "proxy": spec["proxy"],
                "knob": spec["knob"], "n_samples": spec["n_samples"], "seeds": len(members),
                "kid_crossed_seeds": sum(math.isfinite(p["kid_cross_at"]) for p in per_seed)}
-        for col in SUMMARY_COLUMNS:
+        for col in columns:
             mean, lo, hi = bootstrap_ci([p[col] for p in per_seed])
             row[col], row[col + "_lo"], row[col + "_hi"] = mean, lo, hi
         out.append(row)
@@ -135,10 +143,67 @@ def summary_markdown(rows: list[dict]) -> str:
                      f"{c('judge_peak_prob')} | {r['knob']} {crossed} | {c('gap_at_max')} | "
                      f"{c('proxy_prob_at_max')} | {c('judge_prob_at_max')} | {c('kid_at_max')} | "
                      f"{c('baseline_kid', 2)} |")
+    judge_cols = [k for k in rows[0] if k.startswith("judge_") and k.endswith("_prob_at_max")
+                  and k != "judge_prob_at_max"]
+    if judge_cols:
+        names = [k[:-len("_prob_at_max")] for k in judge_cols]
+        lines += ["", "Each judge's mean target probability at the highest pressure (and on real "
+                  "held-out digits of the target class):", "",
+                  "| curve | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+        for r in rows:
+            cells = [f"{_fmt(r[n + '_prob_at_max'], r[n + '_prob_at_max_lo'], r[n + '_prob_at_max_hi'])}"
+                     f" (real {r.get(n + '_prob_real', math.nan):.3f})" for n in names]
+            lines.append(f"| {r['label']} | " + " | ".join(cells) + " |")
     lines.append("")
     lines.append("Mean over seeds, with a 95% percentile-bootstrap interval in brackets. "
                  "'judge prob' is the judge ensemble's mean probability of the target class; "
                  "'gap' is proxy minus judge probability. KID is compared with 10x the "
                  "real-against-real KID scale (max of KID and its subset std) at the same "
                  "sample size; 'never' means no level crossed it.")
+    return "\n".join(lines) + "\n"
+
+
+def at_proxy_level(rows: list[dict], metric: str, level: float) -> float:
+    """`metric` where the curve first reaches proxy probability `level`, interpolating
+    linearly between the two pressure levels around the crossing; NaN if never reached."""
+    prev = None
+    for r in rows:
+        p = r["proxy_prob"]
+        if p >= level:
+            if prev is None or prev["proxy_prob"] >= level:
+                return r[metric]
+            f = (level - prev["proxy_prob"]) / (p - prev["proxy_prob"])
+            return prev[metric] + f * (r[metric] - prev[metric])
+        prev = r
+    return math.nan
+
+
+def equal_proxy_table(cells: list[dict], levels=(0.5, 0.9, 0.99),
+                      metrics=("kid", "judge_prob", "precision")) -> list[dict]:
+    """Per curve: referee metrics at equal proxy probability, mean and CI over seeds."""
+    out = []
+    for members in group_cells(cells).values():
+        row = {"label": members[0]["spec"]["label"], "seeds": len(members)}
+        for level in levels:
+            for m in metrics:
+                vals = [at_proxy_level(c["curve"]["rows"], m, level) for c in members]
+                row[f"{m}@{level}"] = bootstrap_ci(vals)
+                row[f"{m}@{level}_reached"] = sum(math.isfinite(v) for v in vals)
+        out.append(row)
+    return out
+
+
+def equal_proxy_markdown(rows: list[dict], levels=(0.5, 0.9, 0.99),
+                         metrics=("kid", "judge_prob", "precision")) -> str:
+    head = " | ".join(f"{m} @ proxy {lv}" for lv in levels for m in metrics)
+    lines = [f"| curve | {head} |", "|---|" + "---|" * (len(levels) * len(metrics))]
+    for r in rows:
+        cells = []
+        for lv in levels:
+            for m in metrics:
+                mean, lo, hi = r[f"{m}@{lv}"]
+                n = r[f"{m}@{lv}_reached"]
+                cell = _fmt(mean, lo, hi).replace("never", "not reached")
+                cells.append(cell + (f" ({n}/{r['seeds']})" if 0 < n < r["seeds"] else ""))
+        lines.append(f"| {r['label']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

@@ -1,0 +1,100 @@
+"""Diffusion guidance: parity with diffusers' own DDIM loop, and the guidance algebra."""
+import pytest
+import torch
+
+from optbench.models import load_model
+from optbench.models.diffusion import NULL_CLASS, SCHEDULER_CONFIG
+from optbench.pressure.guidance import cfg_eps, guided_samples, initial_noise, make_ddim
+
+STEPS = 5
+
+
+@pytest.fixture(scope="module")
+def unet():
+    return load_model("mnist", "diffusion_unet")
+
+
+@pytest.fixture(scope="module")
+def classifier():
+    return load_model("mnist", "noisy_classifier")
+
+
+def diffusers_loop(unet, x_T, labels, steps, clip_sample):
+    """The DDIM loop as diffusers documents it, with a DDIM built from the DDPM config."""
+    from diffusers import DDIMScheduler, DDPMScheduler
+    scheduler = DDIMScheduler.from_config(DDPMScheduler(**SCHEDULER_CONFIG).config,
+                                          clip_sample=clip_sample)
+    scheduler.set_timesteps(steps)
+    x = x_T
+    for t in scheduler.timesteps:
+        with torch.no_grad():
+            eps = unet(x, t, class_labels=labels).sample
+        x = scheduler.step(eps, t, x).prev_sample
+    return (x + 1) / 2
+
+
+@pytest.mark.parametrize("clip", ["none", "clip"])
+def test_unguided_sampling_matches_diffusers_loop(unet, clip):
+    labels = torch.arange(6) % 10
+    x_T = initial_noise(6, seed=3)
+    ((_, ours),) = guided_samples(unet, labels, x_T, [1.0], "cfg", clip, STEPS)
+    theirs = diffusers_loop(unet, x_T, labels, STEPS, clip_sample=clip != "none")
+    torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-5)
+
+
+def test_unconditional_is_w_zero(unet):
+    labels = torch.arange(4) % 10
+    x_T = initial_noise(4, seed=4)
+    ((_, ours),) = guided_samples(unet, labels, x_T, [0.0], "cfg", "none", STEPS)
+    theirs = diffusers_loop(unet, x_T, torch.full_like(labels, NULL_CLASS), STEPS, False)
+    torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-5)
+
+
+def test_cfg_combines_the_two_predictions(unet):
+    x = torch.randn(3, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    labels, t = torch.tensor([1, 5, 7]), torch.tensor(500)
+    with torch.no_grad():
+        eps_c = unet(x, t, class_labels=labels).sample
+        eps_u = unet(x, t, class_labels=torch.full_like(labels, NULL_CLASS)).sample
+    guided = cfg_eps(unet, labels, 3.0, (0, 999), "fp32")(x, t)
+    torch.testing.assert_close(guided, eps_u + 3.0 * (eps_c - eps_u), atol=1e-5, rtol=1e-4)
+    outside = cfg_eps(unet, labels, 3.0, (0, 100), "fp32")(x, t)  # t outside the interval
+    torch.testing.assert_close(outside, eps_c, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("base, cfg_w", [("cond", 1.0), ("uncond", 0.0)])
+def test_classifier_guidance_at_zero_is_unguided(unet, classifier, base, cfg_w):
+    labels = torch.arange(4) % 10
+    x_T = initial_noise(4, seed=5)
+    ((_, guided),) = guided_samples(unet, labels, x_T, [0.0], "classifier", "none", STEPS,
+                                    base=base, classifier=classifier)
+    ((_, plain),) = guided_samples(unet, labels, x_T, [cfg_w], "cfg", "none", STEPS)
+    torch.testing.assert_close(guided, plain, atol=1e-6, rtol=0)
+
+
+def test_classifier_guidance_raises_the_classifier_log_prob(unet, classifier):
+    labels = torch.arange(10)
+    x_T = initial_noise(10, seed=6)
+    outs = dict(guided_samples(unet, labels, x_T, [0.0, 30.0], "classifier", "none", STEPS,
+                               base="uncond", classifier=classifier))
+    def logp(x):
+        t = torch.zeros(len(x), dtype=torch.long)
+        return classifier(x * 2 - 1, t).log_softmax(1).gather(1, labels[:, None]).mean()
+    assert logp(outs[30.0]) > logp(outs[0.0]) + 0.5
+
+
+def test_a_sample_does_not_depend_on_its_batch(unet):
+    labels = torch.arange(64) % 10
+    x_T = initial_noise(64, seed=7)
+    alone = initial_noise(1, seed=7)
+    assert torch.equal(alone[0], x_T[0])
+    ((_, batch),) = guided_samples(unet, labels, x_T, [2.0], "cfg", "none", STEPS)
+    ((_, single),) = guided_samples(unet, labels[9:10], x_T[9:10], [2.0], "cfg", "none", STEPS)
+    torch.testing.assert_close(single[0], batch[9], atol=1e-5, rtol=0)
+
+
+def test_clip_settings_build_the_declared_scheduler():
+    assert make_ddim("none").config.clip_sample is False
+    assert make_ddim("clip_eps").config.clip_sample is True
+    with pytest.raises(ValueError, match="allowed: none, clip_eps, clip"):
+        make_ddim("clamp")
