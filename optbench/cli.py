@@ -19,7 +19,8 @@ def _cmd_run(a) -> int:
     from optbench.runner import run_suite
     from optbench.suite import load_suite
     suite = load_suite(a.suite)
-    counts = run_suite(suite, Path(a.out), force=a.force, device=a.device, command=a.command)
+    counts = run_suite(suite, Path(a.out), force=a.force, device=a.device, command=a.command,
+                       workers=a.workers)
     print(f"{suite.name}: {counts['computed']} computed, {counts['skipped']} skipped, "
           f"{counts['failed']} failed in {counts['seconds']}s")
     if counts["computed"] + counts["skipped"]:
@@ -85,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("suite")
     r.add_argument("--out", default="results", help="results root (default: results)")
     r.add_argument("--force", action="store_true", help="recompute complete cells too")
+    r.add_argument("--workers", type=int, default=1,
+                   help="run cells in a local process pool of N workers (threads are divided among them)")
     r.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
     r.set_defaults(fn=_cmd_run)
     pl = sub.add_parser("plot", help="summary, plots and grids of a results folder")

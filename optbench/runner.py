@@ -159,9 +159,38 @@ def read_snapshots(folder: Path) -> dict[str, torch.Tensor]:
     return load_file(str(folder / "snapshots.safetensors"))
 
 
+_REFEREES: dict[tuple[str, str, str], Referee] = {}   # per process: models load once
+
+
+def run_one(spec: CellSpec, suite_dir: Path, device: str) -> tuple[str, float]:
+    """Compute and write one cell; a cell that raises is saved as <id>.failed.txt.
+    Returns ("computed" or "failed", seconds). Disk errors propagate: they are not the
+    cell's fault and must stop the suite."""
+    t0 = time.time()
+    try:
+        key = (spec.domain, spec.proxy, device)
+        if key not in _REFEREES:
+            _REFEREES[key] = Referee(spec.domain, spec.proxy, torch.device(device))
+        result = compute_cell(spec, _REFEREES[key])
+    except (KeyboardInterrupt, OSError):
+        raise
+    except Exception:
+        (suite_dir / f"{spec.cell_id}.failed.txt").write_text(traceback.format_exc())
+        return "failed", time.time() - t0
+    write_cell(result, suite_dir)
+    (suite_dir / f"{spec.cell_id}.failed.txt").unlink(missing_ok=True)
+    return "computed", time.time() - t0
+
+
+def _pool_worker_init(threads: int) -> None:
+    setup_torch(threads)
+
+
 def run_suite(suite: Suite, out_root: Path, force: bool = False, device: str | None = None,
-              log=print, command: str | None = None) -> dict:
-    """Run every cell not already complete; return counts of done, skipped and failed."""
+              log=print, command: str | None = None, workers: int = 1) -> dict:
+    """Run every cell not already complete; return counts of computed, skipped and
+    failed cells. `workers` > 1 runs cells in a local process pool, one torch thread
+    per worker (results are identical to in-process: tested)."""
     suite_dir = Path(out_root) / suite.name
     try:
         suite_dir.mkdir(parents=True, exist_ok=True)
@@ -169,32 +198,34 @@ def run_suite(suite: Suite, out_root: Path, force: bool = False, device: str | N
         probe.close()
     except OSError as e:
         raise RuntimeError(f"cannot write results to {suite_dir}: {e.strerror or e}") from None
-    dev = resolve_device(device)
-    referees: dict[tuple[str, str], Referee] = {}
+    dev = str(resolve_device(device))
     counts = {"computed": 0, "skipped": 0, "failed": 0}
     t_suite = time.time()
-    for i, spec in enumerate(suite.cells, 1):
-        folder = suite_dir / spec.cell_id
-        tag = f"[{i}/{len(suite.cells)}] {spec.cell_id} {spec.label} seed={spec.seed}"
-        if not force and cell_is_complete(folder):
+    todo = []
+    for spec in suite.cells:
+        if not force and cell_is_complete(suite_dir / spec.cell_id):
             counts["skipped"] += 1
-            log(f"{tag}: complete, skipped")
-            continue
-        try:
-            key = (spec.domain, spec.proxy)
-            if key not in referees:
-                referees[key] = Referee(spec.domain, spec.proxy, dev)
-            result = compute_cell(spec, referees[key])
-            write_cell(result, suite_dir)
-            (suite_dir / f"{spec.cell_id}.failed.txt").unlink(missing_ok=True)
-            counts["computed"] += 1
-            log(f"{tag}: {result.meta['wall_seconds']:.1f}s")
-        except (KeyboardInterrupt, OSError):
-            raise
-        except Exception:
-            counts["failed"] += 1
-            (suite_dir / f"{spec.cell_id}.failed.txt").write_text(traceback.format_exc())
-            log(f"{tag}: FAILED (traceback in {spec.cell_id}.failed.txt)")
+            log(f"{spec.cell_id} {spec.label} seed={spec.seed}: complete, skipped")
+        else:
+            todo.append(spec)
+
+    def report(i: int, spec: CellSpec, status: str, seconds: float) -> None:
+        counts[status] += 1
+        note = f"{seconds:.1f}s" if status == "computed" else f"FAILED (traceback in {spec.cell_id}.failed.txt)"
+        log(f"[{i}/{len(todo)}] {spec.cell_id} {spec.label} seed={spec.seed}: {note}")
+
+    if workers <= 1:
+        for i, spec in enumerate(todo, 1):
+            report(i, spec, *run_one(spec, suite_dir, dev))
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=_pool_worker_init, initargs=(threads,)) as pool:
+            futures = {pool.submit(run_one, spec, suite_dir, dev): spec for spec in todo}
+            for i, fut in enumerate(as_completed(futures), 1):
+                report(i, futures[fut], *fut.result())
     (suite_dir / "suite.json").write_text(json.dumps(
         {"schema": SCHEMA_VERSION, "name": suite.name, "description": suite.description,
          "source_file": suite.path, "cells": [s.cell_id for s in suite.cells],

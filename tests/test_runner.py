@@ -63,6 +63,15 @@ def test_rerun_skips_complete_cells_and_redoes_corrupted_ones(tiny_dir, tmp_path
     assert cell_is_complete(copy / missing)
 
 
+def test_process_pool_gives_identical_curves(tiny_dir, tmp_path):
+    counts = run_suite(parse_suite(TINY), tmp_path, device="cpu", workers=2, log=lambda *_: None)
+    assert counts["computed"] == 6
+    for spec in parse_suite(TINY).cells:
+        ours = json.loads((tmp_path / "tiny" / spec.cell_id / "curve.json").read_text())
+        ref = json.loads((tiny_dir / spec.cell_id / "curve.json").read_text())
+        assert ours == ref
+
+
 def test_a_failing_cell_is_recorded_and_the_suite_goes_on(tmp_path, monkeypatch):
     import optbench.runner as runner
     suite = parse_suite(TINY)
