@@ -12,6 +12,7 @@ import os
 import platform
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 import traceback
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
 
 from optbench.pressure import SOURCES
 from optbench.pressure.starts import real_sample
@@ -198,6 +200,11 @@ def run_suite(suite: Suite, out_root: Path, force: bool = False, device: str | N
         probe.close()
     except OSError as e:
         raise RuntimeError(f"cannot write results to {suite_dir}: {e.strerror or e}") from None
+    # Temporary cell folders of a run that was killed (kill -9 leaves no chance to clean
+    # up); a cell is only ever visible under its real name once complete.
+    for stale in suite_dir.glob(".*.*"):
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
     dev = str(resolve_device(device))
     counts = {"computed": 0, "skipped": 0, "failed": 0}
     t_suite = time.time()
@@ -209,10 +216,14 @@ def run_suite(suite: Suite, out_root: Path, force: bool = False, device: str | N
         else:
             todo.append(spec)
 
+    # A progress bar (cells done, time left) on a terminal; plain log lines otherwise.
+    bar = tqdm(total=len(todo), unit="cell", disable=not sys.stderr.isatty() or not todo)
+
     def report(i: int, spec: CellSpec, status: str, seconds: float) -> None:
         counts[status] += 1
         note = f"{seconds:.1f}s" if status == "computed" else f"FAILED (traceback in {spec.cell_id}.failed.txt)"
-        log(f"[{i}/{len(todo)}] {spec.cell_id} {spec.label} seed={spec.seed}: {note}")
+        (bar.write if not bar.disable else log)(f"[{i}/{len(todo)}] {spec.cell_id} {spec.label} seed={spec.seed}: {note}")
+        bar.update(1)
 
     if workers <= 1:
         for i, spec in enumerate(todo, 1):
@@ -226,6 +237,7 @@ def run_suite(suite: Suite, out_root: Path, force: bool = False, device: str | N
             futures = {pool.submit(run_one, spec, suite_dir, dev): spec for spec in todo}
             for i, fut in enumerate(as_completed(futures), 1):
                 report(i, futures[fut], *fut.result())
+    bar.close()
     (suite_dir / "suite.json").write_text(json.dumps(
         {"schema": SCHEMA_VERSION, "name": suite.name, "description": suite.description,
          "source_file": suite.path, "cells": [s.cell_id for s in suite.cells],

@@ -43,7 +43,18 @@ def test_expansion_and_ids():
     (('name = "t"', 'name = "a b"'), "name", "letters, digits"),
     (("[[cell]]", "[[cells]]"), "cells", "did you mean 'cell'"),
     (("n_samples = 16", "n_samples = 16 ="), "TOML syntax error", "line"),
+    (("seeds = [0, 1]", 'seeds = "0"'), "seeds", "list of integers"),
+    (("seeds = [0, 1]", "seeds = [0, 0]"), "seeds", "distinct"),
+    (("seeds = [0, 1]", "seeds = [-1]"), "seeds", "integers >= 0"),
+    (('settings = { start = ["real", "noise"], max_steps = 8 }', "settings = 3"), "settings", "expected a table"),
+    (("n_samples = 16", 'n_samples = 16\nlabel = 5'), "label", "expected a string"),
+    (('domain = "mnist"\n', ''), "domain", "missing field"),
+    (("max_steps = 8", "max_steps = 8, lr = -0.1"), "lr", "must be > 0"),
+    (("max_steps = 8", 'max_steps = 8, lr = "fast"'), "lr", "expected float"),
+    (('name = "t"', 'name = "t"\ndescripton = "x"'), "descripton", "did you mean 'description'"),
+    (('source = "pixel_ascent"', 'source = "guidance"'), "start", "allowed: guidance, base"),
 ])
+
 def test_bad_field_gives_one_line_error_naming_it(edit, field, hint):
     with pytest.raises(SuiteError) as e:
         parse_suite(GOOD.replace(*edit), "bad.toml")
@@ -51,3 +62,27 @@ def test_bad_field_gives_one_line_error_naming_it(edit, field, hint):
     assert "\n" not in msg
     assert msg.startswith("bad.toml")
     assert field in msg and hint in msg, msg
+
+
+def test_guidance_settings_are_checked():
+    g = GOOD.replace('source = "pixel_ascent"', 'source = "guidance"').replace(
+        'settings = { start = ["real", "noise"], max_steps = 8 }', "settings = { %s }")
+    for body, field, hint in [
+        ("scales = [0.0, 3.0, 1.0]", "scales", "distinct and increasing"),
+        ("scales = []", "scales", "non-empty list of numbers"),
+        ("scales = [-1.0, 1.0]", "scales", ">= 0"),
+        ('guidance = "cfg", base = "uncond"', "base", "needs base = 'cond'"),
+        ('clip = "clamp"', "clip", "allowed: none, clip_eps, clip"),
+        ("interval_lo = 500, interval_hi = 100", "interval_lo", "<= interval_hi"),
+    ]:
+        with pytest.raises(SuiteError) as e:
+            parse_suite(g % body, "g.toml")
+        assert field in str(e.value) and hint in str(e.value), str(e.value)
+    suite = parse_suite(g % 'guidance = ["cfg", "classifier"], scales = [0.0, 2.0]', "g.toml")
+    assert len(suite.cells) == 4 and suite.cells[0].settings_dict["scales"] == (0.0, 2.0)
+
+
+def test_duplicate_cells_are_refused():
+    text = GOOD + GOOD[GOOD.index("[[cell]]"):]
+    with pytest.raises(SuiteError, match="identical specs"):
+        parse_suite(text, "dup.toml")
