@@ -13,7 +13,17 @@ class _Normalize(nn.Module):
         return (x - MNIST_MEAN) / MNIST_STD
 
 
-class SmallCNN(nn.Module):
+class _BodyHead(nn.Module):
+    """A classifier as `head(body(x))`; `features` is the body's output."""
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x))
+
+
+class SmallCNN(_BodyHead):
     """Two conv layers, max-pooling, two dense layers, no batch norm. `width` scales
     every layer, so proxies of several sizes share one architecture."""
 
@@ -28,14 +38,8 @@ class SmallCNN(nn.Module):
         )
         self.head = nn.Linear(4 * w, num_classes)
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.body(x))
-
-
-class BNCNN(nn.Module):
+class BNCNN(_BodyHead):
     """Five 3x3 conv layers with batch norm and global average pooling. Its pooled
     128-d activation is the domain's feature space for FID/KID/PRDC."""
 
@@ -54,14 +58,8 @@ class BNCNN(nn.Module):
         )
         self.head = nn.Linear(4 * w, num_classes)
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.body(x))
-
-
-class MLP(nn.Module):
+class MLP(_BodyHead):
     """Two hidden dense layers on the flattened image."""
 
     def __init__(self, hidden: int = 256, num_classes: int = 10):
@@ -69,12 +67,6 @@ class MLP(nn.Module):
         self.body = nn.Sequential(_Normalize(), nn.Flatten(), nn.Linear(784, hidden), nn.ReLU(),
                                   nn.Linear(hidden, hidden), nn.ReLU())
         self.head = nn.Linear(hidden, num_classes)
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.body(x))
 
 
 ARCHITECTURES: dict[str, type[nn.Module]] = {"SmallCNN": SmallCNN, "BNCNN": BNCNN, "MLP": MLP}
