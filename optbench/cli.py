@@ -32,7 +32,15 @@ def _cmd_run(a) -> int:
 def _cmd_plot(a) -> int:
     from optbench.report import write_suite_outputs
     info = write_suite_outputs(Path(a.results))
-    print(f"{a.results}: {info['cells']} cells, {info['curves']} curves; wrote summary.md, plots/")
+    print(f"{a.results}: {info['cells']} cells, {info['curves']} curves; "
+          "wrote summary.md, curves.csv, plots/, report.md, report.html")
+    return 0
+
+
+def _cmd_report(a) -> int:
+    from optbench.report import write_suite_outputs
+    write_suite_outputs(Path(a.results))
+    print(f"wrote {a.results}/report.md and {a.results}/report.html")
     return 0
 
 
@@ -93,6 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     pl = sub.add_parser("plot", help="summary, plots and grids of a results folder")
     pl.add_argument("results")
     pl.set_defaults(fn=_cmd_plot)
+    rp = sub.add_parser("report", help="Markdown and standalone HTML report of a results folder")
+    rp.add_argument("results")
+    rp.set_defaults(fn=_cmd_report)
     c = sub.add_parser("compare", help="compare suites at equal proxy score")
     c.add_argument("results", nargs="+", help="results folders (results/<suite>)")
     c.add_argument("--out", required=True, help="folder for equal_proxy.md and equal_proxy.png")

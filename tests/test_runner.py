@@ -111,6 +111,9 @@ def test_cli_run_then_plot_writes_summary_and_plots(tmp_path, capsys):
     assert len(rows) == 2 * 2 * 5 and {"cell_id", "seed", "level", "kid", "baseline_kid"} <= set(rows[0])
     assert {p.name for p in (out / "plots").iterdir()} == {
         "curves.png", "grid_tiny_start_real.png", "grid_tiny_start_noise.png"}
+    html = (out / "report.html").read_text()
+    assert html.count('src="data:image/png;base64,') == 3  # standalone: curves + 2 grids
+    assert "<td>tiny start=real</td>" in html and f"optbench run {suite_file}" in html
     # a second run resumes: nothing recomputed
     assert cli(["run", str(suite_file), "--out", str(tmp_path), "--device", "cpu"]) == 0
     assert "0 computed, 4 skipped" in capsys.readouterr().out

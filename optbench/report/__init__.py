@@ -12,7 +12,8 @@ from optbench.report.summary import (equal_proxy_markdown, equal_proxy_table, lo
 
 
 def write_suite_outputs(suite_dir: Path) -> dict:
-    """summary.md, summary.json, curves.csv and plots/ for every complete cell."""
+    """summary.md, summary.json, curves.csv, plots/ and report.md/.html for every
+    complete cell."""
     suite_dir = Path(suite_dir)
     cells = load_cells(suite_dir)
     if not cells:
@@ -39,6 +40,8 @@ def write_suite_outputs(suite_dir: Path) -> dict:
         seen.add(label)
         slug = "".join(ch if ch.isalnum() else "_" for ch in label).strip("_")
         cell_grid(suite_dir / c["spec"]["cell_id"], plots / f"grid_{slug}.png")
+    from optbench.report.html import write_report
+    write_report(suite_dir)
     return {"cells": len(cells), "curves": len(rows)}
 
 

@@ -1,0 +1,64 @@
+"""`optbench report`: one Markdown report and one standalone HTML page per suite, with
+the summary tables, the plots, a grid per curve, and the commands and versions that
+produced them, so a reader can cite a row. The HTML embeds its images (base64), so the
+page is a single file that can be mailed or archived."""
+from __future__ import annotations
+
+import base64
+import json
+import re
+from pathlib import Path
+
+import markdown
+
+CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+table{border-collapse:collapse;font-size:13px;margin:1em 0}th,td{border:1px solid #ccc;padding:4px 8px}
+th{background:#f3f3f3}img{max-width:100%;border:1px solid #eee}code{background:#f5f5f5;padding:1px 4px}
+pre{background:#f5f5f5;padding:8px;overflow-x:auto}"""
+
+
+def report_markdown(suite_dir: Path) -> str:
+    suite_dir = Path(suite_dir)
+    summary = (suite_dir / "summary.md").read_text()
+    meta = json.loads((suite_dir / "suite.json").read_text())
+    cells = [json.loads((suite_dir / c / "meta.json").read_text()) for c in meta["cells"]
+             if (suite_dir / c / "meta.json").exists()]
+    versions = cells[0]["versions"] if cells else {}
+    commits = sorted({c["git_commit"] for c in cells})
+    wall = sum(c["wall_seconds"] for c in cells)
+    parts = [summary, "## Curves", "", "![curves](plots/curves.png)", ""]
+    parts += ["## Image grids", "", "One row per pressure level; first seed of each curve.", ""]
+    for grid in sorted((suite_dir / "plots").glob("grid_*.png")):
+        parts += [f"### {grid.stem[5:].replace('_', ' ')}", "", f"![{grid.stem}](plots/{grid.name})", ""]
+    parts += ["## Provenance", "",
+              f"- command: `{meta.get('command', '')}` (suite file `{meta.get('source_file', '')}`)",
+              f"- cells: {len(cells)}, total cell time {wall:.0f} s",
+              f"- git commit: {', '.join(commits) or 'unknown'}",
+              "- versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()),
+              "- every curve point: `curves.csv` (one row per cell and level); per cell: "
+              "`<cell-id>/spec.json`, `curve.json`, `meta.json`", ""]
+    return "\n".join(parts)
+
+
+def _embed_images(html: str, base: Path) -> str:
+    def repl(m: re.Match) -> str:
+        path = base / m.group(1)
+        if not path.exists():
+            return m.group(0)
+        data = base64.b64encode(path.read_bytes()).decode()
+        return f'src="data:image/png;base64,{data}"'
+    return re.sub(r'src="([^"]+\.png)"', repl, html)
+
+
+def write_report(suite_dir: Path) -> tuple[Path, Path]:
+    suite_dir = Path(suite_dir)
+    md = report_markdown(suite_dir)
+    md_path = suite_dir / "report.md"
+    md_path.write_text(md)
+    body = markdown.markdown(md, extensions=["tables", "fenced_code"])
+    html = (f"<!doctype html><html><head><meta charset='utf-8'><title>optbench: "
+            f"{suite_dir.name}</title><style>{CSS}</style></head><body>"
+            f"{_embed_images(body, suite_dir)}</body></html>\n")
+    html_path = suite_dir / "report.html"
+    html_path.write_text(html)
+    return md_path, html_path
