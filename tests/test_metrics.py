@@ -70,3 +70,15 @@ def test_real_against_real_is_near_zero_kid_and_full_coverage(referee):
     assert real["coverage"] > 0.95 and real["precision"] > 0.9 and real["recall"] > 0.9
     assert 0.9 < real["density"] < 1.1
     assert noise["precision"] < 0.05 and noise["coverage"] < 0.05
+
+
+def test_within_class_diversity_matches_scipy_pdist():
+    from scipy.spatial.distance import pdist
+
+    from optbench.referees.distribution import within_class_diversity
+    rng = np.random.default_rng(5)
+    feats = rng.normal(size=(30, 4))
+    labels = np.array([0] * 10 + [1] * 15 + [2] * 4 + [3])   # class 3 has one sample: skipped
+    expected = np.mean([pdist(feats[labels == c]).mean() for c in (0, 1, 2)])
+    ours = within_class_diversity(torch.from_numpy(feats), torch.from_numpy(labels))
+    assert ours == pytest.approx(expected, rel=1e-12)

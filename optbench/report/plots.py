@@ -16,6 +16,8 @@ PANELS = [("proxy_prob", "proxy: target probability", "linear"),
           ("kid", "KID to reference (symlog)", "symlog"),
           ("fid", "FID to reference (log)", "log"),
           ("precision", "precision (in-manifold share)", "linear"),
+          ("recall", "recall (reference covered by outputs)", "linear"),
+          ("diversity", "within-class diversity (feature distance)", "linear"),
           ("l2", "L2 distance from start", "linear")]
 
 
@@ -29,7 +31,7 @@ def _band(members: list[dict], metric: str, knob: str):
 def curves_figure(cells: list[dict], out: Path, title: str = "") -> None:
     groups = list(group_cells(cells).values())
     knob = groups[0][0]["spec"]["knob"]
-    fig, axes = plt.subplots(2, 3, figsize=(13, 7.2))
+    fig, axes = plt.subplots(2, 4, figsize=(17, 7.2))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for g, members in enumerate(groups):
         color = colors[g % len(colors)]
