@@ -20,7 +20,8 @@ def _cmd_run(a) -> int:
     from optbench.suite import load_suite
     suite = load_suite(a.suite)
     counts = run_suite(suite, Path(a.out), force=a.force, device=a.device, command=a.command,
-                       workers=a.workers)
+                       workers=a.workers, executor=a.executor, address=a.address,
+                       gpus_per_cell=a.gpus_per_cell)
     print(f"{suite.name}: {counts['computed']} computed, {counts['skipped']} skipped, "
           f"{counts['failed']} failed in {counts['seconds']}s")
     if counts["computed"] + counts["skipped"]:
@@ -96,6 +97,11 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--force", action="store_true", help="recompute complete cells too")
     r.add_argument("--workers", type=int, default=1,
                    help="run cells in a local process pool of N workers (threads are divided among them)")
+    r.add_argument("--executor", default="local", choices=["local", "ray"],
+                   help="local (in-process or --workers pool) or ray")
+    r.add_argument("--address", default=None,
+                   help="Ray cluster address (e.g. auto); default: start a local Ray")
+    r.add_argument("--gpus-per-cell", type=float, default=0.0, help="GPUs each Ray task asks for")
     r.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
     r.set_defaults(fn=_cmd_run)
     pl = sub.add_parser("plot", help="summary, plots and grids of a results folder")

@@ -162,37 +162,102 @@ def read_snapshots(folder: Path) -> dict[str, torch.Tensor]:
 
 
 _REFEREES: dict[tuple[str, str, str], Referee] = {}   # per process: models load once
+EXECUTORS = ("local", "ray")
 
 
-def run_one(spec: CellSpec, suite_dir: Path, device: str) -> tuple[str, float]:
-    """Compute and write one cell; a cell that raises is saved as <id>.failed.txt.
-    Returns ("computed" or "failed", seconds). Disk errors propagate: they are not the
-    cell's fault and must stop the suite."""
-    t0 = time.time()
+class StorageError(RuntimeError):
+    """The results folder cannot be written (full or read-only disk, ...)."""
+
+
+def compute_or_traceback(spec: CellSpec, device: str) -> CellResult | str:
+    """The cell's result, or the traceback text if computing it raised."""
     try:
         key = (spec.domain, spec.proxy, device)
         if key not in _REFEREES:
             _REFEREES[key] = Referee(spec.domain, spec.proxy, torch.device(device))
-        result = compute_cell(spec, _REFEREES[key])
-    except (KeyboardInterrupt, OSError):
+        return compute_cell(spec, _REFEREES[key])
+    except KeyboardInterrupt:
         raise
     except Exception:
-        (suite_dir / f"{spec.cell_id}.failed.txt").write_text(traceback.format_exc())
-        return "failed", time.time() - t0
-    write_cell(result, suite_dir)
-    (suite_dir / f"{spec.cell_id}.failed.txt").unlink(missing_ok=True)
-    return "computed", time.time() - t0
+        return traceback.format_exc()
+
+
+def store(outcome: CellResult | str, spec: CellSpec, suite_dir: Path) -> str:
+    """Write a computed cell (or the failure's traceback); return its status. A disk
+    error stops the suite with a clear message; complete cells stay as they were."""
+    try:
+        if isinstance(outcome, str):
+            (suite_dir / f"{spec.cell_id}.failed.txt").write_text(outcome)
+            return "failed"
+        write_cell(outcome, suite_dir)
+        (suite_dir / f"{spec.cell_id}.failed.txt").unlink(missing_ok=True)
+        return "computed"
+    except OSError as e:
+        raise StorageError(f"cannot write cell {spec.cell_id} under {suite_dir}: "
+                           f"{e.strerror or e}; cells written before it are complete and "
+                           "untouched, and a rerun resumes from them") from None
+
+
+def run_one(spec: CellSpec, suite_dir: Path, device: str) -> tuple[str, float]:
+    """Compute and store one cell: ("computed" or "failed", seconds)."""
+    t0 = time.time()
+    return store(compute_or_traceback(spec, device), spec, suite_dir), time.time() - t0
 
 
 def _pool_worker_init(threads: int) -> None:
     setup_torch(threads)
 
 
+def _ray_compute(spec: CellSpec, device: str, threads: int) -> tuple[CellResult | str, float]:
+    setup_torch(threads)
+    t0 = time.time()
+    return compute_or_traceback(spec, device), time.time() - t0
+
+
+def _run_ray(todo: list[CellSpec], suite_dir: Path, report, address: str | None,
+             workers: int, gpus_per_cell: float) -> None:
+    """Cells as Ray tasks. Workers return results and the driver writes them, so a
+    cluster needs no shared file system. Ray is an optional extra (`optbench[ray]`)."""
+    try:
+        import ray
+    except ImportError:
+        raise RuntimeError("executor 'ray' needs Ray: pip install 'optbench[ray]'") from None
+    temp = None
+    if address:
+        ray.init(address=address, log_to_driver=False)
+    else:  # a local Ray; keep its files out of /tmp/ray and ~/.ray, and remove them after
+        temp = tempfile.mkdtemp(prefix="optbench-ray-")
+        ray.init(num_cpus=max(1, workers), num_gpus=None, include_dashboard=False,
+                 log_to_driver=False, _temp_dir=temp)
+    try:
+        device = "cuda" if gpus_per_cell > 0 else "cpu"
+        task = ray.remote(num_cpus=1, num_gpus=gpus_per_cell)(_ray_compute)
+        pending = {task.remote(spec, device, 1): spec for spec in todo}
+        i = 0
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            spec = pending.pop(done[0])
+            outcome, seconds = ray.get(done[0])
+            i += 1
+            report(i, spec, store(outcome, spec, suite_dir), seconds)
+    finally:
+        ray.shutdown()
+        if temp:
+            shutil.rmtree(temp, ignore_errors=True)
+
+
 def run_suite(suite: Suite, out_root: Path, force: bool = False, device: str | None = None,
-              log=print, command: str | None = None, workers: int = 1) -> dict:
+              log=print, command: str | None = None, workers: int = 1, executor: str = "local",
+              address: str | None = None, gpus_per_cell: float = 0.0) -> dict:
     """Run every cell not already complete; return counts of computed, skipped and
-    failed cells. `workers` > 1 runs cells in a local process pool, one torch thread
-    per worker (results are identical to in-process: tested)."""
+    failed cells.
+
+    executor "local": in-process, or with `workers` > 1 a local process pool with the
+    machine's threads divided among workers. executor "ray": Ray tasks on the cluster at
+    `address` (or a local Ray with `workers` CPUs), each asking for 1 CPU and
+    `gpus_per_cell` GPUs. All give identical numbers (tested)."""
+    if executor not in EXECUTORS:
+        raise ValueError(f"executor: unknown value {executor!r}; allowed: {', '.join(EXECUTORS)}")
     suite_dir = Path(out_root) / suite.name
     try:
         suite_dir.mkdir(parents=True, exist_ok=True)
@@ -225,18 +290,23 @@ def run_suite(suite: Suite, out_root: Path, force: bool = False, device: str | N
         (bar.write if not bar.disable else log)(f"[{i}/{len(todo)}] {spec.cell_id} {spec.label} seed={spec.seed}: {note}")
         bar.update(1)
 
-    if workers <= 1:
+    if executor == "ray":
+        _run_ray(todo, suite_dir, report, address, workers, gpus_per_cell)
+    elif workers <= 1:
         for i, spec in enumerate(todo, 1):
             report(i, spec, *run_one(spec, suite_dir, dev))
     else:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor, as_completed
         threads = max(1, (os.cpu_count() or 1) // workers)
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                 initializer=_pool_worker_init, initargs=(threads,)) as pool:
+        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_pool_worker_init, initargs=(threads,))
+        try:
             futures = {pool.submit(run_one, spec, suite_dir, dev): spec for spec in todo}
             for i, fut in enumerate(as_completed(futures), 1):
                 report(i, futures[fut], *fut.result())
+        finally:  # on an error, do not start the cells still queued
+            pool.shutdown(wait=True, cancel_futures=True)
     bar.close()
     (suite_dir / "suite.json").write_text(json.dumps(
         {"schema": SCHEMA_VERSION, "name": suite.name, "description": suite.description,

@@ -153,3 +153,37 @@ def test_kill_9_then_rerun_matches_an_uninterrupted_run(tiny_dir, tmp_path):
         assert cell_is_complete(out / spec.cell_id)
         assert (json.loads((out / spec.cell_id / "curve.json").read_text())
                 == json.loads((tiny_dir / spec.cell_id / "curve.json").read_text()))
+
+
+def test_full_disk_stops_with_a_clear_message_and_keeps_written_cells(tmp_path, monkeypatch):
+    import errno
+
+    import optbench.runner as runner
+    real_save, calls = runner.save_file, []
+
+    def save_until_full(*args, **kwargs):
+        calls.append(1)
+        if len(calls) >= 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(*args, **kwargs)
+    monkeypatch.setattr(runner, "save_file", save_until_full)
+    suite = parse_suite(TINY)
+    with pytest.raises(runner.StorageError, match="No space left on device; cells written before"):
+        run_suite(suite, tmp_path, device="cpu", log=lambda *_: None)
+    out = tmp_path / "tiny"
+    assert [cell_is_complete(out / s.cell_id) for s in suite.cells] == [True, True] + [False] * 4
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
+    monkeypatch.setattr(runner, "save_file", real_save)       # space freed: resume
+    counts = run_suite(suite, tmp_path, device="cpu", log=lambda *_: None)
+    assert (counts["computed"], counts["skipped"]) == (4, 2)
+
+
+def test_ray_executor_gives_identical_curves(tiny_dir, tmp_path, monkeypatch):
+    pytest.importorskip("ray")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # Ray writes ~/.ray/auth_token
+    suite = parse_suite(TINY.replace("seeds = [0, 1, 2]", "seeds = [0, 1]"))
+    counts = run_suite(suite, tmp_path, executor="ray", workers=2, log=lambda *_: None)
+    assert counts["computed"] == 4 and counts["failed"] == 0
+    for spec in suite.cells:
+        ours = json.loads((tmp_path / "tiny" / spec.cell_id / "curve.json").read_text())
+        assert ours == json.loads((tiny_dir / spec.cell_id / "curve.json").read_text())
