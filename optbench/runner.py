@@ -56,14 +56,16 @@ class CellResult:
     meta: dict
 
 
-def compute_cell(spec: CellSpec, referee: Referee) -> CellResult:
-    """The cell as a pure function of its spec (the referee only caches models)."""
+def compute_cell(spec: CellSpec, referee: Referee, progress: bool = False) -> CellResult:
+    """The cell as a pure function of its spec (the referee only caches models).
+    `progress` shows a bar over pressure levels (for long cells on a terminal)."""
     t0 = time.time()
     source = SOURCES[spec.source]
     settings = spec.settings_dict
     traj = source.trajectory(referee.proxy, spec.domain, spec.n_samples, spec.seed, settings)
     rows, snaps = [], []
-    for knob, x in traj.levels:
+    for knob, x in tqdm(traj.levels, desc=f"{spec.cell_id} levels", unit="level",
+                        leave=False, disable=not progress):
         metrics = referee.evaluate(x, traj.target, traj.start)
         rows.append({source.knob: knob, "pressure": knob * traj.knob_scale, **metrics})
         snaps.append(x[:GRID_SAMPLES])
@@ -169,13 +171,13 @@ class StorageError(RuntimeError):
     """The results folder cannot be written (full or read-only disk, ...)."""
 
 
-def compute_or_traceback(spec: CellSpec, device: str) -> CellResult | str:
+def compute_or_traceback(spec: CellSpec, device: str, progress: bool = False) -> CellResult | str:
     """The cell's result, or the traceback text if computing it raised."""
     try:
         key = (spec.domain, spec.proxy, device)
         if key not in _REFEREES:
             _REFEREES[key] = Referee(spec.domain, spec.proxy, torch.device(device))
-        return compute_cell(spec, _REFEREES[key])
+        return compute_cell(spec, _REFEREES[key], progress)
     except KeyboardInterrupt:
         raise
     except Exception:
@@ -198,10 +200,10 @@ def store(outcome: CellResult | str, spec: CellSpec, suite_dir: Path) -> str:
                            "untouched, and a rerun resumes from them") from None
 
 
-def run_one(spec: CellSpec, suite_dir: Path, device: str) -> tuple[str, float]:
+def run_one(spec: CellSpec, suite_dir: Path, device: str, progress: bool = False) -> tuple[str, float]:
     """Compute and store one cell: ("computed" or "failed", seconds)."""
     t0 = time.time()
-    return store(compute_or_traceback(spec, device), spec, suite_dir), time.time() - t0
+    return store(compute_or_traceback(spec, device, progress), spec, suite_dir), time.time() - t0
 
 
 def _pool_worker_init(threads: int) -> None:
@@ -294,7 +296,7 @@ def run_suite(suite: Suite, out_root: Path, force: bool = False, device: str | N
         _run_ray(todo, suite_dir, report, address, workers, gpus_per_cell)
     elif workers <= 1:
         for i, spec in enumerate(todo, 1):
-            report(i, spec, *run_one(spec, suite_dir, dev))
+            report(i, spec, *run_one(spec, suite_dir, dev, progress=not bar.disable))
     else:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor, as_completed

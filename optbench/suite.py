@@ -158,6 +158,17 @@ def _check_number_list(where: str, value, setting) -> tuple[float, ...]:
     return tuple(float(v) for v in value)
 
 
+def _curve_label(label: str, s: dict, axes: dict, source) -> str:
+    """The cell's label plus the grid axes that vary; without a label, every setting
+    that is not its default."""
+    if label:
+        varying = ", ".join(f"{k}={s[k]}" for k in axes if len(axes[k]) > 1)
+        return f"{label} {varying}" if varying else label
+    changed = ", ".join(f"{k}={v}" for k, v in s.items()
+                        if len(axes[k]) > 1 or v != _default(source.settings[k]))
+    return changed or source.name
+
+
 def _expand_cell(where: str, cell: dict, seeds: tuple[int, ...]) -> list[CellSpec]:
     _check_keys(where, cell, CELL_KEYS)
     for key in ("domain", "source", "n_samples"):
@@ -205,12 +216,8 @@ def _expand_cell(where: str, cell: dict, seeds: tuple[int, ...]) -> list[CellSpe
             if m not in models:
                 raise SuiteError(f"{where}.source: {source.name} needs model {m!r}, which domain "
                                  f"{domain!r} does not have; run `optbench train {domain} --only {m}`")
-        grid_label = label or ", ".join(f"{k}={v}" for k, v in s.items()
-                                        if len(axes[k]) > 1 or v != _default(source.settings[k]))
-        if label and any(len(v) > 1 for v in axes.values()):
-            grid_label = label + " " + ", ".join(f"{k}={s[k]}" for k in axes if len(axes[k]) > 1)
         specs += [CellSpec(domain, proxy, source.name, n, seed, tuple(sorted(s.items())),
-                           grid_label or source.name) for seed in cell_seeds]
+                           _curve_label(label, s, axes, source)) for seed in cell_seeds]
     return specs
 
 

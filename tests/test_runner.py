@@ -77,10 +77,10 @@ def test_a_failing_cell_is_recorded_and_the_suite_goes_on(tmp_path, monkeypatch)
     suite = parse_suite(TINY)
     real = runner.compute_cell
 
-    def flaky(spec, referee):
+    def flaky(spec, referee, progress=False):
         if spec.seed == 1:
             raise RuntimeError("boom")
-        return real(spec, referee)
+        return real(spec, referee, progress)
     monkeypatch.setattr(runner, "compute_cell", flaky)
     counts = run_suite(suite, tmp_path, device="cpu", log=lambda *_: None)
     assert (counts["computed"], counts["failed"]) == (4, 2)
