@@ -57,10 +57,13 @@ def curves_figure(cells: list[dict], out: Path, title: str = "") -> None:
         ax.set_title(name, fontsize=10)
         ax.set_xlabel(knob)
         ax.grid(alpha=0.3)
-    axes.flat[0].legend(fontsize=8)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=8,
+               frameon=False)
     fig.suptitle(title + "\nlines: mean over seeds; bands: 95% bootstrap CI; dotted: real-vs-real "
                  "baseline; dashed (KID): 10x baseline threshold", fontsize=10)
-    fig.tight_layout()
+    rows_of_legend = (len(labels) + 3) // 4
+    fig.tight_layout(rect=(0, 0.035 * rows_of_legend, 1, 1))
     fig.savefig(out, dpi=110)
     plt.close(fig)
 
@@ -73,7 +76,8 @@ def equal_proxy_figure(cells: list[dict], out: Path, title: str = "") -> None:
     """Referee metrics against the proxy probability reached: methods compared at equal
     proxy score. One line per curve (mean over seeds), points in order of pressure."""
     groups = list(group_cells(cells).values())
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.8))
+    legend_rows = (len(groups) + 2) // 3
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.6 + 0.25 * legend_rows))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     markers = "os^Dv<>Ph*"
     for g, members in enumerate(groups):
@@ -94,9 +98,10 @@ def equal_proxy_figure(cells: list[dict], out: Path, title: str = "") -> None:
             ax.set_ylim(bottom=-0.02)
         ax.grid(alpha=0.3)
     axes[1].plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--")  # judge agrees with proxy
-    axes[0].legend(fontsize=7, loc="best")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, frameon=False)
     fig.suptitle(title or "methods at equal proxy score (mean over seeds; dashed: judge = proxy)",
                  fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.055 * legend_rows, 1, 1))
     fig.savefig(out, dpi=110)
     plt.close(fig)
