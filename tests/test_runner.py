@@ -129,30 +129,18 @@ def test_cli_bad_suite_is_a_one_line_error_with_exit_code_2(tmp_path, capsys):
 
 
 def test_kill_9_then_rerun_matches_an_uninterrupted_run(tiny_dir, tmp_path):
-    """Kill a running suite at several moments; each rerun must finish with exactly the
-    uninterrupted results and no temporary or partial files."""
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
+    """Kill a running suite at several moments (benchmarks/kill_resume.py); the rerun
+    must finish with exactly the uninterrupted results and no temporary files."""
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).parent.parent / "benchmarks" / "kill_resume.py"
+    spec = importlib.util.spec_from_file_location("kill_resume", path)
+    kill_resume = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(kill_resume)
     suite_file = tmp_path / "tiny.toml"
     suite_file.write_text(TINY)
-    cmd = [sys.executable, "-m", "optbench.cli", "--threads", "1", "run", str(suite_file),
-           "--out", str(tmp_path), "--device", "cpu"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    for delay in (2.5, 4.0, 6.0):
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-        time.sleep(delay)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-    subprocess.run(cmd, check=True, capture_output=True, env=env)
-    out = tmp_path / "tiny"
-    assert not [p for p in out.iterdir() if p.name.startswith(".")]
-    for spec in parse_suite(TINY).cells:
-        assert cell_is_complete(out / spec.cell_id)
-        assert (json.loads((out / spec.cell_id / "curve.json").read_text())
-                == json.loads((tiny_dir / spec.cell_id / "curve.json").read_text()))
+    kill_resume.kill_and_resume(suite_file, tmp_path, [2.5, 4.0, 6.0])
+    assert kill_resume.compare(tmp_path / "tiny", tiny_dir) == []
 
 
 def test_full_disk_stops_with_a_clear_message_and_keeps_written_cells(tmp_path, monkeypatch):
