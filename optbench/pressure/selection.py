@@ -1,0 +1,47 @@
+"""Selection pressure from one pool of samples: best-of-n and the quantilizer.
+
+Best-of-n: for a pool of N samples sorted by proxy score, the best of a uniformly random
+n-subset is the i-th smallest with probability C(i-1, n-1) / C(N, n). Averaging any
+per-sample metric with these weights gives the unbiased estimate of its expectation under
+best-of-n (a U-statistic), for every n <= N from one sort, with no resampling.
+The KL divergence of best-of-n from the base distribution is at most
+log n - (n - 1) / n (an upper bound, tight for continuous scores; Gao et al. 2022)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy.special import gammaln
+
+
+def best_of_n_weights(pool_size: int, n: int) -> np.ndarray:
+    """Weights over the pool sorted ascending by proxy score: P(rank i is the max of n)."""
+    if not 1 <= n <= pool_size:
+        raise ValueError(f"n: must be in 1..{pool_size}, got {n}")
+    i = np.arange(1, pool_size + 1)
+    log_w = np.full(pool_size, -np.inf)
+    ok = i >= n
+    # log C(i-1, n-1) - log C(N, n), via log-gamma so large pools do not overflow
+    log_w[ok] = (gammaln(i[ok]) - gammaln(n) - gammaln(i[ok] - n + 1)
+                 - (gammaln(pool_size + 1) - gammaln(n + 1) - gammaln(pool_size - n + 1)))
+    w = np.exp(log_w)
+    return w / w.sum()
+
+
+def best_of_n_mean(scores: np.ndarray, values: np.ndarray, n: int) -> float:
+    """Unbiased estimate of E[value of the best (by score) of n samples]."""
+    order = np.argsort(scores, kind="stable")
+    return float(best_of_n_weights(len(scores), n) @ np.asarray(values, dtype=float)[order])
+
+
+def best_of_n_kl_bound(n: int) -> float:
+    return math.log(n) - (n - 1) / n
+
+
+def quantilizer_mean(scores: np.ndarray, values: np.ndarray, q: float) -> float:
+    """E[value] when sampling uniformly from the top q fraction of the pool by score."""
+    if not 0 < q <= 1:
+        raise ValueError(f"q: must be in (0, 1], got {q}")
+    k = max(1, math.ceil(q * len(scores)))
+    top = np.argsort(scores, kind="stable")[-k:]
+    return float(np.asarray(values, dtype=float)[top].mean())
