@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from optbench.pressure import SOURCES
@@ -157,10 +157,6 @@ def read_cell(folder: Path) -> dict:
     return {"spec": json.loads((folder / "spec.json").read_text()),
             "curve": json.loads((folder / "curve.json").read_text()),
             "meta": json.loads((folder / "meta.json").read_text())}
-
-
-def read_snapshots(folder: Path) -> dict[str, torch.Tensor]:
-    return load_file(str(folder / "snapshots.safetensors"))
 
 
 _REFEREES: dict[tuple[str, str, str], Referee] = {}   # per process: models load once
