@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from optbench.pressure import SOURCES
 from optbench.pressure.starts import real_sample
-from optbench.referees import Referee
+from optbench.referees import DISTRIBUTION_METRICS, Referee
 from optbench.suite import CellSpec, Suite
 
 SCHEMA_VERSION = 1
@@ -63,10 +63,18 @@ def compute_cell(spec: CellSpec, referee: Referee, progress: bool = False) -> Ce
     source = SOURCES[spec.source]
     settings = spec.settings_dict
     traj = source.trajectory(referee.proxy, spec.domain, spec.n_samples, spec.seed, settings)
+    pool_values = pool_per_sample(referee, traj)
     rows, snaps = [], []
-    for knob, x in tqdm(traj.levels, desc=f"{spec.cell_id} levels", unit="level",
-                        leave=False, disable=not progress):
+    for knob, x, *info in tqdm(traj.levels, desc=f"{spec.cell_id} levels", unit="level",
+                               leave=False, disable=not progress):
+        info = info[0] if info else {}
         metrics = referee.evaluate(x, traj.target, traj.start)
+        if "weights" in info:   # selection: exact weighted means over the whole pool
+            metrics |= weighted_pool_means(pool_values, info["weights"])
+        if not info.get("set_metrics", True):
+            metrics |= {m: float("nan") for m in (*DISTRIBUTION_METRICS, "diversity")}
+        metrics |= info.get("extras", {})
+        metrics["gap"] = metrics["proxy_prob"] - metrics["judge_prob"]
         rows.append({source.knob: knob, "pressure": knob * traj.knob_scale, **metrics})
         snaps.append(x[:GRID_SAMPLES])
     # Real against real: every metric on held-out real digits, their label as target.
@@ -74,8 +82,28 @@ def compute_cell(spec: CellSpec, referee: Referee, progress: bool = False) -> Ce
     baseline = referee.evaluate(x_real, y_real, x_real)
     meta = {"wall_seconds": round(time.time() - t0, 2),
             "device": str(next(referee.proxy.parameters()).device),
-            "threads": torch.get_num_threads()}
+            "threads": torch.get_num_threads(),
+            "proxy_kind": "realness" if referee.realness else "classifier"}
     return CellResult(spec, rows, baseline, torch.stack(snaps), traj.target[:GRID_SAMPLES], meta)
+
+
+def pool_per_sample(referee: Referee, traj) -> list[dict] | None:
+    """Per-sample metric values over a selection source's pool, one dict per target row."""
+    if traj.pool is None:
+        return None
+    logits = referee.logits(traj.pool)
+    return [referee.per_sample(logits, traj.pool, torch.full((len(traj.pool),), t))
+            for t in traj.pool_targets]
+
+
+def weighted_pool_means(pool_values: list[dict], weights) -> dict[str, float]:
+    """Average each per-sample metric with each target row's selection weights, then over
+    rows (targets are balanced): the unbiased order-statistics estimate for best-of-n."""
+    out = {}
+    for key in pool_values[0]:
+        per_target = [float(weights[t] @ v[key].numpy()) for t, v in enumerate(pool_values)]
+        out[key] = float(sum(per_target) / len(per_target))
+    return out
 
 
 def _sha(path: Path) -> str:
@@ -107,7 +135,8 @@ def write_cell(result: CellResult, suite_dir: Path) -> Path:
         source = SOURCES[spec.source]
         (tmp / "spec.json").write_text(json.dumps(
             {"schema": SCHEMA_VERSION, "cell_id": spec.cell_id, "label": spec.label,
-             "knob": source.knob, "pressure": source.pressure, **spec.canonical(),
+             "knob": source.knob, "distance": source.distance,
+             "proxy_kind": result.meta.get("proxy_kind", "classifier"), "pressure": source.pressure, **spec.canonical(),
              "versions": spec.versions()}, indent=2, sort_keys=True) + "\n")
         curve = {"schema": SCHEMA_VERSION, "cell_id": spec.cell_id, "knob": source.knob,
                  "rows": result.rows, "baseline": result.baseline}

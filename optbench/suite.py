@@ -14,7 +14,8 @@ A suite file:
     n_samples = 128
     settings = { start = "real", lr = 0.01, max_steps = 2048 }
 
-A list in `settings` is a grid axis: `start = ["real", "noise"]` makes two cells per seed.
+A list in `settings` is a grid axis: `start = ["real", "noise"]` makes two cells per seed;
+so is a list of proxies: `proxy = ["proxy_cnn", "proxy_adv15"]`.
 """
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ NUMBERS_VERSION = 1
 
 SUITE_KEYS = {"name": "suite name (results/<name>/)", "description": "free text",
               "seeds": "list of non-negative integers", "cell": "array of [[cell]] tables"}
-CELL_KEYS = {"label": "free text", "domain": "domain name", "proxy": "proxy model name",
+CELL_KEYS = {"label": "free text", "domain": "domain name", "proxy": "proxy model name (a list: one curve each)",
              "source": "pressure source name", "n_samples": "integer >= 6",
              "settings": "table of source settings", "seeds": "list of non-negative integers"}
 
@@ -181,8 +182,12 @@ def _expand_cell(where: str, cell: dict, seeds: tuple[int, ...]) -> list[CellSpe
         models = read_manifest(domain)["models"]
     except CheckpointError as e:
         raise SuiteError(f"{where}.domain: {e}") from None
-    proxy = cell.get("proxy", get_domain(domain).DEFAULT_PROXY)
-    _check_name(f"{where}.proxy", proxy, sorted(models))
+    proxies = cell.get("proxy", get_domain(domain).DEFAULT_PROXY)
+    proxies = proxies if isinstance(proxies, list) else [proxies]   # a list is a grid axis
+    if not proxies:
+        raise SuiteError(f"{where}.proxy: empty list; give at least one model")
+    for proxy in proxies:
+        _check_name(f"{where}.proxy", proxy, sorted(models))
     n = cell["n_samples"]
     if not isinstance(n, int) or isinstance(n, bool) or n < 6:
         raise SuiteError(f"{where}.n_samples: expected an integer >= 6, got {n!r}")
@@ -216,8 +221,11 @@ def _expand_cell(where: str, cell: dict, seeds: tuple[int, ...]) -> list[CellSpe
             if m not in models:
                 raise SuiteError(f"{where}.source: {source.name} needs model {m!r}, which domain "
                                  f"{domain!r} does not have; run `optbench train {domain} --only {m}`")
-        specs += [CellSpec(domain, proxy, source.name, n, seed, tuple(sorted(s.items())),
-                           _curve_label(label, s, axes, source)) for seed in cell_seeds]
+        curve = _curve_label(label, s, axes, source)
+        for proxy in proxies:
+            name = f"{curve} [{proxy}]" if len(proxies) > 1 else curve
+            specs += [CellSpec(domain, proxy, source.name, n, seed, tuple(sorted(s.items())), name)
+                      for seed in cell_seeds]
     return specs
 
 

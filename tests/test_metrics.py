@@ -82,3 +82,21 @@ def test_within_class_diversity_matches_scipy_pdist():
     expected = np.mean([pdist(feats[labels == c]).mean() for c in (0, 1, 2)])
     ours = within_class_diversity(torch.from_numpy(feats), torch.from_numpy(labels))
     assert ours == pytest.approx(expected, rel=1e-12)
+
+
+def test_c2st_matches_bayes_accuracy_of_gaussians():
+    """Two Gaussians whose means differ by delta along one axis: the best possible
+    accuracy is Phi(delta / 2) (scipy); the fresh classifier gets close to it, and to 0.5
+    on identical distributions."""
+    from scipy.stats import norm
+    from optbench.referees.distribution import c2st_accuracy
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(3000, 8, generator=g)
+    b = torch.randn(3000, 8, generator=g)
+    assert abs(c2st_accuracy(a, b) - 0.5) < 0.03
+    shifted = b.clone()
+    shifted[:, 0] += 1.0
+    assert abs(c2st_accuracy(a, shifted) - norm.cdf(0.5)) < 0.03
+    far = b.clone()
+    far[:, 3] += 6.0
+    assert c2st_accuracy(a, far) > 0.99

@@ -69,7 +69,27 @@ class MLP(_BodyHead):
         self.head = nn.Linear(hidden, num_classes)
 
 
-ARCHITECTURES: dict[str, type[nn.Module]] = {"SmallCNN": SmallCNN, "BNCNN": BNCNN, "MLP": MLP}
+class ProxyEnsemble(nn.Module):
+    """k independently trained SmallCNN members as one proxy. reduce="mean": the mean of
+    the members' logits; reduce="min": the per-class minimum of the members'
+    log-probabilities, so a targeted optimizer must raise the worst member."""
+
+    REDUCTIONS = ("mean", "min")
+
+    def __init__(self, members: int = 5, width: int = 16, reduce: str = "mean", num_classes: int = 10):
+        super().__init__()
+        if reduce not in self.REDUCTIONS:
+            raise ValueError(f"reduce: unknown value {reduce!r}; allowed: {', '.join(self.REDUCTIONS)}")
+        self.reduce = reduce
+        self.members = nn.ModuleList(SmallCNN(width, num_classes) for _ in range(members))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = torch.stack([m(x) for m in self.members])
+        return logits.mean(0) if self.reduce == "mean" else logits.log_softmax(-1).amin(0)
+
+
+ARCHITECTURES: dict[str, type[nn.Module]] = {"SmallCNN": SmallCNN, "BNCNN": BNCNN, "MLP": MLP,
+                                             "ProxyEnsemble": ProxyEnsemble}
 
 
 def build(arch: str, **kwargs) -> nn.Module:
@@ -113,3 +133,8 @@ class NoisyCNN(nn.Module):
 
 
 ARCHITECTURES["NoisyCNN"] = NoisyCNN
+
+from optbench.models.gan import DCGANDiscriminator, DCGANGenerator  # noqa: E402
+
+ARCHITECTURES["DCGANGenerator"] = DCGANGenerator
+ARCHITECTURES["DCGANDiscriminator"] = DCGANDiscriminator

@@ -42,7 +42,19 @@ MNIST_RECIPES: dict[str, Recipe] = {
                            adv_eps_l2=1.5, notes="L2 PGD adversarially trained (eps 1.5), shift augmentation"),
     "judge_mlp": Recipe("judge", "MLP", {"hidden": 256}, "judge_train", seed=14,
                         notes="transfer probe, not in the ensemble: an MLP is fooled almost as easily as the proxy"),
+    # Proxy variants (the crux suite): robust, larger; the ensembles are built below.
+    "proxy_adv05": Recipe("proxy", "SmallCNN", {"width": 16}, "proxy_train", seed=41, adv_eps_l2=0.5,
+                          notes="the proxy's architecture, L2 PGD adversarially trained at eps 0.5"),
+    "proxy_adv15": Recipe("proxy", "SmallCNN", {"width": 16}, "proxy_train", seed=42, adv_eps_l2=1.5,
+                          notes="the proxy's architecture, L2 PGD adversarially trained at eps 1.5"),
+    "proxy_cnn_w32": Recipe("proxy", "SmallCNN", {"width": 32}, "proxy_train", seed=43,
+                            notes="the proxy's architecture at twice the width (about 4x the weights)"),
+    "proxy_cnn_w64": Recipe("proxy", "SmallCNN", {"width": 64}, "proxy_train", seed=44,
+                            notes="the proxy's architecture at four times the width"),
 }
+ENSEMBLE_MEMBERS = 5
+ENSEMBLE_SEEDS = tuple(range(51, 51 + ENSEMBLE_MEMBERS))
+ENSEMBLE_PROXIES = {"proxy_ens_mean": "mean", "proxy_ens_min": "min"}
 RECIPES = {"mnist": MNIST_RECIPES}
 
 
@@ -113,11 +125,45 @@ def train_one(domain: str, name: str, recipe: Recipe, log=print) -> torch.nn.Mod
     return model
 
 
+def train_ensemble_checkpoints(domain: str, root=None, log=print) -> dict:
+    """Train ENSEMBLE_MEMBERS copies of the proxy's recipe with other seeds and ship them as
+    two proxies, the mean-logit and the worst-case (min) ensemble."""
+    from optbench.models.nets import ProxyEnsemble
+    base = MNIST_RECIPES["proxy_cnn"]
+    members = [train_one(domain, f"member {i}", Recipe(**{**asdict(base), "seed": s}), log)
+               for i, s in enumerate(ENSEMBLE_SEEDS)]
+    dom = get_domain(domain)
+    x_test, y_test = dom.load_split("test")
+    entries = {}
+    for name, reduce in ENSEMBLE_PROXIES.items():
+        model = ProxyEnsemble(len(members), base.arch_kwargs["width"], reduce)
+        for m, trained in zip(model.members, members):
+            m.load_state_dict(trained.state_dict())
+        model.eval()
+        acc = float((predict(model, x_test) == y_test).float().mean())
+        entries[name] = save_model(model, domain, name, {
+            "arch": "ProxyEnsemble",
+            "arch_kwargs": {"members": len(members), "width": base.arch_kwargs["width"], "reduce": reduce},
+            "recipe": {**asdict(base), "seeds": list(ENSEMBLE_SEEDS)},
+            "test_accuracy": round(acc, 4),
+            "member_test_accuracy": [round(float((predict(m, x_test) == y_test).float().mean()), 4) for m in members],
+            "train_seconds": round(sum(m._train_seconds for m in members), 1),
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "versions": {"torch": torch.__version__, "python": platform.python_version()}}, root=root)
+        log(f"  {name}: test accuracy {acc:.4f}")
+    return entries
+
+
 def _diffusion_trainers() -> dict:
+    """Trainers that are not a single classifier recipe. `gan` ships gan_generator and
+    gan_discriminator; `ensembles` ships proxy_ens_mean and proxy_ens_min."""
     from optbench.models.diffusion import train_diffusion_checkpoint, train_noisy_classifier_checkpoint
-    # The diffusion UNet takes about an hour on one CPU core; the noisy classifier minutes.
+    from optbench.models.gan import train_gan_checkpoint
+    # The diffusion UNet takes about an hour on one CPU core, the GAN 11 minutes.
     return {"noisy_classifier": train_noisy_classifier_checkpoint,
-            "diffusion_unet": train_diffusion_checkpoint}
+            "diffusion_unet": train_diffusion_checkpoint,
+            "gan": train_gan_checkpoint,
+            "ensembles": lambda domain, root=None, log=print: train_ensemble_checkpoints(domain, root, log)}
 
 
 def train_domain(domain: str, only: list[str] | None = None, root=None, log=print) -> dict:

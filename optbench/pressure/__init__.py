@@ -33,6 +33,10 @@ class Trajectory:
     target: torch.Tensor            # (n,) target class
     levels: Iterator[tuple[int, torch.Tensor]]  # (knob value, outputs) per level
     knob_scale: float = 1.0         # pressure = knob * knob_scale (e.g. steps x lr)
+    # Selection sources: the whole pool, and the target class of each row of the
+    # per-level selection weights; per-sample metrics are then exact weighted means.
+    pool: torch.Tensor | None = None
+    pool_targets: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,8 @@ class Source:
     check: Callable[[dict], str | None] = lambda s: None   # cross-field rules
     trajectory: Callable[..., Trajectory] | None = None
     models: Callable[[dict], tuple[str, ...]] = lambda s: ()  # checkpoints it loads itself
+    distance: str = "l2"            # the metric that is the source's own distance d
+    law: str = "rl"                 # Goodhart-law form for its fits: "rl" or "bon"
 
 
 def _pixel_ascent_trajectory(proxy: torch.nn.Module, domain: str, n: int, seed: int,
@@ -76,6 +82,39 @@ PIXEL_ASCENT = Source(
                      if s["norm"] != "none" and s["eps"] <= 0 else None),
     trajectory=_pixel_ascent_trajectory,
 )
+
+def _online_trajectory(proxy: torch.nn.Module, domain: str, n: int, seed: int,
+                       s: dict) -> Trajectory:
+    from optbench.domains import get_domain
+    from optbench.pressure.online import online_pixel_ascent
+    x0, target = make_starts(domain, s["start"], n, seed)
+    device = next(proxy.parameters()).device
+    real_x, real_y = get_domain(domain).load_split("proxy_train")
+    levels = online_pixel_ascent(proxy, x0.to(device), target.to(device), log_levels(s["max_steps"]),
+                                 s["lr"], s["objective"], s["retrain_every"], s["retrain_steps"],
+                                 s["retrain_lr"], real_x, real_y, seed)
+    return Trajectory(x0, target, ((k, x.cpu(), info) for k, x, info in levels), s["lr"])
+
+
+ONLINE_ASCENT = Source(
+    name="online_pixel_ascent",
+    knob="steps",
+    pressure="steps x lr",
+    doc="pixel ascent against a copy of the proxy retrained every k steps on its training "
+        "data plus the outputs so far as 'not this class' negatives; proxy_prob is the "
+        "online proxy's, frozen_proxy_prob the original's",
+    settings={
+        "start": PIXEL_ASCENT.settings["start"],
+        "lr": PIXEL_ASCENT.settings["lr"],
+        "max_steps": PIXEL_ASCENT.settings["max_steps"],
+        "objective": PIXEL_ASCENT.settings["objective"],
+        "retrain_every": Setting(int, 64, minimum=1, doc="ascent steps between retrainings (k)"),
+        "retrain_steps": Setting(int, 32, minimum=0, doc="Adam steps per retraining (batch 64 real + 64 negatives)"),
+        "retrain_lr": Setting(float, 1e-3, minimum=1e-12, doc="the proxy's retraining step size"),
+    },
+    trajectory=_online_trajectory,
+)
+
 
 @functools.lru_cache(maxsize=8)
 def _cached_model(domain: str, name: str, device: str) -> torch.nn.Module:
@@ -133,6 +172,11 @@ GUIDANCE_SOURCE = Source(
     check=_guidance_check,
     trajectory=_guidance_trajectory,
     models=_guidance_models,
+    law="",   # a guidance scale is no distance: no Goodhart fit
 )
 
-SOURCES: dict[str, Source] = {PIXEL_ASCENT.name: PIXEL_ASCENT, GUIDANCE_SOURCE.name: GUIDANCE_SOURCE}
+from optbench.pressure.gan_sources import (BEST_OF_N, GENERATOR_FINETUNE, LATENT_ASCENT,  # noqa: E402
+                                           QUANTILIZER)
+
+SOURCES: dict[str, Source] = {s.name: s for s in (PIXEL_ASCENT, ONLINE_ASCENT, GUIDANCE_SOURCE, LATENT_ASCENT,
+                                                  GENERATOR_FINETUNE, BEST_OF_N, QUANTILIZER)}

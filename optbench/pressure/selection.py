@@ -45,3 +45,38 @@ def quantilizer_mean(scores: np.ndarray, values: np.ndarray, q: float) -> float:
     k = max(1, math.ceil(q * len(scores)))
     top = np.argsort(scores, kind="stable")[-k:]
     return float(np.asarray(values, dtype=float)[top].mean())
+
+
+def selection_levels(pool_size: int) -> list[int]:
+    """n = 1, 2, 3, 4, 6, 8, 11, 16, ... (powers of sqrt 2, rounded) up to the pool size."""
+    levels, k = [], 0
+    while (n := round(2 ** (k / 2))) < pool_size:
+        if not levels or n > levels[-1]:
+            levels.append(n)
+        k += 1
+    return levels + [pool_size]
+
+
+def quantile_weights(scores: np.ndarray, inv_q: float) -> np.ndarray:
+    """Weights over the pool (in its own order) of the quantilizer: uniform on the top
+    ceil(N / inv_q) samples by score."""
+    k = max(1, math.ceil(len(scores) / inv_q))
+    w = np.zeros(len(scores))
+    w[np.argsort(scores, kind="stable")[-k:]] = 1.0 / k
+    return w
+
+
+def best_of_n_pool_weights(scores: np.ndarray, n: int) -> np.ndarray:
+    """best_of_n_weights, in the pool's own order rather than sorted."""
+    order = np.argsort(scores, kind="stable")
+    w = np.empty(len(scores))
+    w[order] = best_of_n_weights(len(scores), n)
+    return w
+
+
+def subpool_best(scores: np.ndarray, n: int, subpool: int) -> np.ndarray:
+    """Index of the best of the first n members of each disjoint sub-pool of size
+    `subpool` (row j of `scores` scores sub-pool j's candidates for its own target):
+    one exact, independent draw of best-of-n per sub-pool, for n <= subpool."""
+    rows = np.arange(len(scores))
+    return rows * subpool + np.argmax(scores[:, :n], axis=1)

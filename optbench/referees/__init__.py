@@ -8,17 +8,18 @@ import torch
 from optbench.domains import get_domain
 from optbench.models.checkpoints import load_model
 from optbench.referees.classifiers import logits_of, target_readout
-from optbench.referees.distribution import extract, fid_kid, prdc, within_class_diversity
+from optbench.referees.distribution import c2st_accuracy, extract, fid_kid, prdc, within_class_diversity
 
-DISTRIBUTION_METRICS = ("fid", "kid", "kid_std", "precision", "recall", "density", "coverage")
+DISTRIBUTION_METRICS = ("fid", "kid", "kid_std", "precision", "recall", "density", "coverage", "c2st")
 
 METRICS = {
-    "proxy_prob": "proxy's mean probability of the target class",
+    "proxy_prob": "proxy's mean probability of the target class (a discriminator proxy: mean sigmoid(D(x)))",
     "proxy_logit": "proxy's mean target logit",
     "proxy_hit": "share of samples the proxy classifies as the target",
     "judge_<name>_prob": "one judge's mean target probability",
     "judge_<name>_agree": "share of samples where that judge's class equals the proxy's",
     "judge_prob": "judge ensemble (mean probability over the domain's ENSEMBLE judges): mean target probability",
+    "judge_conf": "judge ensemble's mean top-class probability: how surely the judges see a digit of some class",
     "judge_hit": "share of samples the judge ensemble classifies as the target",
     "judge_agree": "share of samples where the ensemble's class equals the proxy's",
     "gap": "proxy_prob - judge_prob, the Goodhart gap",
@@ -29,6 +30,7 @@ METRICS = {
     "recall": "share of reference points inside the outputs' k-NN manifold",
     "density": "how many reference balls hold each output, normalised (1 = like real data)",
     "coverage": "share of reference points with an output inside their k-NN ball",
+    "c2st": "classifier two-sample test: held-out accuracy of a fresh logistic regression telling outputs from reference digits in feature space (0.5 = indistinguishable)",
     "diversity": "mean pairwise feature distance between outputs of the same target class",
     "out_of_range": "share of pixels outside [0, 1] (by more than 1/255)",
     "l2": "mean L2 distance from the starting point (pixels in [0, 1])",
@@ -47,6 +49,8 @@ class Referee:
         self.judges = {name: load_model(domain, name, device, root=checkpoint_root)
                        for name in dom.JUDGES}
         self.ensemble = dom.ENSEMBLE
+        # A GAN discriminator scores "real" (one logit), not classes.
+        self.realness = bool(getattr(self.proxy, "scores_realness", False))
         self.feature_net = self.judges.get(dom.FEATURE_NET) or load_model(
             domain, dom.FEATURE_NET, device, root=checkpoint_root)
         x_ref, _ = dom.load_split("reference")
@@ -57,33 +61,62 @@ class Referee:
         out = {"diversity": within_class_diversity(feats, target) if target is not None else float("nan")}
         if len(feats) < 6:  # PRDC needs k+1 points, FID a covariance
             return out | {m: float("nan") for m in DISTRIBUTION_METRICS}
-        return out | fid_kid(self.ref_features, feats) | prdc(self.ref_features, feats)
+        return (out | fid_kid(self.ref_features, feats) | prdc(self.ref_features, feats)
+                | {"c2st": c2st_accuracy(self.ref_features, feats)})
+
+    def logits(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Every classifier's raw output on x, computed once so read-outs for several
+        targets (best-of-n per target class) reuse them."""
+        return {"proxy": logits_of(self.proxy, x),
+                **{name: logits_of(judge, x) for name, judge in self.judges.items()}}
+
+    def ensemble_probs(self, logits: dict[str, torch.Tensor]) -> torch.Tensor:
+        return torch.stack([logits[name].softmax(1) for name in self.ensemble]).mean(0)
+
+    def per_sample(self, logits: dict[str, torch.Tensor], x: torch.Tensor,
+                   target: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Per-sample values of every metric that has one (finite samples only).
+
+        A realness proxy (a GAN discriminator) has no target class: its probability is
+        sigmoid(D(x)), and the target becomes the judge ensemble's own class, so
+        judge_prob is the judges' confidence that x is a digit of some class."""
+        ens = self.ensemble_probs(logits)
+        ens_pred = ens.argmax(1)
+        out = {}
+        if self.realness:
+            target = ens_pred
+            d = logits["proxy"]
+            out |= {"proxy_prob": torch.sigmoid(d), "proxy_logit": d, "proxy_hit": d > 0}
+            proxy_pred = None
+        else:
+            r = target_readout(logits["proxy"], target)
+            out |= {"proxy_prob": r["prob"], "proxy_logit": r["logit"], "proxy_hit": r["pred"] == target}
+            proxy_pred = r["pred"]
+        nan = torch.full((len(x),), float("nan"))
+        for name in self.judges:
+            r = target_readout(logits[name], target)
+            out[f"{name}_prob"] = r["prob"]
+            out[f"{name}_agree"] = nan if proxy_pred is None else r["pred"] == proxy_pred
+        out["judge_prob"] = ens.gather(1, target[:, None]).squeeze(1)
+        out["judge_hit"] = ens_pred == target
+        out["judge_agree"] = nan if proxy_pred is None else ens_pred == proxy_pred
+        out["judge_conf"] = ens.amax(1)
+        out["out_of_range"] = ((x < -1 / 255) | (x > 1 + 1 / 255)).flatten(1).double().mean(1)
+        return {k: v.double() for k, v in out.items()}
 
     def evaluate(self, x: torch.Tensor, target: torch.Tensor, start: torch.Tensor) -> dict[str, float]:
-        proxy = target_readout(logits_of(self.proxy, x), target)
-        finite = torch.isfinite(x).flatten(1).all(1) & torch.isfinite(proxy["logit"])
+        logits = self.logits(x)
+        proxy_out = logits["proxy"] if self.realness else logits["proxy"].amax(1)
+        finite = torch.isfinite(x).flatten(1).all(1) & torch.isfinite(proxy_out)
         out = {"diverged_frac": float(1 - finite.double().mean()), "n_finite": int(finite.sum())}
         x, target, start = x[finite], target[finite], start[finite]
-        proxy = {k: v[finite] for k, v in proxy.items()}
-        out |= {"proxy_prob": _mean(proxy["prob"]), "proxy_logit": _mean(proxy["logit"]),
-                "proxy_hit": _mean(proxy["pred"] == target)}
-        probs = []
-        for name, judge in self.judges.items():
-            logits = logits_of(judge, x)
-            r = target_readout(logits, target)
-            out[f"{name}_prob"] = _mean(r["prob"])
-            out[f"{name}_agree"] = _mean(r["pred"] == proxy["pred"])
-            if name in self.ensemble:
-                probs.append(logits.softmax(1))
-        ens = torch.stack(probs).mean(0) if probs else torch.empty(0, 1)
-        ens_pred = ens.argmax(1)
-        out["judge_prob"] = _mean(ens.gather(1, target[:, None]).squeeze(1)) if len(x) else float("nan")
-        out["judge_hit"] = _mean(ens_pred == target)
-        out["judge_agree"] = _mean(ens_pred == proxy["pred"])
+        logits = {k: v[finite] for k, v in logits.items()}
+        out |= {k: _mean(v) for k, v in self.per_sample(logits, x, target).items()}
+        if self.realness:  # within-class diversity by the judges' class
+            target = self.ensemble_probs(logits).argmax(1)
         out["gap"] = out["proxy_prob"] - out["judge_prob"]
         delta = (x - start).flatten(1)
         out["l2"], out["linf"] = _mean(delta.norm(dim=1)), _mean(delta.abs().amax(1))
-        out["out_of_range"] = _mean(((x < -1 / 255) | (x > 1 + 1 / 255)).flatten(1).double().mean(1))
         out |= self.distribution(x, target)
         return out
 

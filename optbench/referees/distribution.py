@@ -88,3 +88,27 @@ def within_class_diversity(feats: torch.Tensor, labels: torch.Tensor) -> float:
             d = torch.cdist(f, f)
             per_class.append(d.sum() / (len(f) * (len(f) - 1)))
     return float(torch.stack(per_class).mean()) if per_class else float("nan")
+
+
+C2ST_SEED = 0
+C2ST_FOLDS = 5
+
+
+def c2st_accuracy(real: torch.Tensor, fake: torch.Tensor, seed: int = C2ST_SEED) -> float:
+    """Classifier two-sample test (Lopez-Paz and Oquab 2017): the cross-validated held-out
+    accuracy of a fresh logistic regression (scikit-learn) telling `fake` features from as
+    many `real` ones. 0.5 means indistinguishable, 1.0 fully separable. Cheap enough
+    (tens of milliseconds) to run at every pressure level."""
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    rng = np.random.default_rng(seed)
+    n = min(len(real), len(fake))
+    r = real[rng.permutation(len(real))[:n]].double().numpy()
+    f = fake[rng.permutation(len(fake))[:n]].double().numpy()
+    x, y = np.concatenate([r, f]), np.r_[np.zeros(n), np.ones(n)]
+    clf = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=2000))
+    folds = StratifiedKFold(min(C2ST_FOLDS, n), shuffle=True, random_state=seed)
+    return float(cross_val_score(clf, x, y, cv=folds).mean())

@@ -5,6 +5,7 @@ import json
 import shutil
 from pathlib import Path
 
+from optbench.report.goodhart import fit_curves, fits_figure, fits_markdown
 from optbench.report.grids import cell_grid
 from optbench.report.plots import curves_figure, equal_proxy_figure
 from optbench.report.summary import (equal_proxy_markdown, equal_proxy_table, load_cells, summarize,
@@ -19,18 +20,36 @@ def write_suite_outputs(suite_dir: Path) -> dict:
     if not cells:
         raise RuntimeError(f"no complete cells under {suite_dir}")
     rows = summarize(cells)
+    fits = fit_curves(cells)
     name = suite_dir.name
     meta = json.loads((suite_dir / "suite.json").read_text()) if (suite_dir / "suite.json").exists() else {}
     md = [f"# Suite `{name}`", "", meta.get("description", ""), "",
           f"Produced by `{meta.get('command', 'optbench run')}`; each cell's folder holds its spec, "
           "curve (CSV and JSON), image grid and versions.", "", summary_markdown(rows)]
+    if fits:
+        md += ["## Goodhart-law fits", "", fits_markdown(fits)]
+    if len({c["spec"]["knob"] for c in cells}) > 1:
+        md += ["## Equal proxy score", "", "Referee metrics where each curve first reaches a "
+               "proxy probability (interpolated between levels); mean and 95% bootstrap CI over seeds.",
+               "", equal_proxy_markdown(equal_proxy_table(cells))]
     (suite_dir / "summary.md").write_text("\n".join(md))
     (suite_dir / "summary.json").write_text(json.dumps(rows, indent=1) + "\n")
     write_tidy_csv(cells, suite_dir / "curves.csv")
     plots = suite_dir / "plots"
     shutil.rmtree(plots, ignore_errors=True)
     plots.mkdir()
-    curves_figure(cells, plots / "curves.png", title=f"suite {name}")
+    by_knob: dict[str, list[dict]] = {}
+    for c in cells:
+        by_knob.setdefault(c["spec"]["knob"], []).append(c)
+    if len(by_knob) == 1:
+        curves_figure(cells, plots / "curves.png", title=f"suite {name}")
+    else:  # curves only share an x axis with curves of the same knob
+        for knob, members in by_knob.items():
+            curves_figure(members, plots / f"curves_{knob}.png", title=f"suite {name}: x = {knob}")
+        equal_proxy_figure(cells, plots / "equal_proxy.png",
+                           title=f"suite {name}: referee metrics at equal proxy score")
+    if fits:
+        fits_figure(cells, fits, plots / "goodhart.png")
     # One grid per curve (its first seed), named by label, for the README and reports.
     seen = set()
     for c in cells:

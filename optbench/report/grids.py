@@ -32,10 +32,12 @@ def cell_grid(folder: Path, out: Path, title: str | None = None) -> None:
     ax.set_yticklabels([f"{knob} {r[knob]:g}  P {r['proxy_prob']:.2f}  J {r['judge_prob']:.2f}"
                         for r in rows], fontsize=7, family="monospace")
     ax.set_xticks([cell * j + cell / 2 for j in range(k)])
-    ax.set_xticklabels([f"→{int(t)}" for t in snaps["targets"]], fontsize=7)
+    realness = spec.get("proxy_kind") == "realness"
+    ax.set_xticklabels(["" if realness else f"→{int(t)}" for t in snaps["targets"]], fontsize=7)
     ax.tick_params(length=0)
-    ax.set_title(title or f"{spec['label']} (seed {spec['seed']})\n"
-                 "rows: pressure; P/J = proxy/judge mean target prob; →t = target",
+    legend = ("P = mean sigmoid D(x); J = judges' top-class prob" if realness
+              else "P/J = proxy/judge mean target prob; →t = target")
+    ax.set_title(title or f"{spec['label']} (seed {spec['seed']})\nrows: pressure; {legend}",
                  fontsize=8)
     fig.tight_layout()
     fig.savefig(out, dpi=110)

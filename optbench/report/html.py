@@ -26,7 +26,12 @@ def report_markdown(suite_dir: Path) -> str:
     versions = cells[0]["versions"] if cells else {}
     commits = sorted({c["git_commit"] for c in cells})
     wall = sum(c["wall_seconds"] for c in cells)
-    parts = [summary, "## Curves", "", "![curves](plots/curves.png)", ""]
+    parts = [summary, "## Curves", ""]
+    for plot in sorted((suite_dir / "plots").glob("curves*.png")):
+        parts += [f"![{plot.stem}](plots/{plot.name})", ""]
+    for plot, title in (("equal_proxy.png", "Equal proxy score"), ("goodhart.png", "Goodhart-law fits")):
+        if (suite_dir / "plots" / plot).exists():
+            parts += [f"## {title}", "", f"![{plot}](plots/{plot})", ""]
     parts += ["## Image grids", "", "One row per pressure level; first seed of each curve.", ""]
     for grid in sorted((suite_dir / "plots").glob("grid_*.png")):
         parts += [f"### {grid.stem[5:].replace('_', ' ')}", "", f"![{grid.stem}](plots/{grid.name})", ""]

@@ -7,6 +7,8 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import warnings  # noqa: E402
+
 import numpy as np  # noqa: E402
 
 from optbench.report.summary import bootstrap_ci, group_cells, kid_threshold  # noqa: E402
@@ -17,13 +19,21 @@ PANELS = [("proxy_prob", "proxy: target probability", "linear"),
           ("fid", "FID to reference (log)", "log"),
           ("precision", "precision (in-manifold share)", "linear"),
           ("recall", "recall (reference covered by outputs)", "linear"),
+          ("c2st", "two-sample test accuracy (0.5 = like real)", "linear"),
           ("diversity", "within-class diversity (feature distance)", "linear"),
-          ("l2", "L2 distance from start", "linear")]
+          ("distance", "the source's own distance d", "linear")]
+
+
+def _metric(member: dict, metric: str) -> str:
+    """'distance' stands for the source's own distance (pixel, latent or weight L2,
+    sqrt KL); metrics an older cell lacks read as NaN."""
+    return member["spec"].get("distance", "l2") if metric == "distance" else metric
 
 
 def _band(members: list[dict], metric: str, knob: str):
     levels = [r[knob] for r in members[0]["curve"]["rows"]]
-    stats = [bootstrap_ci([m["curve"]["rows"][i][metric] for m in members]) for i in range(len(levels))]
+    stats = [bootstrap_ci([m["curve"]["rows"][i].get(_metric(m, metric), np.nan) for m in members])
+             for i in range(len(levels))]
     mean, lo, hi = (np.array(v, dtype=float) for v in zip(*stats))
     return np.array(levels, dtype=float), mean, lo, hi
 
@@ -31,7 +41,7 @@ def _band(members: list[dict], metric: str, knob: str):
 def curves_figure(cells: list[dict], out: Path, title: str = "") -> None:
     groups = list(group_cells(cells).values())
     knob = groups[0][0]["spec"]["knob"]
-    fig, axes = plt.subplots(2, 4, figsize=(17, 7.2))
+    fig, axes = plt.subplots(2, 5, figsize=(20, 7.2))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for g, members in enumerate(groups):
         color = colors[g % len(colors)]
@@ -41,7 +51,7 @@ def curves_figure(cells: list[dict], out: Path, title: str = "") -> None:
             ax.plot(x, mean, color=color, label=label, marker=".", ms=4)
             ax.fill_between(x, lo, hi, color=color, alpha=0.2, lw=0)
             base = [m["curve"]["baseline"].get(metric) for m in members]
-            if metric != "l2" and None not in base:
+            if metric != "distance" and None not in base:
                 ax.axhline(np.mean(base), color=color, ls=":", lw=1)
             if metric == "kid":
                 thr = np.mean([kid_threshold(m["curve"]["baseline"]) for m in members])
@@ -58,26 +68,28 @@ def curves_figure(cells: list[dict], out: Path, title: str = "") -> None:
         ax.set_xlabel(knob)
         ax.grid(alpha=0.3)
     handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=8,
+    fig.legend(handles, labels, loc="lower center", ncol=min(5, len(labels)), fontsize=8,
                frameon=False)
     fig.suptitle(title + "\nlines: mean over seeds; bands: 95% bootstrap CI; dotted: real-vs-real "
                  "baseline; dashed (KID): 10x baseline threshold", fontsize=10)
-    rows_of_legend = (len(labels) + 3) // 4
+    rows_of_legend = (len(labels) + 4) // 5
     fig.tight_layout(rect=(0, 0.035 * rows_of_legend, 1, 1))
     fig.savefig(out, dpi=110)
     plt.close(fig)
 
 
 def _mean_curve(members: list[dict], metric: str) -> np.ndarray:
-    return np.nanmean([[r[metric] for r in m["curve"]["rows"]] for m in members], axis=0)
+    with warnings.catch_warnings():   # a level where every seed is NaN stays NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean([[r.get(metric, np.nan) for r in m["curve"]["rows"]] for m in members], axis=0)
 
 
 def equal_proxy_figure(cells: list[dict], out: Path, title: str = "") -> None:
     """Referee metrics against the proxy probability reached: methods compared at equal
     proxy score. One line per curve (mean over seeds), points in order of pressure."""
     groups = list(group_cells(cells).values())
-    legend_rows = (len(groups) + 2) // 3
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.6 + 0.25 * legend_rows))
+    legend_rows = (len(groups) + 3) // 4
+    fig, axes = plt.subplots(1, 4, figsize=(19, 4.8 + 0.25 * legend_rows))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     markers = "os^Dv<>Ph*"
     for g, members in enumerate(groups):
@@ -86,10 +98,11 @@ def equal_proxy_figure(cells: list[dict], out: Path, title: str = "") -> None:
         style = dict(color=colors[g % len(colors)], marker=markers[g % len(markers)], ms=4, lw=1.3,
                      label=f"{spec['label']} ({spec['knob']} {members[0]['curve']['rows'][0][spec['knob']]:g}"
                            f"..{members[0]['curve']['rows'][-1][spec['knob']]:g})")
-        for ax, metric in zip(axes, ("kid", "judge_prob", "precision")):
+        for ax, metric in zip(axes, ("kid", "judge_prob", "c2st", "precision")):
             ax.plot(x, _mean_curve(members, metric), **style)
     for ax, (name, yscale) in zip(axes, [("KID to reference (symlog)", "symlog"),
                                          ("judge ensemble: target probability", "linear"),
+                                         ("two-sample test accuracy (0.5 = like real)", "linear"),
                                          ("precision (in-manifold share)", "linear")]):
         ax.set_xlabel("proxy: target probability reached")
         ax.set_title(name, fontsize=10)
@@ -99,7 +112,7 @@ def equal_proxy_figure(cells: list[dict], out: Path, title: str = "") -> None:
         ax.grid(alpha=0.3)
     axes[1].plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--")  # judge agrees with proxy
     handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, frameon=False)
+    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=8, frameon=False)
     fig.suptitle(title or "methods at equal proxy score (mean over seeds; dashed: judge = proxy)",
                  fontsize=10)
     fig.tight_layout(rect=(0, 0.055 * legend_rows, 1, 1))

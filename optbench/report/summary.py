@@ -55,11 +55,13 @@ def curve_stats(cell: dict) -> dict:
     threshold = kid_threshold(base)
     crossed = [r[knob] for r in rows if r["kid"] > threshold]
     last = rows[-1]
+    # Set metrics (KID, FID) at the highest level where they are defined.
+    last_set = next((r for r in reversed(rows) if math.isfinite(r["kid"])), last)
     return {"judge_peak_at": rows[peak][knob], "judge_peak_prob": judge[peak],
             "kid_cross_at": crossed[0] if crossed else math.nan,
             "gap_at_max": last["gap"], "proxy_prob_at_max": last["proxy_prob"],
-            "judge_prob_at_max": last["judge_prob"], "kid_at_max": last["kid"],
-            "fid_at_max": last["fid"], "diverged_at_max": last["diverged_frac"],
+            "judge_prob_at_max": last["judge_prob"], "kid_at_max": last_set["kid"],
+            "fid_at_max": last_set["fid"], "diverged_at_max": last["diverged_frac"],
             "baseline_kid": base["kid"], "baseline_fid": base["fid"], "kid_threshold": threshold,
             **{f"{k}_at_max": v for k, v in last.items() if _is_single_judge(k)},
             **{f"{k}_real": v for k, v in base.items() if _is_single_judge(k) or k == "judge_prob"}}
@@ -120,9 +122,9 @@ def write_tidy_csv(cells: list[dict], path: Path) -> None:
         w.writerows(rows)
 
 
-def _fmt(v: float, lo: float, hi: float, digits: int = 3) -> str:
+def _fmt(v: float, lo: float, hi: float, digits: int = 3, missing: str = "n/a") -> str:
     if not math.isfinite(v):
-        return "never"
+        return missing
     f = f"{{:.{digits}g}}"
     if lo == hi:
         return f.format(v)
@@ -138,7 +140,8 @@ def summary_markdown(rows: list[dict]) -> str:
     for r in rows:
         def c(col, digits=3):
             return _fmt(r[col], r[col + "_lo"], r[col + "_hi"], digits)
-        crossed = f"{c('kid_cross_at')} ({r['kid_crossed_seeds']}/{r['seeds']} seeds)"
+        crossed = (f"{_fmt(r['kid_cross_at'], r['kid_cross_at_lo'], r['kid_cross_at_hi'], missing='never')}"
+                   f" ({r['kid_crossed_seeds']}/{r['seeds']} seeds)")
         lines.append(f"| {r['label']} | {r['seeds']} | {r['knob']} {c('judge_peak_at')} | "
                      f"{c('judge_peak_prob')} | {r['knob']} {crossed} | {c('gap_at_max')} | "
                      f"{c('proxy_prob_at_max')} | {c('judge_prob_at_max')} | {c('kid_at_max')} | "
@@ -159,7 +162,8 @@ def summary_markdown(rows: list[dict]) -> str:
                  "'judge prob' is the judge ensemble's mean probability of the target class; "
                  "'gap' is proxy minus judge probability. KID is compared with 10x the "
                  "real-against-real KID scale (max of KID and its subset std) at the same "
-                 "sample size; 'never' means no level crossed it.")
+                 "sample size; 'never' means no level crossed it; 'n/a' means the metric is undefined "
+                 "there (set metrics of best-of-n beyond n = pool / samples).")
     return "\n".join(lines) + "\n"
 
 
@@ -171,15 +175,18 @@ def at_proxy_level(rows: list[dict], metric: str, level: float) -> float:
         p = r["proxy_prob"]
         if p >= level:
             if prev is None or prev["proxy_prob"] >= level:
-                return r[metric]
+                return r.get(metric, math.nan)
             f = (level - prev["proxy_prob"]) / (p - prev["proxy_prob"])
-            return prev[metric] + f * (r[metric] - prev[metric])
+            return prev.get(metric, math.nan) + f * (r.get(metric, math.nan) - prev.get(metric, math.nan))
         prev = r
     return math.nan
 
 
+EQUAL_PROXY_METRICS = ("kid", "judge_prob", "c2st", "precision")
+
+
 def equal_proxy_table(cells: list[dict], levels=(0.5, 0.9, 0.99),
-                      metrics=("kid", "judge_prob", "precision")) -> list[dict]:
+                      metrics=EQUAL_PROXY_METRICS) -> list[dict]:
     """Per curve: referee metrics at equal proxy probability, mean and CI over seeds."""
     out = []
     for members in group_cells(cells).values():
@@ -194,7 +201,7 @@ def equal_proxy_table(cells: list[dict], levels=(0.5, 0.9, 0.99),
 
 
 def equal_proxy_markdown(rows: list[dict], levels=(0.5, 0.9, 0.99),
-                         metrics=("kid", "judge_prob", "precision")) -> str:
+                         metrics=EQUAL_PROXY_METRICS) -> str:
     head = " | ".join(f"{m} @ proxy {lv}" for lv in levels for m in metrics)
     lines = [f"| curve | {head} |", "|---|" + "---|" * (len(levels) * len(metrics))]
     for r in rows:
@@ -203,7 +210,7 @@ def equal_proxy_markdown(rows: list[dict], levels=(0.5, 0.9, 0.99),
             for m in metrics:
                 mean, lo, hi = r[f"{m}@{lv}"]
                 n = r[f"{m}@{lv}_reached"]
-                cell = _fmt(mean, lo, hi).replace("never", "not reached")
+                cell = _fmt(mean, lo, hi, missing="not reached")
                 cells.append(cell + (f" ({n}/{r['seeds']})" if 0 < n < r["seeds"] else ""))
         lines.append(f"| {r['label']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

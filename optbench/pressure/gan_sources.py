@@ -1,0 +1,186 @@
+"""Source declarations for pressure through a GAN generator: latent ascent, generator
+fine-tuning, best-of-n and the quantilizer (the last two select from one pool)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from optbench.models.gan import generate, sample_latents
+from optbench.pressure import Setting, Source, Trajectory, _cached_model
+from optbench.pressure.generator import generator_finetune, latent_ascent
+from optbench.pressure.pixel_ascent import OBJECTIVES, log_levels
+from optbench.pressure.selection import (best_of_n_kl_bound, best_of_n_pool_weights,
+                                         quantile_weights, selection_levels, subpool_best)
+
+NUM_CLASSES = 10
+
+
+def _is_realness(proxy: torch.nn.Module) -> bool:
+    return bool(getattr(proxy, "scores_realness", False))
+
+
+def _generator(proxy: torch.nn.Module, domain: str, s: dict) -> torch.nn.Module:
+    return _cached_model(domain, s["generator"], str(next(proxy.parameters()).device))
+
+
+def _balanced_targets(proxy: torch.nn.Module, n: int) -> torch.Tensor:
+    """Target class per sample (i mod 10); zeros for a discriminator, which has none."""
+    return torch.zeros(n, dtype=torch.long) if _is_realness(proxy) else torch.arange(n) % NUM_CLASSES
+
+
+def _latent_trajectory(proxy, domain: str, n: int, seed: int, s: dict) -> Trajectory:
+    G = _generator(proxy, domain, s)
+    device = next(proxy.parameters()).device
+    z0 = sample_latents(n, seed, G.latent_dim).to(device)
+    target = _balanced_targets(proxy, n)
+    levels = latent_ascent(G, proxy, z0, target.to(device), log_levels(s["max_steps"]), s["lr"], s["objective"])
+    start = generate(G, z0).cpu()
+    return Trajectory(start, target, ((k, x.cpu(), info) for k, x, info in levels), s["lr"])
+
+
+def _finetune_trajectory(proxy, domain: str, n: int, seed: int, s: dict) -> Trajectory:
+    G = _generator(proxy, domain, s)
+    device = next(proxy.parameters()).device
+    z_eval = sample_latents(n, seed, G.latent_dim).to(device)
+    realness = _is_realness(proxy)
+    target = _balanced_targets(proxy, n) if realness else torch.full((n,), s["target_class"])
+    levels = generator_finetune(G, proxy, z_eval, None if realness else s["target_class"],
+                                log_levels(s["max_steps"]), s["lr"], s["batch_size"], seed, s["objective"])
+    start = generate(G, z_eval).cpu()
+    return Trajectory(start, target, ((k, x.cpu(), info) for k, x, info in levels), s["lr"])
+
+
+@torch.no_grad()
+def _pool_scores(proxy, pool: torch.Tensor, objective: str) -> np.ndarray:
+    """(targets, N) selection scores: one row for a discriminator, one per class for a
+    classifier (its logit or log-probability)."""
+    device = next(proxy.parameters()).device
+    out = torch.cat([proxy(pool[i:i + 1024].to(device)).float().cpu() for i in range(0, len(pool), 1024)])
+    if _is_realness(proxy):
+        return out[None].double().numpy()
+    if objective == "log_prob":
+        out = out.log_softmax(1)
+    return out.T.double().numpy()
+
+
+def _selection_trajectory(mode: str):
+    def trajectory(proxy, domain: str, n: int, seed: int, s: dict) -> Trajectory:
+        N = s["pool_size"]
+        if N < n:
+            raise ValueError(f"pool_size: must be >= n_samples ({n}), got {N}")
+        G = _generator(proxy, domain, s)
+        device = next(proxy.parameters()).device
+        pool = generate(G, sample_latents(N, seed, G.latent_dim).to(device)).cpu()
+        scores = _pool_scores(proxy, pool, s["objective"])
+        T = len(scores)
+        slot_target = np.arange(n) % T
+        subpool = N // n   # best-of-n draws from disjoint sub-pools are exact up to this n
+
+        def levels():
+            for level in selection_levels(N):
+                rng = np.random.default_rng([seed, level])
+                if mode == "best_of_n":
+                    W = np.stack([best_of_n_pool_weights(scores[t], level) for t in range(T)])
+                    kl = best_of_n_kl_bound(level)
+                    if level <= subpool:
+                        rows = np.stack([scores[slot_target[j], j * subpool:(j + 1) * subpool] for j in range(n)])
+                        idx, exact = subpool_best(rows, level, subpool), True
+                    else:  # draws from this pool's selection law; too few distinct for set metrics
+                        idx = np.array([rng.choice(N, p=W[t]) for t in slot_target])
+                        exact = False
+                else:
+                    W = np.stack([quantile_weights(scores[t], level) for t in range(T)])
+                    kl = math.log(level)     # exact for the quantilizer: KL = log(1/q)
+                    k = int((W[0] > 0).sum())
+                    exact = k >= np.bincount(slot_target).max()
+                    idx = np.empty(n, dtype=int)
+                    for t in range(T):
+                        slots = np.flatnonzero(slot_target == t)
+                        top = np.flatnonzero(W[t] > 0)
+                        idx[slots] = rng.choice(top, size=len(slots), replace=not exact)
+                extras = {"kl": kl, "sqrt_kl": math.sqrt(kl), "l2": math.nan, "linf": math.nan}
+                yield level, pool[torch.from_numpy(idx)], {"weights": W, "set_metrics": exact, "extras": extras}
+
+        first = pool[:n]
+        return Trajectory(first, torch.from_numpy(slot_target), levels(), 1.0,
+                          pool=pool, pool_targets=tuple(range(T)))
+    return trajectory
+
+
+GENERATOR = Setting(str, "gan_generator", doc="the generator checkpoint of the domain")
+
+
+def _generator_models(s: dict) -> tuple[str, ...]:
+    return (s["generator"],)
+
+
+LATENT_ASCENT = Source(
+    name="latent_ascent",
+    knob="steps",
+    pressure="steps x lr",
+    doc="Adam on the generator's latent z toward the proxy: a classifier's target class "
+        "(balanced targets) or a discriminator's real logit; generator frozen",
+    settings={
+        "generator": GENERATOR,
+        "lr": Setting(float, 0.05, minimum=1e-12, doc="step size on z"),
+        "max_steps": Setting(int, 1024, minimum=1, doc="last level; levels are 0, 1, 2, 4, ..."),
+        "objective": Setting(str, "logit", OBJECTIVES, doc="ascend the logit or its log-probability (log sigmoid for a discriminator)"),
+    },
+    trajectory=_latent_trajectory,
+    models=_generator_models,
+    distance="latent_l2",
+)
+
+GENERATOR_FINETUNE = Source(
+    name="generator_finetune",
+    knob="steps",
+    pressure="fine-tune steps",
+    doc="keep training the generator's weights against the frozen proxy (a discriminator: "
+        "the GAN generator loss with D frozen; a classifier: one target class)",
+    settings={
+        "generator": GENERATOR,
+        "lr": Setting(float, 2e-4, minimum=1e-12, doc="Adam step size (betas 0.5, 0.999 as in DCGAN)"),
+        "max_steps": Setting(int, 2048, minimum=1, doc="last level; levels are 0, 1, 2, 4, ..."),
+        "batch_size": Setting(int, 64, minimum=1, doc="latents per fine-tune step"),
+        "objective": Setting(str, "log_prob", OBJECTIVES, doc="log_prob on a discriminator is the non-saturating GAN loss"),
+        "target_class": Setting(int, 0, minimum=0, doc="the class pushed for, when the proxy is a classifier"),
+    },
+    check=lambda s: (f"target_class: must be in 0..{NUM_CLASSES - 1}, got {s['target_class']}"
+                     if s["target_class"] >= NUM_CLASSES else None),
+    trajectory=_finetune_trajectory,
+    models=_generator_models,
+    distance="param_l2",
+)
+
+_SELECTION_SETTINGS = {
+    "generator": GENERATOR,
+    "pool_size": Setting(int, 16384, minimum=2, doc="samples in the pool N; n (or 1/q) runs 1 .. N"),
+    "objective": Setting(str, "log_prob", OBJECTIVES, doc="rank by the proxy's log-probability (= by probability) or its logit"),
+}
+
+BEST_OF_N = Source(
+    name="best_of_n",
+    knob="n",
+    pressure="n (KL <= log n - (n-1)/n)",
+    doc="keep the best of n generator samples by proxy score; exact order-statistics "
+        "estimates over one pool for every n",
+    settings=dict(_SELECTION_SETTINGS),
+    trajectory=_selection_trajectory("best_of_n"),
+    models=_generator_models,
+    distance="sqrt_kl",
+    law="bon",
+)
+
+QUANTILIZER = Source(
+    name="quantilizer",
+    knob="inv_q",
+    pressure="1/q (KL = log 1/q)",
+    doc="sample uniformly from the top q fraction of the pool by proxy score (Taylor 2016)",
+    settings=dict(_SELECTION_SETTINGS),
+    trajectory=_selection_trajectory("quantilizer"),
+    models=_generator_models,
+    distance="sqrt_kl",
+    law="bon",
+)

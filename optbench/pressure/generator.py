@@ -1,0 +1,83 @@
+"""Pressure through a GAN generator: ascend its latent, or fine-tune its weights, against
+a frozen proxy (a classifier's target class, or a discriminator's "real" logit).
+
+Both keep the generator's batch norm in eval mode, so a sample depends only on its own
+latent and, for latent ascent, its trajectory is the same in any batch."""
+from __future__ import annotations
+
+import copy
+from typing import Iterator
+
+import torch
+import torch.nn.functional as F
+
+from optbench.models.gan import generate
+from optbench.pressure.pixel_ascent import target_score
+
+
+def proxy_score(proxy: torch.nn.Module, x: torch.Tensor, target: torch.Tensor | None,
+                objective: str) -> torch.Tensor:
+    """Per-sample score to ascend. A realness proxy (discriminator) gives D(x) ("logit")
+    or log sigmoid D(x) ("log_prob"); a classifier its target logit or log-probability."""
+    out = proxy(x)
+    if getattr(proxy, "scores_realness", False):
+        return out if objective == "logit" else F.logsigmoid(out)
+    return target_score(out, target, objective)
+
+
+def latent_ascent(G: torch.nn.Module, proxy: torch.nn.Module, z0: torch.Tensor,
+                  target: torch.Tensor | None, levels: list[int], lr: float, objective: str
+                  ) -> Iterator[tuple[int, torch.Tensor, dict]]:
+    """Adam on the latents z (generator and proxy frozen). Yields (steps, G(z), info) with
+    the mean latent distance ||z - z0|| as the source's own distance."""
+    z = z0.clone().requires_grad_(True)
+    opt = torch.optim.Adam([z], lr=lr)
+    step = 0
+    for level in levels:
+        while step < level:
+            loss = -proxy_score(proxy, G(z), target, objective).sum()
+            z.grad = None
+            loss.backward()
+            opt.step()
+            step += 1
+        with torch.no_grad():
+            dist = (z - z0).flatten(1).norm(dim=1)
+            finite = torch.isfinite(dist)
+            x = G(z)
+        yield step, x, {"extras": {"latent_l2": float(dist[finite].mean()) if finite.any() else float("nan"),
+                                   "latent_norm": float(z.detach()[finite].norm(dim=1).mean()) if finite.any() else float("nan")}}
+
+
+def parameter_distance(model: torch.nn.Module, reference: dict[str, torch.Tensor]) -> float:
+    """L2 norm of the change in all trainable weights."""
+    sq = sum(float(((p.detach() - reference[n]) ** 2).sum()) for n, p in model.named_parameters())
+    return sq ** 0.5
+
+
+def generator_finetune(G0: torch.nn.Module, proxy: torch.nn.Module, z_eval: torch.Tensor,
+                       target_class: int | None, levels: list[int], lr: float,
+                       batch_size: int, seed: int, objective: str
+                       ) -> Iterator[tuple[int, torch.Tensor, dict]]:
+    """Keep training a copy of the generator against the frozen proxy, maximising the
+    mean score. For a discriminator with objective "log_prob" that is the non-saturating
+    GAN loss softplus(-D(G(z))) (Goodfellow et al. 2014) with D never updated; "logit"
+    ascends the raw logit. For a classifier, the fixed target class's score. Training latents
+    come from one seeded stream; the fixed `z_eval` latents are rendered at every level.
+    The source's own distance is the L2 change of the generator's weights."""
+    G = copy.deepcopy(G0).eval().requires_grad_(True)   # eval: batch norm stays frozen
+    start = {n: p.detach().clone() for n, p in G.named_parameters()}
+    opt = torch.optim.Adam(G.parameters(), lr=lr, betas=(0.5, 0.999))
+    gen = torch.Generator().manual_seed(seed)
+    device = z_eval.device
+    step = 0
+    for level in levels:
+        while step < level:
+            z = torch.randn(batch_size, z_eval.shape[1], generator=gen).to(device)
+            target = None if target_class is None else torch.full((batch_size,), target_class, device=device)
+            score = proxy_score(proxy, G(z), target, objective)
+            loss = -score.mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+        yield step, generate(G, z_eval), {"extras": {"param_l2": parameter_distance(G, start)}}

@@ -1,0 +1,138 @@
+"""GAN pressure sources: the frozen discriminator stays frozen, per-sample seeds hold,
+ascent raises the score it ascends, training is reproducible, and the pool estimator
+matches direct computations."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from optbench.models.checkpoints import load_model
+from optbench.models.gan import (GAN_RECIPE, DCGANDiscriminator, DCGANGenerator, generate,
+                                 sample_latents, train_gan)
+from optbench.pressure.generator import generator_finetune, latent_ascent, proxy_score
+from optbench.pressure.selection import (best_of_n_mean, best_of_n_pool_weights, quantile_weights,
+                                         quantilizer_mean, selection_levels, subpool_best)
+
+
+def _small_gan(seed=0):
+    torch.manual_seed(seed)
+    G = DCGANGenerator(latent_dim=8, width=8).eval().requires_grad_(False)
+    # Running statistics away from the defaults, as after training.
+    for m in G.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.normal_(0, 0.1)
+            m.running_var.uniform_(0.5, 1.5)
+    D = DCGANDiscriminator(width=8).eval().requires_grad_(False)
+    return G, D
+
+
+def test_finetune_leaves_discriminator_bit_identical_and_moves_generator():
+    G, D = _small_gan()
+    d_before = {k: v.clone() for k, v in D.state_dict().items()}
+    g_before = {k: v.clone() for k, v in G.state_dict().items()}
+    z = sample_latents(16, seed=0, latent_dim=8)
+    levels = list(generator_finetune(G, D, z, None, [0, 5, 20], lr=1e-3, batch_size=8,
+                                     seed=0, objective="log_prob"))
+    for k, v in D.state_dict().items():
+        assert torch.equal(v, d_before[k]), k            # bit-identical, not merely close
+    for k, v in G.state_dict().items():                  # the original G is not touched either
+        assert torch.equal(v, g_before[k]), k
+    assert levels[0][2]["extras"]["param_l2"] == 0.0
+    assert levels[-1][2]["extras"]["param_l2"] > levels[1][2]["extras"]["param_l2"] > 0
+    # It did what it was asked: the frozen D likes the last outputs more than the first.
+    assert D(levels[-1][1]).mean() > D(levels[0][1]).mean()
+
+
+def test_latent_ascent_per_sample_and_raises_score():
+    G, D = _small_gan(1)
+    z = sample_latents(12, seed=3, latent_dim=8)
+    assert torch.equal(sample_latents(5, seed=3, latent_dim=8), z[:5])   # per-sample seeds
+    batch = list(latent_ascent(G, D, z, None, [0, 4, 16], lr=0.05, objective="logit"))
+    alone = list(latent_ascent(G, D, z[7:8], None, [0, 4, 16], lr=0.05, objective="logit"))
+    for (_, xb, _), (_, xa, _) in zip(batch, alone):
+        torch.testing.assert_close(xb[7:8], xa, rtol=1e-5, atol=1e-6)
+    assert batch[0][2]["extras"]["latent_l2"] == 0
+    scores = [float(D(x).mean()) for _, x, _ in batch]
+    assert scores[2] > scores[1] > scores[0]
+
+
+def test_proxy_score_realness_objectives():
+    _, D = _small_gan()
+    x = torch.rand(4, 1, 28, 28)
+    torch.testing.assert_close(proxy_score(D, x, None, "logit"), D(x))
+    torch.testing.assert_close(proxy_score(D, x, None, "log_prob"),
+                               -torch.nn.functional.softplus(-D(x)))   # the non-saturating loss
+
+
+def test_gan_training_is_reproducible():
+    x = torch.rand(64, 1, 28, 28)
+    r = {**GAN_RECIPE, "steps": 3, "batch_size": 8, "g_width": 8, "d_width": 8, "latent_dim": 8}
+    G1, D1, _ = train_gan(x, r, log=lambda *_: None)
+    G2, D2, _ = train_gan(x, r, log=lambda *_: None)
+    for a, b in zip([*G1.state_dict().values(), *D1.state_dict().values()],
+                    [*G2.state_dict().values(), *D2.state_dict().values()]):
+        assert torch.equal(a, b)
+
+
+def test_selection_levels_and_weights_match_direct_estimates():
+    levels = selection_levels(1000)
+    assert levels[0] == 1 and levels[-1] == 1000 and levels == sorted(set(levels))
+    rng = np.random.default_rng(0)
+    scores, values = rng.normal(size=300), rng.random(300)
+    for n in (1, 3, 17, 300):
+        assert best_of_n_pool_weights(scores, n) @ values == pytest.approx(best_of_n_mean(scores, values, n))
+    assert best_of_n_pool_weights(scores, 1) @ values == pytest.approx(values.mean())   # best of 1 = mean
+    assert best_of_n_pool_weights(scores, 300) @ values == pytest.approx(values[np.argmax(scores)])
+    for inv_q in (1, 2, 7.5, 300):
+        assert quantile_weights(scores, inv_q) @ values == pytest.approx(
+            quantilizer_mean(scores, values, 1 / inv_q))
+
+
+def test_subpool_best_is_an_exact_draw_of_best_of_n():
+    """Each sub-pool's winner among its first n is a best-of-n draw: the mean over many
+    sub-pools approaches E[max of n standard normals] (scipy quadrature)."""
+    from scipy import integrate, stats
+    rng = np.random.default_rng(1)
+    rows, size, n = 20000, 8, 5
+    scores = rng.normal(size=(rows, size))
+    idx = subpool_best(scores, n, size)
+    drawn = scores.reshape(-1)[idx]
+    exact = integrate.quad(lambda x: x * n * stats.norm.pdf(x) * stats.norm.cdf(x) ** (n - 1),
+                           -np.inf, np.inf)[0]
+    assert drawn.mean() == pytest.approx(exact, abs=4 * drawn.std() / math.sqrt(rows))
+    assert np.all(idx // size == np.arange(rows))            # one winner from each sub-pool
+    assert np.all(idx % size < n)                            # among its first n members
+
+
+def _fake_cells(law_fn, distance, source, seeds=4, noise=0.01):
+    rng = np.random.default_rng(7)
+    cells = []
+    d = np.r_[0.0, np.geomspace(0.05, 3, 14)]
+    for s in range(seeds):
+        judge = 0.1 + law_fn(np.maximum(d, 1e-12)) + rng.normal(0, noise, len(d))
+        judge[0] = 0.1
+        rows = [{distance: float(di), "judge_prob": float(j), "proxy_prob": float(min(1, di))}
+                for di, j in zip(d, judge)]
+        cells.append({"spec": {"label": source, "source": source, "proxy": "p", "domain": "mnist",
+                               "n_samples": 10, "settings": {}, "knob": "n", "seed": s},
+                      "curve": {"rows": rows, "baseline": {}}})
+    return cells
+
+
+def test_goodhart_fits_recover_law_with_bootstrap_over_seeds(tmp_path):
+    from optbench.report.goodhart import fit_curves, fits_figure, fits_markdown
+    a, b = 0.6, 0.25
+    cells = _fake_cells(lambda d: d * (a - b * d), "sqrt_kl", "best_of_n")
+    (row,) = fit_curves(cells, n_boot=100)
+    assert row["law"] == "bon" and not row["poor"]
+    assert row["a_lo"] <= a <= row["a_hi"] and row["b_lo"] <= b <= row["b_hi"]
+    assert row["peak_d"] == pytest.approx(a / (2 * b), rel=0.1)
+    # A curve that is not the law (a step) is flagged as a poor fit.
+    step = _fake_cells(lambda d: 0.5 * (d > 1.0), "latent_l2", "latent_ascent")
+    (bad,) = fit_curves(step, n_boot=20)
+    assert bad["law"] == "rl" and bad["poor"]
+    text = fits_markdown([row, bad])
+    assert text.count("poor fit: see the residual") == 1 and text.count("\n| ") == 2
+    fits_figure(cells + step, [row, bad], tmp_path / "g.png")
+    assert (tmp_path / "g.png").stat().st_size > 10_000
