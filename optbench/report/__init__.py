@@ -7,7 +7,7 @@ from pathlib import Path
 
 from optbench.report.goodhart import fit_curves, fits_figure, fits_markdown
 from optbench.report.grids import cell_grid
-from optbench.report.plots import curves_figure, equal_proxy_figure
+from optbench.report.plots import curves_figure, equal_proxy_by_source, equal_proxy_figure
 from optbench.report.summary import (equal_proxy_markdown, equal_proxy_table, load_cells, summarize,
                                      summary_markdown, write_tidy_csv)
 
@@ -46,10 +46,14 @@ def write_suite_outputs(suite_dir: Path) -> dict:
     else:  # curves only share an x axis with curves of the same knob
         for knob, members in by_knob.items():
             curves_figure(members, plots / f"curves_{knob}.png", title=f"suite {name}: x = {knob}")
-        equal_proxy_figure(cells, plots / "equal_proxy.png",
-                           title=f"suite {name}: referee metrics at equal proxy score")
+        equal_proxy_by_source(cells, plots / "equal_proxy.png",
+                              title=f"suite {name}: referee metrics at equal proxy score "
+                                    "(mean over seeds; dashed grey: judge = proxy)")
     if fits:
         fits_figure(cells, fits, plots / "goodhart.png")
+    for generator in sorted({(c["spec"]["domain"], c["spec"]["settings"]["generator"]) for c in cells
+                             if "generator" in c["spec"]["settings"]}):
+        generator_sheet(*generator, plots / f"samples_{generator[1]}.png")
     # One grid per curve (its first seed), named by label, for the README and reports.
     seen = set()
     for c in cells:
@@ -62,6 +66,16 @@ def write_suite_outputs(suite_dir: Path) -> dict:
     from optbench.report.html import write_report
     write_report(suite_dir)
     return {"cells": len(cells), "curves": len(rows)}
+
+
+def generator_sheet(domain: str, generator: str, out: Path, n: int = 100, seed: int = 5) -> None:
+    """A 10 x 10 sheet of the unpressured generator's samples, for looking at the base."""
+    from torchvision.utils import save_image
+    from optbench.models.checkpoints import load_model
+    from optbench.models.gan import generate, sample_latents
+    G = load_model(domain, generator)
+    save_image(generate(G, sample_latents(n, seed, G.latent_dim)), str(out), nrow=10, padding=2,
+               pad_value=0.5)
 
 
 def write_comparison(suite_dirs: list[Path], out: Path) -> Path:

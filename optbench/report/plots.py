@@ -21,7 +21,8 @@ PANELS = [("proxy_prob", "proxy: target probability", "linear"),
           ("recall", "recall (reference covered by outputs)", "linear"),
           ("c2st", "two-sample test accuracy (0.5 = like real)", "linear"),
           ("diversity", "within-class diversity (feature distance)", "linear"),
-          ("distance", "the source's own distance d", "linear")]
+          ("distance", "the source's own distance d", "linear"),
+          ("gap", "proxy minus judge probability (Goodhart gap)", "linear")]
 
 
 def _metric(member: dict, metric: str) -> str:
@@ -117,4 +118,60 @@ def equal_proxy_figure(cells: list[dict], out: Path, title: str = "") -> None:
                  fontsize=10)
     fig.tight_layout(rect=(0, 0.055 * legend_rows, 1, 1))
     fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+ROW_OF = {"online_pixel_ascent": "pixel_ascent", "quantilizer": "best_of_n"}  # shared rows
+EQUAL_PROXY_PANELS = [("kid", "KID to reference (symlog)", "symlog"),
+                      ("judge_prob", "judges: target probability", "linear"),
+                      ("c2st", "two-sample test accuracy", "linear")]
+
+
+def equal_proxy_by_source(cells: list[dict], out: Path, title: str = "") -> None:
+    """The headline figure: one row per iterative or selection source, one column per
+    referee metric, against the proxy probability reached. Colours follow the proxy, so
+    a variant has one colour in every row; guidance (no proxy variants) is drawn in black
+    in every row as the reference."""
+    groups = list(group_cells(cells).values())
+    guidance = [g for g in groups if g[0]["spec"]["source"] == "guidance"]
+    row_of = lambda g: ROW_OF.get(g[0]["spec"]["source"], g[0]["spec"]["source"])  # noqa: E731
+    sources = list(dict.fromkeys(row_of(g) for g in groups if g[0]["spec"]["source"] != "guidance"))
+    proxies = list(dict.fromkeys(g[0]["spec"]["proxy"] for g in groups))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    fig, axes = plt.subplots(len(sources), len(EQUAL_PROXY_PANELS),
+                             figsize=(5.2 * len(EQUAL_PROXY_PANELS), 3.6 * len(sources)), squeeze=False)
+    for i, source in enumerate(sources):
+        members_of = [g for g in groups if g[0]["spec"]["source"] != "guidance" and row_of(g) == source]
+        styles = ["-", "--", ":", "-."]
+        seen_proxy: dict[str, int] = {}
+        for members in members_of + guidance:
+            spec = members[0]["spec"]
+            if spec["source"] == "guidance":
+                style = dict(color="k", lw=1.6, ls="-", label=f"{spec['label']} (guidance)")
+            else:
+                k = seen_proxy.setdefault(spec["proxy"], 0)
+                seen_proxy[spec["proxy"]] += 1
+                short = spec["label"].split(" [")[0]
+                name = spec["proxy"] if short == members_of[0][0]["spec"]["label"].split(" [")[0] else f"{short} ({spec['proxy']})"
+                style = dict(color=colors[proxies.index(spec["proxy"]) % len(colors)], lw=1.3,
+                             ls=styles[k % len(styles)], label=name)
+            x = _mean_curve(members, "proxy_prob")
+            for ax, (metric, _, _) in zip(axes[i], EQUAL_PROXY_PANELS):
+                ax.plot(x, _mean_curve(members, metric), marker=".", ms=3, **style)
+        for j, (metric, name, yscale) in enumerate(EQUAL_PROXY_PANELS):
+            ax = axes[i, j]
+            ax.set_title(f"{source}: {name}", fontsize=9)
+            if yscale == "symlog":
+                ax.set_yscale("symlog", linthresh=1e-2)
+                ax.set_ylim(bottom=-0.02)
+            if metric == "judge_prob":
+                ax.plot([0, 1], [0, 1], color="grey", lw=0.7, ls="--")
+            ax.set_xlim(0, 1.02)
+            ax.grid(alpha=0.3)
+            if i == len(sources) - 1:
+                ax.set_xlabel("proxy probability reached")
+        axes[i, -1].legend(fontsize=6.5, loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
+    fig.suptitle(title or "referee metrics at equal proxy score (mean over seeds)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
     plt.close(fig)

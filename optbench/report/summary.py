@@ -63,8 +63,14 @@ def curve_stats(cell: dict) -> dict:
             "judge_prob_at_max": last["judge_prob"], "kid_at_max": last_set["kid"],
             "fid_at_max": last_set["fid"], "diverged_at_max": last["diverged_frac"],
             "baseline_kid": base["kid"], "baseline_fid": base["fid"], "kid_threshold": threshold,
-            **{f"{k}_at_max": v for k, v in last.items() if _is_single_judge(k)},
+            **{f"{k}_at_max": v for k, v in last.items() if _is_single_judge(k) or k in EXTRA_AT_MAX},
+            "cell_seconds": cell.get("meta", {}).get("wall_seconds", math.nan),
             **{f"{k}_real": v for k, v in base.items() if _is_single_judge(k) or k == "judge_prob"}}
+
+
+# Source-specific numbers worth a column when a curve has them.
+EXTRA_AT_MAX = ("frozen_proxy_prob", "retrain_updates", "retrain_samples", "retrain_seconds",
+                "latent_l2", "param_l2", "kl", "c2st", "judge_conf")
 
 
 def _is_single_judge(key: str) -> bool:
@@ -92,7 +98,8 @@ def summarize(cells: list[dict]) -> list[dict]:
         spec = members[0]["spec"]
         per_seed = [curve_stats(c) for c in members]
         columns = SUMMARY_COLUMNS + [k for k in per_seed[0] if k not in SUMMARY_COLUMNS
-                                     and (k.endswith("_at_max") or k.endswith("_real"))]
+                                     and (k.endswith("_at_max") or k.endswith("_real")
+                                          or k == "cell_seconds")]
         row = {"label": spec["label"], "source": spec["source"], "proxy": spec["proxy"],
                "knob": spec["knob"], "n_samples": spec["n_samples"], "seeds": len(members),
                "kid_crossed_seeds": sum(math.isfinite(p["kid_cross_at"]) for p in per_seed)}
@@ -157,6 +164,19 @@ def summary_markdown(rows: list[dict]) -> str:
             cells = [f"{_fmt(r[n + '_prob_at_max'], r[n + '_prob_at_max_lo'], r[n + '_prob_at_max_hi'])}"
                      f" (real {r.get(n + '_prob_real', math.nan):.3f})" for n in names]
             lines.append(f"| {r['label']} | " + " | ".join(cells) + " |")
+    online = [r for r in rows if "retrain_seconds_at_max" in r]
+    if online:
+        lines += ["", "Online proxies: compute spent on retraining over the whole run, and the "
+                  "frozen original proxy's probability of the final outputs (the online proxy's "
+                  "own is 'proxy prob at max'):", "",
+                  "| curve | retraining updates | samples seen in retraining | retraining seconds | "
+                  "cell seconds | frozen proxy prob at max |", "|---|---|---|---|---|---|"]
+        for r in online:
+            lines.append(f"| {r['label']} | {r['retrain_updates_at_max']:.0f} | "
+                         f"{r['retrain_samples_at_max']:.0f} | "
+                         f"{_fmt(r['retrain_seconds_at_max'], r['retrain_seconds_at_max_lo'], r['retrain_seconds_at_max_hi'])} | "
+                         f"{_fmt(r['cell_seconds'], r['cell_seconds_lo'], r['cell_seconds_hi'])} | "
+                         f"{_fmt(r['frozen_proxy_prob_at_max'], r['frozen_proxy_prob_at_max_lo'], r['frozen_proxy_prob_at_max_hi'])} |")
     lines.append("")
     lines.append("Mean over seeds, with a 95% percentile-bootstrap interval in brackets. "
                  "'judge prob' is the judge ensemble's mean probability of the target class; "
