@@ -64,7 +64,10 @@ def _cmd_list(a) -> int:
                                                    mod.SPLITS_PER_CLASS.items()))
             try:
                 for m, e in read_manifest(name)["models"].items():
-                    print(f"    model {m}: {e['arch']}, test accuracy {e['test_accuracy']}, "
+                    quality = (f"test accuracy {e['test_accuracy']}" if "test_accuracy" in e else
+                               f"KID {e['sample_quality_1000']['kid']}" if "sample_quality_1000" in e else
+                               f"final loss {e['final_loss']}" if "final_loss" in e else "")
+                    print(f"    model {m}: {e['arch']}, {quality + ', ' if quality else ''}"
                           f"trained on {e['recipe']['split']}")
             except CheckpointError as e:
                 print(f"    ({e})")

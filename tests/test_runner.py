@@ -104,15 +104,16 @@ def test_cli_run_then_plot_writes_summary_and_plots(tmp_path, capsys):
     assert [r["label"] for r in summary] == ["tiny start=real", "tiny start=noise"]
     assert all(r["seeds"] == 2 for r in summary)
     summary_md = (out / "summary.md").read_text()
-    assert summary_md.count("| tiny start=") == 4  # two tables, two curves each
+    assert summary_md.count("| tiny start=") == 6  # three tables (summary, judges, fits), two curves each
+    assert "## Goodhart-law fits" in summary_md
     assert f"optbench run {suite_file} --out {tmp_path} --device cpu" in summary_md
     import csv
     rows = list(csv.DictReader(open(out / "curves.csv")))
     assert len(rows) == 2 * 2 * 5 and {"cell_id", "seed", "level", "kid", "baseline_kid"} <= set(rows[0])
     assert {p.name for p in (out / "plots").iterdir()} == {
-        "curves.png", "grid_tiny_start_real.png", "grid_tiny_start_noise.png"}
+        "curves.png", "goodhart.png", "grid_tiny_start_real.png", "grid_tiny_start_noise.png"}
     html = (out / "report.html").read_text()
-    assert html.count('src="data:image/png;base64,') == 3  # standalone: curves + 2 grids
+    assert html.count('src="data:image/png;base64,') == 4  # standalone: curves, fits, 2 grids
     assert "<td>tiny start=real</td>" in html and f"optbench run {suite_file}" in html
     # a second run resumes: nothing recomputed
     assert cli(["run", str(suite_file), "--out", str(tmp_path), "--device", "cpu"]) == 0
@@ -175,3 +176,15 @@ def test_ray_executor_gives_identical_curves(tiny_dir, tmp_path, monkeypatch):
     for spec in suite.cells:
         ours = json.loads((tmp_path / "tiny" / spec.cell_id / "curve.json").read_text())
         assert ours == json.loads((tiny_dir / spec.cell_id / "curve.json").read_text())
+
+
+def test_cli_list_names_every_model_source_and_metric(capsys):
+    from optbench.models.checkpoints import read_manifest
+    from optbench.pressure import SOURCES
+    assert cli(["list"]) == 0
+    out = capsys.readouterr().out
+    for name in read_manifest("mnist")["models"]:
+        assert f"model {name}:" in out
+    for name in SOURCES:
+        assert f"  {name} (knob:" in out
+    assert "  c2st:" in out and "  judge_conf:" in out

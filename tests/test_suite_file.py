@@ -86,3 +86,27 @@ def test_duplicate_cells_are_refused():
     text = GOOD + GOOD[GOOD.index("[[cell]]"):]
     with pytest.raises(SuiteError, match="identical specs"):
         parse_suite(text, "dup.toml")
+
+
+def test_proxy_list_is_a_grid_axis_and_each_name_is_checked():
+    text = '''
+name = "p"
+seeds = [0, 1]
+[[cell]]
+label = "pa"
+domain = "mnist"
+proxy = ["proxy_cnn", "proxy_adv15", "gan_discriminator"]
+source = "best_of_n"
+n_samples = 8
+settings = { pool_size = 64 }
+'''
+    suite = parse_suite(text)
+    assert len(suite.cells) == 6
+    assert {c.proxy for c in suite.cells} == {"proxy_cnn", "proxy_adv15", "gan_discriminator"}
+    assert {c.label for c in suite.cells} == {"pa [proxy_cnn]", "pa [proxy_adv15]", "pa [gan_discriminator]"}
+    assert len({c.cell_id for c in suite.cells}) == 6
+    with pytest.raises(SuiteError, match=r"cell\[0\]\.proxy: unknown value 'proxy_adv1' \(did you mean 'proxy_adv15'\?\)"):
+        parse_suite(text.replace('"proxy_adv15"', '"proxy_adv1"'))
+    with pytest.raises(SuiteError, match=r"target_class: must be in 0..9"):
+        parse_suite(text.replace('source = "best_of_n"', 'source = "generator_finetune"')
+                    .replace("pool_size = 64", "target_class = 12"))
