@@ -98,7 +98,9 @@ def pool_per_sample(referee: Referee, traj) -> list[dict] | None:
 
 def weighted_pool_means(pool_values: list[dict], weights) -> dict[str, float]:
     """Average each per-sample metric with each target row's selection weights, then over
-    rows (targets are balanced): the unbiased order-statistics estimate for best-of-n."""
+    rows with equal weight: the unbiased order-statistics estimate for best-of-n with the
+    target classes equally likely. (The set metrics' samples cycle the classes i mod 10,
+    which is equal only when n_samples is a multiple of 10.)"""
     out = {}
     for key in pool_values[0]:
         per_target = [float(weights[t] @ v[key].numpy()) for t, v in enumerate(pool_values)]

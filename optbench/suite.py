@@ -42,6 +42,12 @@ CELL_KEYS = {"label": "free text", "domain": "domain name", "proxy": "proxy mode
              "settings": "table of source settings", "seeds": "list of non-negative integers"}
 
 
+# What each architecture can be as a proxy: a classifier (target classes) or a
+# discriminator ("realness"); generators and the noise-aware classifier cannot be proxies.
+PROXY_KINDS = {"SmallCNN": "classifier", "BNCNN": "classifier", "MLP": "classifier",
+               "ProxyEnsemble": "classifier", "DCGANDiscriminator": "realness"}
+
+
 class SuiteError(ValueError):
     """A malformed suite file; the message names the file, the field and what is allowed."""
 
@@ -77,8 +83,12 @@ class CellSpec:
         from optbench.pressure import SOURCES
         models = sorted({self.proxy, *dom.JUDGES, dom.FEATURE_NET,
                          *SOURCES[self.source].models(self.settings_dict)})
-        return {"numbers": NUMBERS_VERSION, "torch": ".".join(torch.__version__.split(".")[:2]),
-                "checkpoints": {m: model_hash(self.domain, m)[:16] for m in models}}
+        out = {"numbers": NUMBERS_VERSION, "torch": ".".join(torch.__version__.split(".")[:2]),
+               "checkpoints": {m: model_hash(self.domain, m)[:16] for m in models}}
+        version = SOURCES[self.source].version
+        if version != 1:   # only then, so other sources' ids stay as they were
+            out["source_version"] = version
+        return out
 
     @property
     def cell_id(self) -> str:
@@ -186,8 +196,12 @@ def _expand_cell(where: str, cell: dict, seeds: tuple[int, ...]) -> list[CellSpe
     proxies = proxies if isinstance(proxies, list) else [proxies]   # a list is a grid axis
     if not proxies:
         raise SuiteError(f"{where}.proxy: empty list; give at least one model")
+    usable = sorted(m for m, e in models.items() if PROXY_KINDS.get(e["arch"]) in source.proxy_kinds)
     for proxy in proxies:
         _check_name(f"{where}.proxy", proxy, sorted(models))
+        if proxy not in usable:
+            raise SuiteError(f"{where}.proxy: {proxy!r} ({models[proxy]['arch']}) cannot be a proxy "
+                             f"for source {source.name!r}; allowed: {', '.join(usable)}")
     n = cell["n_samples"]
     if not isinstance(n, int) or isinstance(n, bool) or n < 6:
         raise SuiteError(f"{where}.n_samples: expected an integer >= 6, got {n!r}")

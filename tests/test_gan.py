@@ -10,7 +10,8 @@ import torch
 from optbench.models.checkpoints import load_model
 from optbench.models.gan import (GAN_RECIPE, DCGANDiscriminator, DCGANGenerator, generate,
                                  sample_latents, train_gan)
-from optbench.pressure.generator import generator_finetune, latent_ascent, proxy_score
+from optbench.pressure.generator import generator_finetune, latent_ascent
+from optbench.pressure.pixel_ascent import proxy_score
 from optbench.pressure.selection import (best_of_n_mean, best_of_n_pool_weights, quantile_weights,
                                          quantilizer_mean, selection_levels, subpool_best)
 

@@ -22,6 +22,7 @@ def test_no_retraining_equals_frozen_pixel_ascent():
     frozen = list(pixel_ascent(proxy, x0, target, levels, lr=0.01))
     online = list(online_pixel_ascent(proxy, x0, target, levels, 0.01, "logit", retrain_every=4,
                                       retrain_steps=0, retrain_lr=1e-3, real_x=rx, real_y=ry, seed=0))
+    assert len(frozen) == len(online) == len(levels)
     for (k1, a), (k2, b, info) in zip(frozen, online):
         assert k1 == k2
         torch.testing.assert_close(a, b, rtol=0, atol=1e-6)

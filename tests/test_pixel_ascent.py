@@ -82,3 +82,14 @@ def test_divergence_is_recorded_not_raised(proxy, referee):
     assert m["diverged_frac"] == pytest.approx(0.5)
     assert m["n_finite"] == 6
     assert all(v == v for k, v in m.items() if k not in ("fid", "kid", "kid_std", "diversity")), m
+
+
+def test_pixel_ascent_against_a_discriminator_raises_its_logit():
+    from optbench.models.checkpoints import load_model
+    from optbench.pressure.pixel_ascent import pixel_ascent
+    from optbench.pressure.starts import make_starts
+    D = load_model("mnist", "gan_discriminator")
+    x0, target = make_starts("mnist", "real", 8, seed=0)
+    levels = list(pixel_ascent(D, x0, target, [0, 4, 16], lr=0.01))
+    scores = [float(D(x).mean()) for _, x in levels]
+    assert scores[2] > scores[1] > scores[0]

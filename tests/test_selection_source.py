@@ -49,11 +49,12 @@ def test_best_of_n_cell_against_direct_computation(referee):
 def test_quantilizer_cell_against_direct_computation(referee):
     rows = compute_cell(_cell("quantilizer"), referee).rows
     probs = _pool_probs()
-    for r in rows:
-        k = math.ceil(POOL / r["inv_q"])
+    ks = [round(POOL / r["inv_q"]) for r in rows]
+    assert ks[0] == POOL and ks[-1] == 1 and ks == sorted(set(ks), reverse=True)   # distinct selections
+    for r, k in zip(rows, ks):
         top = np.sort(probs, axis=0)[-k:]     # per class: the top-k probabilities
         assert r["proxy_prob"] == pytest.approx(top.mean(0).mean(), abs=1e-9)
-        assert r["kl"] == pytest.approx(math.log(r["inv_q"]))
+        assert r["kl"] == pytest.approx(math.log(POOL / k))   # uniform on k of N: KL = log(N / k)
 
 
 def test_best_of_n_against_discriminator_ranks_by_d(referee):

@@ -110,3 +110,19 @@ settings = { pool_size = 64 }
     with pytest.raises(SuiteError, match=r"target_class: must be in 0..9"):
         parse_suite(text.replace('source = "best_of_n"', 'source = "generator_finetune"')
                     .replace("pool_size = 64", "target_class = 12"))
+
+
+@pytest.mark.parametrize("source, proxy", [("online_pixel_ascent", "gan_discriminator"),
+                                           ("pixel_ascent", "gan_generator"),
+                                           ("best_of_n", "diffusion_unet")])
+def test_models_that_cannot_be_that_sources_proxy_are_refused(source, proxy):
+    text = f'''
+name = "p"
+[[cell]]
+domain = "mnist"
+proxy = "{proxy}"
+source = "{source}"
+n_samples = 8
+'''
+    with pytest.raises(SuiteError, match=rf"cell\[0\]\.proxy: '{proxy}' .* cannot be a proxy for source '{source}'; allowed: .*proxy_cnn"):
+        parse_suite(text)

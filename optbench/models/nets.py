@@ -72,7 +72,10 @@ class MLP(_BodyHead):
 class ProxyEnsemble(nn.Module):
     """k independently trained SmallCNN members as one proxy. reduce="mean": the mean of
     the members' logits; reduce="min": the per-class minimum of the members'
-    log-probabilities, so a targeted optimizer must raise the worst member."""
+    log-probabilities, so ascending a class's score ("logit" objective) raises the worst
+    member's log-probability. Read as logits, those minima are renormalised by softmax:
+    the probability this proxy reports is softmax(min log p), which is at least the worst
+    member's probability (a defined proxy, not the members' minimum itself)."""
 
     REDUCTIONS = ("mean", "min")
 

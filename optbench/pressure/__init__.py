@@ -51,6 +51,10 @@ class Source:
     models: Callable[[dict], tuple[str, ...]] = lambda s: ()  # checkpoints it loads itself
     distance: str = "l2"            # the metric that is the source's own distance d
     law: str = "rl"                 # Goodhart-law form for its fits: "rl" or "bon"
+    # Proxy kinds it can push against: "classifier" and/or "realness" (a discriminator).
+    proxy_kinds: tuple[str, ...] = ("classifier", "realness")
+    # Bumped when a change alters the numbers of this source only (enters its cell ids).
+    version: int = 1
 
 
 def _pixel_ascent_trajectory(proxy: torch.nn.Module, domain: str, n: int, seed: int,
@@ -113,6 +117,7 @@ ONLINE_ASCENT = Source(
         "retrain_lr": Setting(float, 1e-3, minimum=1e-12, doc="the proxy's retraining step size"),
     },
     trajectory=_online_trajectory,
+    proxy_kinds=("classifier",),   # "not this class" needs classes
 )
 
 

@@ -78,9 +78,15 @@ def _selection_trajectory(mode: str):
         slot_target = np.arange(n) % T
         subpool = N // n   # best-of-n draws from disjoint sub-pools are exact up to this n
 
+        if mode == "best_of_n":
+            grid = selection_levels(N)
+        else:  # 1/q = N / k for each distinct top-k size, so every level is a different selection
+            grid = [N / k for k in sorted({math.ceil(N / v) for v in selection_levels(N)}, reverse=True)]
+
         def levels():
-            for level in selection_levels(N):
-                rng = np.random.default_rng([seed, level])
+            for level in grid:
+                # seeded by the level (best-of-n) or by the top-k size (quantilizer)
+                rng = np.random.default_rng([seed, level if mode == "best_of_n" else round(N / level)])
                 if mode == "best_of_n":
                     W = np.stack([best_of_n_pool_weights(scores[t], level) for t in range(T)])
                     kl = best_of_n_kl_bound(level)
@@ -92,7 +98,7 @@ def _selection_trajectory(mode: str):
                         exact = False
                 else:
                     W = np.stack([quantile_weights(scores[t], level) for t in range(T)])
-                    kl = math.log(level)     # exact for the quantilizer: KL = log(1/q)
+                    kl = math.log(level)     # exact: uniform on the top k = N q samples, KL = log(N / k)
                     k = int((W[0] > 0).sum())
                     exact = k >= np.bincount(slot_target).max()
                     idx = np.empty(n, dtype=int)
@@ -183,4 +189,5 @@ QUANTILIZER = Source(
     models=_generator_models,
     distance="sqrt_kl",
     law="bon",
+    version=2,   # 2: levels are distinct top-k sizes, KL = log(N / k) exactly
 )

@@ -9,20 +9,9 @@ import copy
 from typing import Iterator
 
 import torch
-import torch.nn.functional as F
 
 from optbench.models.gan import generate
-from optbench.pressure.pixel_ascent import target_score
-
-
-def proxy_score(proxy: torch.nn.Module, x: torch.Tensor, target: torch.Tensor | None,
-                objective: str) -> torch.Tensor:
-    """Per-sample score to ascend. A realness proxy (discriminator) gives D(x) ("logit")
-    or log sigmoid D(x) ("log_prob"); a classifier its target logit or log-probability."""
-    out = proxy(x)
-    if getattr(proxy, "scores_realness", False):
-        return out if objective == "logit" else F.logsigmoid(out)
-    return target_score(out, target, objective)
+from optbench.pressure.pixel_ascent import proxy_score
 
 
 def latent_ascent(G: torch.nn.Module, proxy: torch.nn.Module, z0: torch.Tensor,

@@ -28,6 +28,16 @@ def target_score(logits: torch.Tensor, target: torch.Tensor, objective: str) -> 
     return logits.gather(1, target[:, None]).squeeze(1)
 
 
+def proxy_score(proxy: torch.nn.Module, x: torch.Tensor, target: torch.Tensor | None,
+                objective: str) -> torch.Tensor:
+    """Per-sample score to ascend. A realness proxy (discriminator) gives D(x) ("logit")
+    or log sigmoid D(x) ("log_prob"); a classifier its target logit or log-probability."""
+    out = proxy(x)
+    if getattr(proxy, "scores_realness", False):
+        return out if objective == "logit" else torch.nn.functional.logsigmoid(out)
+    return target_score(out, target, objective)
+
+
 def pixel_ascent(proxy: torch.nn.Module, start: torch.Tensor, target: torch.Tensor,
                  levels: list[int], lr: float = 0.01, optimizer: str = "adam",
                  objective: str = "logit", norm: str = "none", eps: float = 0.0
@@ -44,7 +54,7 @@ def pixel_ascent(proxy: torch.nn.Module, start: torch.Tensor, target: torch.Tens
     step = 0
     for level in levels:
         while step < level:
-            loss = -target_score(proxy(x), target, objective).sum()
+            loss = -proxy_score(proxy, x, target, objective).sum()
             x.grad = None
             loss.backward()
             opt.step()

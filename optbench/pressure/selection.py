@@ -59,8 +59,8 @@ def selection_levels(pool_size: int) -> list[int]:
 
 def quantile_weights(scores: np.ndarray, inv_q: float) -> np.ndarray:
     """Weights over the pool (in its own order) of the quantilizer: uniform on the top
-    ceil(N / inv_q) samples by score."""
-    k = max(1, math.ceil(len(scores) / inv_q))
+    ceil(N / inv_q) samples by score (the 1e-9 absorbs float error when inv_q = N / k)."""
+    k = max(1, math.ceil(len(scores) / inv_q - 1e-9))
     w = np.zeros(len(scores))
     w[np.argsort(scores, kind="stable")[-k:]] = 1.0 / k
     return w

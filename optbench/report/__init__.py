@@ -8,8 +8,8 @@ from pathlib import Path
 from optbench.report.goodhart import fit_curves, fits_figure, fits_markdown
 from optbench.report.grids import cell_grid
 from optbench.report.plots import curves_figure, equal_proxy_by_source, equal_proxy_figure
-from optbench.report.summary import (equal_proxy_markdown, equal_proxy_table, load_cells, summarize,
-                                     summary_markdown, write_tidy_csv)
+from optbench.report.summary import (EQUAL_PROXY_NOTE, equal_proxy_markdown, equal_proxy_table,
+                                     load_cells, summarize, summary_markdown, write_tidy_csv)
 
 
 def write_suite_outputs(suite_dir: Path) -> dict:
@@ -29,9 +29,8 @@ def write_suite_outputs(suite_dir: Path) -> dict:
     if fits:
         md += ["## Goodhart-law fits", "", fits_markdown(fits)]
     if len({c["spec"]["knob"] for c in cells}) > 1:
-        md += ["## Equal proxy score", "", "Referee metrics where each curve first reaches a "
-               "proxy probability (interpolated between levels); mean and 95% bootstrap CI over seeds.",
-               "", equal_proxy_markdown(equal_proxy_table(cells))]
+        md += ["## Equal proxy score", "", EQUAL_PROXY_NOTE, "",
+               equal_proxy_markdown(equal_proxy_table(cells))]
     (suite_dir / "summary.md").write_text("\n".join(md))
     (suite_dir / "summary.json").write_text(json.dumps(rows, indent=1) + "\n")
     write_tidy_csv(cells, suite_dir / "curves.csv")
@@ -92,9 +91,7 @@ def write_comparison(suite_dirs: list[Path], out: Path) -> Path:
                        title=f"suites {names}: referee metrics at equal proxy score "
                              "(mean over seeds; dashed: judge = proxy)")
     md = [f"# Equal proxy score: {names}", "",
-          "Referee metrics where each curve first reaches a proxy target probability, linearly "
-          "interpolated between pressure levels; mean over seeds with a 95% bootstrap interval. "
-          "'not reached' means the curve never got there; (k/n) counts the seeds that did.", "",
+          EQUAL_PROXY_NOTE, "",
           equal_proxy_markdown(equal_proxy_table(cells)),
           f"Produced by `optbench compare {' '.join(str(d) for d in suite_dirs)} --out {out}`."]
     (out / "equal_proxy.md").write_text("\n".join(md) + "\n")

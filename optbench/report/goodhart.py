@@ -48,13 +48,13 @@ def fit_curves(cells: list[dict], n_boot: int = 400, seed: int = 0) -> list[dict
     residuals of the pooled fit."""
     out = []
     rng = np.random.default_rng(seed)
-    for members in group_cells(cells).values():
+    for key, members in group_cells(cells).items():
         spec = members[0]["spec"]
         source = SOURCES[spec["source"]]
         if not source.law:
             continue
         fit = _fit(members, source.distance, source.law)
-        row = {"label": spec["label"], "source": spec["source"], "law": source.law,
+        row = {"group": key, "label": spec["label"], "source": spec["source"], "law": source.law,
                "distance": source.distance, "seeds": len(members), "fit": fit}
         if fit is None:
             out.append(row | {"note": "fit did not converge"})
@@ -108,7 +108,7 @@ def fits_figure(cells: list[dict], rows: list[dict], out: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    groups = {members[0]["spec"]["label"]: members for members in group_cells(cells).values()}
+    groups = group_cells(cells)
     rows = [r for r in rows if r["fit"] is not None]
     if not rows:
         return
@@ -116,7 +116,7 @@ def fits_figure(cells: list[dict], rows: list[dict], out: Path) -> None:
     fig, axes = plt.subplots(2, cols, figsize=(3.6 * cols, 6.2), squeeze=False,
                              gridspec_kw={"height_ratios": [3, 1.2]})
     for j, r in enumerate(rows):
-        members = groups[r["label"]]
+        members = groups[r["group"]]
         top, bottom = axes[0, j], axes[1, j]
         for k, m in enumerate(members):
             rs = m["curve"]["rows"]

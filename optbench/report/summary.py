@@ -203,6 +203,11 @@ def at_proxy_level(rows: list[dict], metric: str, level: float) -> float:
 
 
 EQUAL_PROXY_METRICS = ("kid", "judge_prob", "c2st", "precision")
+EQUAL_PROXY_NOTE = ("Referee metrics where each curve first reaches a proxy probability, linearly "
+                    "interpolated between pressure levels; mean over seeds with a 95% bootstrap "
+                    "interval. 'not reached': the curve never got there, and (k/n) counts the seeds "
+                    "that did; 'n/a': the metric is undefined there (best-of-n set metrics beyond "
+                    "n = pool / samples); 'not measured': the results predate the metric.")
 
 
 def equal_proxy_table(cells: list[dict], levels=(0.5, 0.9, 0.99),
@@ -216,6 +221,9 @@ def equal_proxy_table(cells: list[dict], levels=(0.5, 0.9, 0.99),
                 vals = [at_proxy_level(c["curve"]["rows"], m, level) for c in members]
                 row[f"{m}@{level}"] = bootstrap_ci(vals)
                 row[f"{m}@{level}_reached"] = sum(math.isfinite(v) for v in vals)
+                row[f"{m}@{level}_measured"] = any(m in r for c in members for r in c["curve"]["rows"])
+                row[f"{m}@{level}_proxy_reached"] = sum(
+                    any(r["proxy_prob"] >= level for r in c["curve"]["rows"]) for c in members)
         out.append(row)
     return out
 
@@ -230,7 +238,9 @@ def equal_proxy_markdown(rows: list[dict], levels=(0.5, 0.9, 0.99),
             for m in metrics:
                 mean, lo, hi = r[f"{m}@{lv}"]
                 n = r[f"{m}@{lv}_reached"]
-                cell = _fmt(mean, lo, hi, missing="not reached")
+                missing = ("not measured" if not r.get(f"{m}@{lv}_measured", True) else
+                           "not reached" if not r.get(f"{m}@{lv}_proxy_reached", 0) else "n/a")
+                cell = _fmt(mean, lo, hi, missing=missing)
                 cells.append(cell + (f" ({n}/{r['seeds']})" if 0 < n < r["seeds"] else ""))
         lines.append(f"| {r['label']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
