@@ -15,6 +15,7 @@ from optbench.report.summary import group_cells
 
 POOR_FIT_R2 = 0.9   # below this, the table says the law does not describe the curve
 GOLD = "judge_prob"
+FIGURE_COLUMNS = 7
 
 
 def _points(members: list[dict], distance: str, metric: str) -> tuple[np.ndarray, np.ndarray]:
@@ -112,12 +113,17 @@ def fits_figure(cells: list[dict], rows: list[dict], out: Path) -> None:
     rows = [r for r in rows if r["fit"] is not None]
     if not rows:
         return
-    cols = len(rows)
-    fig, axes = plt.subplots(2, cols, figsize=(3.6 * cols, 6.2), squeeze=False,
-                             gridspec_kw={"height_ratios": [3, 1.2]})
+    cols = min(len(rows), FIGURE_COLUMNS)
+    blocks = (len(rows) + cols - 1) // cols       # each block: a fit row over a residual row
+    fig, axes = plt.subplots(2 * blocks, cols, figsize=(3.6 * cols, 4.4 * blocks), squeeze=False,
+                             gridspec_kw={"height_ratios": [3, 1.2] * blocks})
+    for ax in axes.flat:
+        ax.set_visible(False)
     for j, r in enumerate(rows):
         members = groups[r["group"]]
-        top, bottom = axes[0, j], axes[1, j]
+        top, bottom = axes[2 * (j // cols), j % cols], axes[2 * (j // cols) + 1, j % cols]
+        top.set_visible(True)
+        bottom.set_visible(True)
         for k, m in enumerate(members):
             rs = m["curve"]["rows"]
             d = np.array([x[r["distance"]] for x in rs], dtype=float)
@@ -130,19 +136,19 @@ def fits_figure(cells: list[dict], rows: list[dict], out: Path) -> None:
         f = FORMS[r["law"]][0]
         top.plot(grid, base + f(grid, r["a"], r["b"]), color="k", lw=1.2,
                  label=f"fit, R^2 {r['r2']:.2f}")
-        top.set_title(r["label"], fontsize=9)
+        top.set_title(r["label"], fontsize=8)
         top.set_ylim(-0.03, 1.03)
         top.grid(alpha=0.3)
         top.legend(fontsize=7)
         bottom.axhline(0, color="grey", lw=0.8)
         bottom.plot(d, g - f(d, r["a"], r["b"]), ".", color="tab:red", ms=4)
-        bottom.set_xlabel(r["distance"] if r["distance"] != "sqrt_kl" else "sqrt(KL)")
+        bottom.set_xlabel(r["distance"] if r["distance"] != "sqrt_kl" else "sqrt(KL)", fontsize=8)
         bottom.grid(alpha=0.3)
-        if j == 0:
+        if j % cols == 0:
             top.set_ylabel("probability")
             bottom.set_ylabel("judge residual")
     fig.suptitle("Goodhart-law fits of the judge score against each source's distance "
                  "(dots: seeds; black: least-squares fit)", fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.3 / (4.4 * blocks)))
     fig.savefig(out, dpi=110)
     plt.close(fig)
