@@ -53,6 +53,11 @@ class DCGANDiscriminator(nn.Module):
         return self.net(x * 2 - 1).squeeze(1)
 
 
+def is_realness(model: nn.Module) -> bool:
+    """True for a proxy that scores "real" with one logit (a discriminator), not classes."""
+    return bool(getattr(model, "scores_realness", False))
+
+
 def sample_latents(n: int, seed: int, latent_dim: int = LATENT_DIM, offset: int = 0) -> torch.Tensor:
     """Latent i comes from its own generator seeded by (seed, offset + i), so sample i is the
     same whether drawn alone or in any batch."""

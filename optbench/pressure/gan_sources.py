@@ -7,7 +7,7 @@ import math
 import numpy as np
 import torch
 
-from optbench.models.gan import generate, sample_latents
+from optbench.models.gan import generate, is_realness, sample_latents
 from optbench.pressure import Setting, Source, Trajectory, _cached_model
 from optbench.pressure.generator import generator_finetune, latent_ascent
 from optbench.pressure.pixel_ascent import OBJECTIVES, log_levels
@@ -17,17 +17,13 @@ from optbench.pressure.selection import (best_of_n_kl_bound, best_of_n_pool_weig
 NUM_CLASSES = 10
 
 
-def _is_realness(proxy: torch.nn.Module) -> bool:
-    return bool(getattr(proxy, "scores_realness", False))
-
-
 def _generator(proxy: torch.nn.Module, domain: str, s: dict) -> torch.nn.Module:
     return _cached_model(domain, s["generator"], str(next(proxy.parameters()).device))
 
 
 def _balanced_targets(proxy: torch.nn.Module, n: int) -> torch.Tensor:
     """Target class per sample (i mod 10); zeros for a discriminator, which has none."""
-    return torch.zeros(n, dtype=torch.long) if _is_realness(proxy) else torch.arange(n) % NUM_CLASSES
+    return torch.zeros(n, dtype=torch.long) if is_realness(proxy) else torch.arange(n) % NUM_CLASSES
 
 
 def _latent_trajectory(proxy, domain: str, n: int, seed: int, s: dict) -> Trajectory:
@@ -44,7 +40,7 @@ def _finetune_trajectory(proxy, domain: str, n: int, seed: int, s: dict) -> Traj
     G = _generator(proxy, domain, s)
     device = next(proxy.parameters()).device
     z_eval = sample_latents(n, seed, G.latent_dim).to(device)
-    realness = _is_realness(proxy)
+    realness = is_realness(proxy)
     target = _balanced_targets(proxy, n) if realness else torch.full((n,), s["target_class"])
     levels = generator_finetune(G, proxy, z_eval, None if realness else s["target_class"],
                                 log_levels(s["max_steps"]), s["lr"], s["batch_size"], seed, s["objective"])
@@ -58,7 +54,7 @@ def _pool_scores(proxy, pool: torch.Tensor, objective: str) -> np.ndarray:
     classifier (its logit or log-probability)."""
     device = next(proxy.parameters()).device
     out = torch.cat([proxy(pool[i:i + 1024].to(device)).float().cpu() for i in range(0, len(pool), 1024)])
-    if _is_realness(proxy):
+    if is_realness(proxy):
         return out[None].double().numpy()
     if objective == "log_prob":
         out = out.log_softmax(1)

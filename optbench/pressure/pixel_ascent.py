@@ -7,6 +7,7 @@ from typing import Iterator
 
 import torch
 
+from optbench.models.gan import is_realness
 from optbench.pressure.budget import project
 
 OBJECTIVES = ("logit", "log_prob")
@@ -33,7 +34,7 @@ def proxy_score(proxy: torch.nn.Module, x: torch.Tensor, target: torch.Tensor | 
     """Per-sample score to ascend. A realness proxy (discriminator) gives D(x) ("logit")
     or log sigmoid D(x) ("log_prob"); a classifier its target logit or log-probability."""
     out = proxy(x)
-    if getattr(proxy, "scores_realness", False):
+    if is_realness(proxy):
         return out if objective == "logit" else torch.nn.functional.logsigmoid(out)
     return target_score(out, target, objective)
 

@@ -7,6 +7,7 @@ import torch
 
 from optbench.domains import get_domain
 from optbench.models.checkpoints import load_model
+from optbench.models.gan import is_realness
 from optbench.referees.classifiers import logits_of, target_readout
 from optbench.referees.distribution import c2st_accuracy, extract, fid_kid, prdc, within_class_diversity
 
@@ -50,7 +51,7 @@ class Referee:
                        for name in dom.JUDGES}
         self.ensemble = dom.ENSEMBLE
         # A GAN discriminator scores "real" (one logit), not classes.
-        self.realness = bool(getattr(self.proxy, "scores_realness", False))
+        self.realness = is_realness(self.proxy)
         self.feature_net = self.judges.get(dom.FEATURE_NET) or load_model(
             domain, dom.FEATURE_NET, device, root=checkpoint_root)
         x_ref, _ = dom.load_split("reference")
