@@ -147,8 +147,8 @@ def fits_figure(cells: list[dict], rows: list[dict], out: Path) -> None:
         if j % cols == 0:
             top.set_ylabel("probability")
             bottom.set_ylabel("judge residual")
-    fig.suptitle("Goodhart-law fits of the judge score against each source's distance "
+    fig.suptitle("Goodhart-law fits: the judge score against each source's distance\n"
                  "(dots: seeds; black: least-squares fit)", fontsize=10)
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.3 / (4.4 * blocks)))
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / (4.4 * blocks)))
     fig.savefig(out, dpi=110)
     plt.close(fig)
