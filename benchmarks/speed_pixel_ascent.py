@@ -8,7 +8,10 @@ trajectory's final inputs.
 
     .venv/bin/python benchmarks/speed_pixel_ascent.py [--threads 1] [--batch 128] [--steps 256]
 
-Prints median seconds per step over repeats and the ratio (goal: <= 1.05)."""
+Prints median seconds per step over repeats and the ratio (goal: <= 1.05). The loops run
+interleaved (A, B, C, ..., A, B, C, ...), and each ratio is the median of per-round
+ratios: on a shared 2-core VM the speed drifts by 10-20% over a minute, which sequential
+blocks of repeats mistake for overhead."""
 from __future__ import annotations
 
 import argparse
@@ -18,6 +21,7 @@ import time
 import torch
 
 from optbench.models import load_model
+from optbench.models.fixed_batch import CHUNK
 from optbench.pressure.pixel_ascent import pixel_ascent, target_score
 from optbench.pressure.starts import make_starts
 from optbench.runner import setup_torch
@@ -36,13 +40,19 @@ def ascent_loop(model, x0, target, steps, lr=0.01, norm="none", eps=0.0):
         pass
 
 
-def timed(fn, repeats):
-    times = []
+def timed_rounds(fns: dict, repeats: int) -> dict[str, list[float]]:
+    """Seconds of each fn per round, the fns interleaved within every round."""
+    times = {name: [] for name in fns}
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return times
+
+
+def ratio(times, a, b) -> float:
+    return statistics.median(x / y for x, y in zip(times[a], times[b]))
 
 
 def main():
@@ -59,24 +69,21 @@ def main():
     x0, target = x0.to(a.device), target.to(a.device)
     bare_loop(model, x0, target, 10)  # warm-up
     *_, (_, x_end) = pixel_ascent(model, x0, target, [0, a.steps], lr=0.01)
-    results = {}
-    for name, fn in [
-        ("bare fwd+bwd, start inputs", lambda: bare_loop(model, x0, target, a.steps)),
-        ("ascent lr=0, start inputs", lambda: ascent_loop(model, x0, target, a.steps, lr=0.0)),
-        ("bare fwd+bwd, final inputs", lambda: bare_loop(model, x_end, target, a.steps)),
-        ("ascent lr=0.01 (free)", lambda: ascent_loop(model, x0, target, a.steps)),
-        ("ascent lr=0.01 (L2 PGD)", lambda: ascent_loop(model, x0, target, a.steps, 0.01, "l2", 3.0)),
-    ]:
-        results[name] = timed(fn, a.repeats) / a.steps
+    times = timed_rounds({
+        "bare fwd+bwd, start inputs": lambda: bare_loop(model, x0, target, a.steps),
+        "ascent lr=0, start inputs": lambda: ascent_loop(model, x0, target, a.steps, lr=0.0),
+        "bare fwd+bwd, final inputs": lambda: bare_loop(model, x_end, target, a.steps),
+        "ascent lr=0.01 (free)": lambda: ascent_loop(model, x0, target, a.steps),
+        "ascent lr=0.01 (L2 PGD)": lambda: ascent_loop(model, x0, target, a.steps, 0.01, "l2", 3.0),
+    }, a.repeats)
     print(f"proxy_cnn, batch {a.batch}, {a.steps} steps, {a.threads} thread(s), {a.device}, "
-          f"median of {a.repeats}")
-    for name, t in results.items():
-        print(f"  {name:28s} {t * 1e3:7.2f} ms/step")
-    r = results
-    print(f"loop overhead at equal inputs: {r['ascent lr=0, start inputs'] / r['bare fwd+bwd, start inputs']:.3f}x "
-          f"(goal <= 1.05)")
+          f"median of {a.repeats} interleaved rounds, chunks of {CHUNK}")
+    for name, t in times.items():
+        print(f"  {name:28s} {statistics.median(t) / a.steps * 1e3:7.2f} ms/step")
+    print(f"loop overhead at equal inputs: "
+          f"{ratio(times, 'ascent lr=0, start inputs', 'bare fwd+bwd, start inputs'):.3f}x (goal <= 1.05)")
     print(f"free ascent vs bare on its final inputs: "
-          f"{r['ascent lr=0.01 (free)'] / r['bare fwd+bwd, final inputs']:.3f}x")
+          f"{ratio(times, 'ascent lr=0.01 (free)', 'bare fwd+bwd, final inputs'):.3f}x")
 
 
 if __name__ == "__main__":

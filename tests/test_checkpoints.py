@@ -51,14 +51,39 @@ def test_unknown_model_names_the_allowed_ones():
         load_model("mnist", "nope")
 
 
-def test_training_is_deterministic_and_matches_the_shipped_weights(tmp_path):
+@pytest.mark.kernels
+def test_training_is_bit_identical_on_one_machine(tmp_path):
     # The MLP judge trains in about a second; the other recipes share its code path.
     from optbench.models.train import train_domain
-    shipped = read_manifest("mnist")["models"]["judge_mlp"]
-    for root in (tmp_path / "a", tmp_path / "b"):
-        entry = train_domain("mnist", only=["judge_mlp"], root=root, log=lambda *_: None)["judge_mlp"]
-        assert entry["sha256"] == shipped["sha256"]
-        assert entry["test_accuracy"] == shipped["test_accuracy"]
+    a, b = (train_domain("mnist", only=["judge_mlp"], root=tmp_path / r, log=lambda *_: None)["judge_mlp"]
+            for r in ("a", "b"))
+    assert a["sha256"] == b["sha256"]
+
+
+# A retrained model on another CPU gets other weights (torch picks kernels by CPU, and the
+# rounding compounds over training), so it is compared with the shipped one in behaviour.
+# Measured on one machine under ATEN_CPU_CAPABILITY default / avx2 / avx512 (README,
+# "Reproducibility"): proxy_cnn 2 of 500 test predictions changed at most, accuracy
+# within 0.004, mean |delta p| of the predicted class <= 0.0005.
+RETRAIN_TOLERANCE = {"accuracy": 0.01, "agreement": 0.98, "mean_prob_change": 0.005}
+
+
+@pytest.mark.kernels
+@pytest.mark.parametrize("name", ["judge_mlp", "proxy_cnn"])
+def test_retrained_checkpoint_behaves_like_the_shipped_one(tmp_path, name):
+    from optbench.domains import get_domain
+    from optbench.models.train import predict, train_domain
+    entry = train_domain("mnist", only=[name], root=tmp_path, log=lambda *_: None)[name]
+    shipped = read_manifest("mnist")["models"][name]
+    new, old = load_model("mnist", name, root=tmp_path), load_model("mnist", name)
+    x, y = get_domain("mnist").load_split("test")
+    p_new, p_old = predict(new, x), predict(old, x)
+    with torch.no_grad():
+        prob_change = (new(x).softmax(1) - old(x).softmax(1)).abs().max(1).values
+    tol = RETRAIN_TOLERANCE
+    assert abs(entry["test_accuracy"] - shipped["test_accuracy"]) <= tol["accuracy"]
+    assert float((p_new == p_old).float().mean()) >= tol["agreement"]
+    assert float(prob_change.mean()) <= tol["mean_prob_change"]
 
 
 def test_proxy_variants_match_their_manifest_and_ensemble_algebra():

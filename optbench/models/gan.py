@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from optbench.models.fixed_batch import map_fixed
+
 LATENT_DIM = 64
 
 
@@ -66,8 +68,9 @@ def sample_latents(n: int, seed: int, latent_dim: int = LATENT_DIM, offset: int 
 
 
 @torch.no_grad()
-def generate(gen: nn.Module, z: torch.Tensor, batch: int = 1024) -> torch.Tensor:
-    return torch.cat([gen(z[i:i + batch]) for i in range(0, len(z), batch)])
+def generate(gen: nn.Module, z: torch.Tensor) -> torch.Tensor:
+    """G(z) on fixed-shape chunks: an image does not depend on the batch it was made in."""
+    return map_fixed(gen, z)
 
 
 def translate(x: torch.Tensor, max_shift: int, gen: torch.Generator) -> torch.Tensor:

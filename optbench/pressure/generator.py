@@ -2,7 +2,8 @@
 a frozen proxy (a classifier's target class, or a discriminator's "real" logit).
 
 Both keep the generator's batch norm in eval mode, so a sample depends only on its own
-latent and, for latent ascent, its trajectory is the same in any batch."""
+latent; latent ascent runs G and the proxy on fixed-shape chunks (models/fixed_batch.py), so on
+one machine a trajectory is bit-identical alone or in any batch."""
 from __future__ import annotations
 
 import copy
@@ -10,6 +11,7 @@ from typing import Iterator
 
 import torch
 
+from optbench.models.fixed_batch import score_and_grad
 from optbench.models.gan import generate
 from optbench.pressure.pixel_ascent import proxy_score
 
@@ -24,15 +26,14 @@ def latent_ascent(G: torch.nn.Module, proxy: torch.nn.Module, z0: torch.Tensor,
     step = 0
     for level in levels:
         while step < level:
-            loss = -proxy_score(proxy, G(z), target, objective).sum()
-            z.grad = None
-            loss.backward()
+            _, grad = score_and_grad(lambda zc, tc: proxy_score(proxy, G(zc), tc, objective), z, target)
+            z.grad = grad.neg_()
             opt.step()
             step += 1
         with torch.no_grad():
             dist = (z - z0).flatten(1).norm(dim=1)
             finite = torch.isfinite(dist)
-            x = G(z)
+            x = generate(G, z.detach())
         yield step, x, {"extras": {"latent_l2": float(dist[finite].mean()) if finite.any() else float("nan"),
                                    "latent_norm": float(z.detach()[finite].norm(dim=1).mean()) if finite.any() else float("nan")}}
 

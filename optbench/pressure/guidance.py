@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from optbench.models.diffusion import NULL_CLASS, SCHEDULER_CONFIG, to_pixels
+from optbench.models.fixed_batch import CHUNK, chunks, pad_rows
 
 CLIPPING = ("none", "clip_eps", "clip")
 GUIDANCE = ("cfg", "classifier")
@@ -104,17 +105,19 @@ def classifier_eps(unet, classifier, scheduler, labels: torch.Tensor, s: float, 
 def guided_samples(unet, labels: torch.Tensor, x_T: torch.Tensor, scales: list[float],
                    guidance: str, clip: str, steps: int, base: str = "cond",
                    classifier=None, interval=(0.0, 1e9), precision: str = "fp32",
-                   batch_size: int = 256) -> Iterator[tuple[float, torch.Tensor]]:
+                   chunk: int = CHUNK) -> Iterator[tuple[float, torch.Tensor]]:
     """Yield (scale, pixels in [0, 1] scale but not clipped) for each guidance scale.
-    Every scale starts from the same x_T, so differences come from the scale alone."""
+    Every scale starts from the same x_T, so differences come from the scale alone.
+    Samples run in chunks of one fixed shape (zero-padded), so a sample is bit-identical
+    alone or in any batch on one machine (models/fixed_batch.py)."""
     scheduler = make_ddim(clip)
     for scale in scales:
         outs = []
-        for i in range(0, len(x_T), batch_size):
-            lab, xT = labels[i:i + batch_size], x_T[i:i + batch_size]
+        for i, j in chunks(len(x_T), chunk):
+            lab, xT = pad_rows(labels[i:j], chunk), pad_rows(x_T[i:j], chunk)
             if guidance == "cfg":
                 fn = cfg_eps(unet, lab, scale, interval, precision)
             else:
                 fn = classifier_eps(unet, classifier, scheduler, lab, scale, base, interval, precision)
-            outs.append(ddim_sample(fn, xT, scheduler, steps, clip))
+            outs.append(ddim_sample(fn, xT, scheduler, steps, clip)[:j - i])
         yield scale, to_pixels(torch.cat(outs))

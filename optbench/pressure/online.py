@@ -15,6 +15,7 @@ from typing import Iterator
 import torch
 import torch.nn.functional as F
 
+from optbench.models.fixed_batch import score_and_grad
 from optbench.pressure.pixel_ascent import target_score
 
 MAX_BUFFER = 4096   # newest stored outputs kept as negatives
@@ -45,9 +46,9 @@ def online_pixel_ascent(proxy: torch.nn.Module, start: torch.Tensor, target: tor
     step, updates, retrain_seconds = 0, 0, 0.0
     for level in levels:
         while step < level:
-            loss = -target_score(online(x), target, objective).sum()
-            (grad,) = torch.autograd.grad(loss, x)     # the proxy's weights get no gradient here
-            x.grad = grad
+            # autograd.grad on x only: the proxy's weights get no gradient here
+            _, grad = score_and_grad(lambda xc, tc: target_score(online(xc), tc, objective), x, target)
+            x.grad = grad.neg_()
             opt_x.step()
             with torch.no_grad():
                 x.clamp_(0.0, 1.0)

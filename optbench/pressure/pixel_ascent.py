@@ -9,6 +9,7 @@ import torch
 
 from optbench.models.gan import is_realness
 from optbench.pressure.budget import project
+from optbench.models.fixed_batch import score_and_grad
 
 OBJECTIVES = ("logit", "log_prob")
 OPTIMIZERS = ("adam", "sgd")
@@ -45,9 +46,10 @@ def pixel_ascent(proxy: torch.nn.Module, start: torch.Tensor, target: torch.Tens
                  ) -> Iterator[tuple[int, torch.Tensor]]:
     """Yield (steps, x) at every level in `levels` (sorted, starting at 0).
 
-    Each sample's loss term depends only on its own pixels, so a sample's trajectory is
-    the same in any batch. Non-finite values are not caught here: they propagate through
-    Adam and the clamp and are reported by the caller as divergence."""
+    Each sample's loss term depends only on its own pixels, and the proxy runs on chunks
+    of one fixed shape (models/fixed_batch.py), so on one machine a sample's trajectory is
+    bit-identical alone or in any batch. Non-finite values are not caught here: they
+    propagate through Adam and the clamp and are reported by the caller as divergence."""
     x = start.clone().requires_grad_(True)
     # The fused Adam kernel halves the optimizer's share of a step; same update rule.
     opt = (torch.optim.Adam([x], lr=lr, fused=x.device.type in ("cpu", "cuda"))
@@ -55,9 +57,8 @@ def pixel_ascent(proxy: torch.nn.Module, start: torch.Tensor, target: torch.Tens
     step = 0
     for level in levels:
         while step < level:
-            loss = -proxy_score(proxy, x, target, objective).sum()
-            x.grad = None
-            loss.backward()
+            _, grad = score_and_grad(lambda xc, tc: proxy_score(proxy, xc, tc, objective), x, target)
+            x.grad = grad.neg_()   # ascend the score: descend its negative
             opt.step()
             with torch.no_grad():
                 if norm == "none":
