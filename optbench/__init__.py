@@ -10,12 +10,18 @@ The Python API (the `optbench` command only wraps it):
 """
 __version__ = "0.1.0"
 
-from optbench.models.checkpoints import load_model  # noqa: E402
-from optbench.pressure.pixel_ascent import pixel_ascent  # noqa: E402
-from optbench.referees import Referee  # noqa: E402
-from optbench.report import write_suite_outputs  # noqa: E402
-from optbench.runner import compute_cell, run_suite  # noqa: E402
-from optbench.suite import CellSpec, SuiteError, load_suite, parse_suite  # noqa: E402
+# Names load on first use (PEP 562): `import optbench.cli` or a spawned pool worker then
+# starts without importing torch, and a worker can arm its parent-death guard at once.
+_API = {"load_model": "optbench.models.checkpoints", "pixel_ascent": "optbench.pressure.pixel_ascent",
+        "Referee": "optbench.referees", "write_suite_outputs": "optbench.report",
+        "compute_cell": "optbench.runner", "run_suite": "optbench.runner",
+        "CellSpec": "optbench.suite", "SuiteError": "optbench.suite", "load_suite": "optbench.suite",
+        "parse_suite": "optbench.suite"}
+__all__ = sorted(_API)
 
-__all__ = ["CellSpec", "Referee", "SuiteError", "compute_cell", "load_model", "load_suite",
-           "parse_suite", "pixel_ascent", "run_suite", "write_suite_outputs"]
+
+def __getattr__(name: str):
+    if name in _API:
+        import importlib
+        return getattr(importlib.import_module(_API[name]), name)
+    raise AttributeError(f"module 'optbench' has no attribute {name!r}")

@@ -1,9 +1,103 @@
-"""The `optbench` command: a thin wrapper over the Python API."""
+"""The `optbench` command: a thin wrapper over the Python API.
+
+Every error is one line on stderr, `optbench: error: ...`, naming the file, field or flag
+and what is allowed. Exit codes:
+  0    success
+  1    one or more cells failed (the others are kept; rerun to retry the failed ones)
+  2    bad input: a suite file, checkpoint manifest, flag or path
+  3    cannot write results (read-only folder, full disk, ...)
+  4    the results folder is in use by another optbench process
+  130  interrupted; complete cells are kept, rerun to resume
+"""
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
+import math
+import re
 import sys
 from pathlib import Path
+
+EXIT_FAILED_CELLS, EXIT_BAD_INPUT, EXIT_CANNOT_WRITE, EXIT_BUSY, EXIT_INTERRUPTED = 1, 2, 3, 4, 130
+# Errors that can only come from writing, wherever they are raised.
+WRITE_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EFBIG}
+
+
+class _UsageError(Exception):
+    """A bad command line; main prints it as the one error line."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse prints a usage block and exits; we want one line and an exit code from
+    main (the message already names the argument and, for choices, the allowed values)."""
+
+    def error(self, message):
+        raise _UsageError(message)
+
+
+def _int_at_least_1(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
+    return value
+
+
+def _finite_at_least_0(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}")
+    return value
+
+
+@contextlib.contextmanager
+def _writing(what: Path):
+    """OSErrors while writing outputs mean "cannot write" (exit 3), not bad input."""
+    from optbench.runner import StorageError
+    try:
+        yield
+    except OSError as e:
+        raise StorageError(f"cannot write {e.filename or what}: {e.strerror or e}") from None
+
+
+def _check_device(device: str | None) -> None:
+    """Refuse a device this machine lacks now, not as every cell failing in 0.0s."""
+    import torch
+    here = ["auto", "cpu"]
+    if torch.cuda.is_available():
+        here += ["cuda", *(f"cuda:{i}" for i in range(torch.cuda.device_count()))]
+    if torch.backends.mps.is_available():
+        here.append("mps")
+    if device is None or device in here:
+        return
+    allowed = f"allowed here: {', '.join(here)}"
+    if not re.fullmatch(r"cuda(:\d+)?|mps", device):
+        raise ValueError(f"--device: unknown value {device!r}; {allowed} "
+                         "(in general: auto, cpu, cuda, cuda:N, mps)")
+    why = ("torch.backends.mps.is_available() is False" if device == "mps" else
+           "torch.cuda.is_available() is False" if not torch.cuda.is_available() else
+           f"torch.cuda.device_count() is {torch.cuda.device_count()}")
+    raise ValueError(f"--device: {device!r} is not available on this machine ({why}); {allowed}")
+
+
+def _results_folder(path: str) -> Path:
+    """A results/<suite> folder, checked before the report code reads it."""
+    p = Path(path)
+    if not p.exists():
+        raise ValueError(f"results: no such folder: {p}")
+    if not p.is_dir():
+        raise ValueError(f"results: {p} is a file; expected a results/<suite> folder")
+    if not (p / "suite.json").is_file() and not any((c / "spec.json").is_file()
+                                                     for c in p.iterdir() if c.is_dir()):
+        raise ValueError(f"results: {p} holds no optbench results; expected a results/<suite> "
+                         "folder written by `optbench run`")
+    return p
 
 
 def _cmd_train(a) -> int:
@@ -17,22 +111,41 @@ def _cmd_train(a) -> int:
 def _cmd_run(a) -> int:
     from optbench.report import write_suite_outputs
     from optbench.runner import run_suite
+    from optbench.storage import suite_lock
     from optbench.suite import load_suite
+    if a.executor == "local":   # Ray tasks pick their own device (--gpus-per-cell)
+        _check_device(a.device)
     suite = load_suite(a.suite)
-    counts = run_suite(suite, Path(a.out), force=a.force, device=a.device, command=a.command,
-                       workers=a.workers, executor=a.executor, address=a.address,
-                       gpus_per_cell=a.gpus_per_cell)
-    print(f"{suite.name}: {counts['computed']} computed, {counts['skipped']} skipped, "
-          f"{counts['failed']} failed in {counts['seconds']}s")
-    if counts["computed"] + counts["skipped"]:
-        write_suite_outputs(Path(a.out) / suite.name)
-        print(f"wrote {Path(a.out) / suite.name}/summary.md, curves.csv and plots/")
-    return 1 if counts["failed"] else 0
+    suite_dir = Path(a.out) / suite.name
+    with _writing(suite_dir):
+        suite_dir.mkdir(parents=True, exist_ok=True)
+    with suite_lock(suite_dir):   # one lock over the cells and the outputs made from them
+        counts = run_suite(suite, Path(a.out), force=a.force, device=a.device, command=a.command,
+                           workers=a.workers, executor=a.executor, address=a.address,
+                           gpus_per_cell=a.gpus_per_cell)
+        print(f"{suite.name}: {counts['computed']} computed, {counts['skipped']} skipped, "
+              f"{counts['failed']} failed in {counts['seconds']}s")
+        if counts["computed"] + counts["skipped"]:
+            with _writing(suite_dir):
+                info = write_suite_outputs(suite_dir)
+            _warn_left_out(info)
+            print(f"wrote {suite_dir}/summary.md, curves.csv and plots/")
+    return EXIT_FAILED_CELLS if counts["failed"] else 0
+
+
+def _warn_left_out(info: dict) -> None:
+    if info.get("left_out"):
+        print(f"optbench: warning: {len(info['left_out'])} cell(s) missing, partial or corrupted "
+              f"were left out of the summary: {', '.join(info['left_out'])}; rerun the suite to "
+              "recompute them", file=sys.stderr)
 
 
 def _cmd_plot(a) -> int:
     from optbench.report import write_suite_outputs
-    info = write_suite_outputs(Path(a.results))
+    results = _results_folder(a.results)
+    with _writing(results):
+        info = write_suite_outputs(results)
+    _warn_left_out(info)
     print(f"{a.results}: {info['cells']} cells, {info['curves']} curves; "
           "wrote summary.md, curves.csv, plots/, report.md, report.html")
     return 0
@@ -40,14 +153,21 @@ def _cmd_plot(a) -> int:
 
 def _cmd_report(a) -> int:
     from optbench.report import write_suite_outputs
-    write_suite_outputs(Path(a.results))
+    results = _results_folder(a.results)
+    with _writing(results):
+        _warn_left_out(write_suite_outputs(results))
     print(f"wrote {a.results}/report.md and {a.results}/report.html")
     return 0
 
 
 def _cmd_compare(a) -> int:
     from optbench.report import write_comparison
-    out = write_comparison([Path(r) for r in a.results], Path(a.out))
+    results = [_results_folder(r) for r in a.results]
+    out = Path(a.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out: {out} is a file; expected a folder (created if missing)")
+    with _writing(out):
+        out = write_comparison(results, out)
     print(f"wrote {out}/equal_proxy.md and equal_proxy.png")
     return 0
 
@@ -86,9 +206,11 @@ def _cmd_list(a) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="optbench", description=__doc__)
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
-    sub = p.add_subparsers(dest="cmd", required=True)
+    p = _Parser(prog="optbench", description=__doc__,
+                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--threads", type=_int_at_least_1, default=None,
+                   help="torch threads (default: torch's)")
+    sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
     t = sub.add_parser("train", help="train a domain's proxy, judges and feature net")
     t.add_argument("domain")
     t.add_argument("--only", nargs="+", help="train only these models")
@@ -98,14 +220,16 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("suite")
     r.add_argument("--out", default="results", help="results root (default: results)")
     r.add_argument("--force", action="store_true", help="recompute complete cells too")
-    r.add_argument("--workers", type=int, default=1,
+    r.add_argument("--workers", type=_int_at_least_1, default=1,
                    help="run cells in a local process pool of N workers (threads are divided among them)")
     r.add_argument("--executor", default="local", choices=["local", "ray"],
                    help="local (in-process or --workers pool) or ray")
     r.add_argument("--address", default=None,
                    help="Ray cluster address (e.g. auto); default: start a local Ray")
-    r.add_argument("--gpus-per-cell", type=float, default=0.0, help="GPUs each Ray task asks for")
-    r.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
+    r.add_argument("--gpus-per-cell", type=_finite_at_least_0, default=0.0,
+                   help="GPUs each Ray task asks for")
+    r.add_argument("--device", default=None,
+                   help="auto, cpu, cuda, cuda:N or mps (default: auto, cuda if available)")
     r.set_defaults(fn=_cmd_run)
     pl = sub.add_parser("plot", help="summary, plots and grids of a results folder")
     pl.add_argument("results")
@@ -121,17 +245,37 @@ def main(argv: list[str] | None = None) -> int:
     ls.add_argument("what", nargs="?", default="all", choices=["all", "domains", "sources", "metrics"])
     ls.set_defaults(fn=_cmd_list)
     argv = sys.argv[1:] if argv is None else argv
-    a = p.parse_args(argv)
+    try:
+        a = p.parse_args(argv)
+    except _UsageError as e:
+        return _fail(EXIT_BAD_INPUT, e)
     a.command = " ".join(["optbench", *argv])
-    from optbench.runner import setup_torch
+    from optbench.runner import StorageError, SuiteBusyError, setup_torch
     setup_torch(a.threads)
     from optbench.models.checkpoints import CheckpointError
     from optbench.suite import SuiteError
     try:
         return a.fn(a)
+    except KeyboardInterrupt:
+        print("optbench: interrupted; complete cells are kept, rerun to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    # Both are RuntimeErrors: they must come before the generic clause below.
+    except SuiteBusyError as e:
+        return _fail(EXIT_BUSY, e)
+    except StorageError as e:
+        return _fail(EXIT_CANNOT_WRITE, e)
     except (SuiteError, CheckpointError, ValueError, RuntimeError) as e:
-        print(f"optbench: error: {e}", file=sys.stderr)
-        return 2
+        return _fail(EXIT_BAD_INPUT, e)
+    except OSError as e:   # not raised inside _writing: an input that cannot be read, or a full disk
+        if e.errno in WRITE_ERRNOS:
+            return _fail(EXIT_CANNOT_WRITE, f"cannot write {e.filename or 'results'}: {e.strerror}")
+        return _fail(EXIT_BAD_INPUT, f"{e.filename}: {e.strerror}" if e.filename else e)
+
+
+def _fail(code: int, message) -> int:
+    # One line even if a message from deeper code spans several.
+    print("optbench: error: " + str(message).replace("\n", " "), file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":

@@ -20,13 +20,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from optbench.pressure import SOURCES
 from optbench.pressure.starts import real_sample
 from optbench.referees import DISTRIBUTION_METRICS, Referee
+from optbench.storage import (StorageError, SuiteBusyError, remove_stale_temporaries,  # noqa: F401
+                              suite_lock, write_atomic)
 from optbench.suite import CellSpec, Suite
+from optbench.workers import pool_worker_init
 
 SCHEMA_VERSION = 1
 GRID_SAMPLES = 8      # images per pressure level kept for grids
@@ -80,9 +84,9 @@ def compute_cell(spec: CellSpec, referee: Referee, progress: bool = False) -> Ce
     # Real against real: every metric on held-out real digits, their label as target.
     x_real, y_real = real_sample(spec.domain, spec.n_samples, spec.seed)
     baseline = referee.evaluate(x_real, y_real, x_real)
-    meta = {"wall_seconds": round(time.time() - t0, 2),
-            "device": str(next(referee.proxy.parameters()).device),
-            "threads": torch.get_num_threads(),
+    device = next(referee.proxy.parameters()).device
+    meta = {"wall_seconds": round(time.time() - t0, 2), "device": str(device),
+            "threads": torch.get_num_threads(), "machine": machine(device),
             "proxy_kind": "realness" if referee.realness else "classifier"}
     return CellResult(spec, rows, baseline, torch.stack(snaps), traj.target[:GRID_SAMPLES], meta)
 
@@ -106,6 +110,28 @@ def weighted_pool_means(pool_values: list[dict], weights) -> dict[str, float]:
         per_target = [float(weights[t] @ v[key].numpy()) for t, v in enumerate(pool_values)]
         out[key] = float(sum(per_target) / len(per_target))
     return out
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("model name", "Hardware", "cpu model")):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine(device: torch.device | None = None) -> dict:
+    """What decides which kernels ran, and so the last bits of every number: the CPU
+    kernel set torch picked (ATEN_CPU_CAPABILITY overrides it), the CPU, and the GPU."""
+    gpu = None
+    if device is not None and device.type == "cuda":
+        gpu = torch.cuda.get_device_name(device)
+    return {"cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "aten_cpu_capability_env": os.environ.get("ATEN_CPU_CAPABILITY"),
+            "onednn_max_cpu_isa_env": os.environ.get("ONEDNN_MAX_CPU_ISA"),
+            "cpu_model": cpu_model(), "arch": platform.machine(), "gpu": gpu}
 
 
 def _sha(path: Path) -> str:
@@ -190,12 +216,9 @@ def read_cell(folder: Path) -> dict:
             "meta": json.loads((folder / "meta.json").read_text())}
 
 
+
 _REFEREES: dict[tuple[str, str, str], Referee] = {}   # per process: models load once
 EXECUTORS = ("local", "ray")
-
-
-class StorageError(RuntimeError):
-    """The results folder cannot be written (full or read-only disk, ...)."""
 
 
 def compute_or_traceback(spec: CellSpec, device: str, progress: bool = False) -> CellResult | str:
@@ -221,20 +244,17 @@ def store(outcome: CellResult | str, spec: CellSpec, suite_dir: Path) -> str:
         write_cell(outcome, suite_dir)
         (suite_dir / f"{spec.cell_id}.failed.txt").unlink(missing_ok=True)
         return "computed"
-    except OSError as e:
-        raise StorageError(f"cannot write cell {spec.cell_id} under {suite_dir}: "
-                           f"{e.strerror or e}; cells written before it are complete and "
-                           "untouched, and a rerun resumes from them") from None
+    except (OSError, SafetensorError) as e:   # safetensors' own error is no OSError
+        why = e.strerror if isinstance(e, OSError) and e.strerror else str(e).strip() or type(e).__name__
+        raise StorageError(f"cannot write cell {spec.cell_id} under {suite_dir}: {why}; cells "
+                           "written before it are complete and untouched, and a rerun resumes "
+                           "from them") from None
 
 
 def run_one(spec: CellSpec, suite_dir: Path, device: str, progress: bool = False) -> tuple[str, float]:
     """Compute and store one cell: ("computed" or "failed", seconds)."""
     t0 = time.time()
     return store(compute_or_traceback(spec, device, progress), spec, suite_dir), time.time() - t0
-
-
-def _pool_worker_init(threads: int) -> None:
-    setup_torch(threads)
 
 
 def _ray_compute(spec: CellSpec, device: str, threads: int) -> tuple[CellResult | str, float]:
@@ -256,6 +276,7 @@ def _run_ray(todo: list[CellSpec], suite_dir: Path, report, address: str | None,
         ray.init(address=address, log_to_driver=False)
     else:  # a local Ray; keep its files out of /tmp/ray and ~/.ray, and remove them after
         temp = tempfile.mkdtemp(prefix="optbench-ray-")
+        token = _local_ray_token()
         ray.init(num_cpus=max(1, workers), num_gpus=None, include_dashboard=False,
                  log_to_driver=False, _temp_dir=temp)
     try:
@@ -273,6 +294,37 @@ def _run_ray(todo: list[CellSpec], suite_dir: Path, report, address: str | None,
         ray.shutdown()
         if temp:
             shutil.rmtree(temp, ignore_errors=True)
+            token()
+
+
+def _local_ray_token():
+    """A new local Ray turns on token authentication and writes the token to
+    ~/.ray/auth_token. Unless the user configured authentication, hand it a token in
+    the environment instead (RAY_AUTH_TOKEN), so nothing is written to the home folder;
+    returns a function that restores the environment."""
+    import secrets
+    keys = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
+    if any(k in os.environ for k in keys) or (Path.home() / ".ray" / "auth_token").exists():
+        return lambda: None
+    os.environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32))
+    _refresh_ray_auth()
+
+    def restore():
+        for k in keys:
+            os.environ.pop(k, None)
+        _refresh_ray_auth()
+    return restore
+
+
+def _refresh_ray_auth() -> None:
+    """Ray caches its configuration when imported; make it read the environment again
+    (private API of Ray >= 2.5x; older Rays have no token authentication to refresh)."""
+    try:
+        from ray._raylet import AuthenticationTokenLoader, Config
+        Config.initialize("")
+        AuthenticationTokenLoader.instance().reset_cache()
+    except (ImportError, AttributeError):
+        pass
 
 
 def run_suite(suite: Suite, out_root: Path, force: bool = False, device: str | None = None,
@@ -293,12 +345,17 @@ def run_suite(suite: Suite, out_root: Path, force: bool = False, device: str | N
         probe = tempfile.NamedTemporaryFile(dir=suite_dir, prefix=".probe", delete=True)
         probe.close()
     except OSError as e:
-        raise RuntimeError(f"cannot write results to {suite_dir}: {e.strerror or e}") from None
-    # Temporary cell folders of a run that was killed (kill -9 leaves no chance to clean
-    # up); a cell is only ever visible under its real name once complete.
-    for stale in suite_dir.glob(".*.*"):
-        if stale.is_dir():
-            shutil.rmtree(stale, ignore_errors=True)
+        raise StorageError(f"cannot write results to {suite_dir}: {e.strerror or e}") from None
+    with suite_lock(suite_dir):
+        return _run_locked(suite, suite_dir, force, device, log, command, workers, executor,
+                           address, gpus_per_cell)
+
+
+def _run_locked(suite: Suite, suite_dir: Path, force: bool, device: str | None, log, command,
+                workers: int, executor: str, address: str | None, gpus_per_cell: float) -> dict:
+    # A cell is only ever visible under its real name once complete; the temporary
+    # folders of killed runs are removed now that no live run can be writing them.
+    remove_stale_temporaries(suite_dir)
     dev = str(resolve_device(device))
     counts = {"computed": 0, "skipped": 0, "failed": 0}
     t_suite = time.time()
@@ -329,7 +386,7 @@ def run_suite(suite: Suite, out_root: Path, force: bool = False, device: str | N
         from concurrent.futures import ProcessPoolExecutor, as_completed
         threads = max(1, (os.cpu_count() or 1) // workers)
         pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_pool_worker_init, initargs=(threads,))
+                                   initializer=pool_worker_init, initargs=(threads, os.getpid()))
         try:
             futures = {pool.submit(run_one, spec, suite_dir, dev): spec for spec in todo}
             for i, fut in enumerate(as_completed(futures), 1):
@@ -337,7 +394,7 @@ def run_suite(suite: Suite, out_root: Path, force: bool = False, device: str | N
         finally:  # on an error, do not start the cells still queued
             pool.shutdown(wait=True, cancel_futures=True)
     bar.close()
-    (suite_dir / "suite.json").write_text(json.dumps(
+    write_atomic(suite_dir / "suite.json", json.dumps(
         {"schema": SCHEMA_VERSION, "name": suite.name, "description": suite.description,
          "source_file": suite.path, "cells": [s.cell_id for s in suite.cells],
          "command": command or f"optbench run {suite.path}"},

@@ -23,11 +23,12 @@ import difflib
 import hashlib
 import itertools
 import json
+import math
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from optbench.domains import DOMAINS, get_domain
+from optbench.domains import DOMAINS, get_domain, referee_as_proxy_error, referee_roles
 from optbench.models.checkpoints import CheckpointError, model_hash, read_manifest
 from optbench.pressure import SOURCES
 
@@ -35,10 +36,18 @@ from optbench.pressure import SOURCES
 # so stale results are recomputed rather than silently reused.
 NUMBERS_VERSION = 1
 
+# Sanity ceilings, checked before anything runs: past these a cell would run for minutes
+# and then die of memory (n_samples = 10_000_000 did, after 4 minutes).
+MAX_SAMPLES = 1_000_000
+MAX_POOL = 4_194_304            # a selection source's pool_size (2^22)
+SAMPLE_FLOATS = 784             # floats per sample: an MNIST image, 1 x 28 x 28 (the only domain so far)
+FLOAT_COPIES = 16               # a generous working set: float copies held per sample
+CEILINGS = {"pool_size": MAX_POOL}   # settings (of any source) with a ceiling
+
 SUITE_KEYS = {"name": "suite name (results/<name>/)", "description": "free text",
               "seeds": "list of non-negative integers", "cell": "array of [[cell]] tables"}
 CELL_KEYS = {"label": "free text", "domain": "domain name", "proxy": "proxy model name (a list: one curve each)",
-             "source": "pressure source name", "n_samples": "integer >= 6",
+             "source": "pressure source name", "n_samples": f"integer in 6..{MAX_SAMPLES}",
              "settings": "table of source settings", "seeds": "list of non-negative integers"}
 
 
@@ -150,6 +159,9 @@ def _check_value(where: str, value, setting) -> None:
         ok = True
     if not ok:
         raise SuiteError(f"{where}: expected {kind.__name__}, got {type(value).__name__} {value!r}")
+    # TOML allows nan and inf, and `nan < minimum` is False, so they would pass the bound.
+    if isinstance(value, float) and not math.isfinite(value):
+        raise SuiteError(f"{where}: must be a finite number, got {value!r}")
     if setting.allowed and value not in setting.allowed:
         raise SuiteError(f"{where}: unknown value {value!r}{_suggest(str(value), setting.allowed)}; "
                          f"allowed: {', '.join(setting.allowed)}")
@@ -162,6 +174,9 @@ def _check_number_list(where: str, value, setting) -> tuple[float, ...]:
     if (not isinstance(value, list) or not value
             or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
         raise SuiteError(f"{where}: expected a non-empty list of numbers, got {value!r}")
+    bad = [v for v in value if not math.isfinite(v)]
+    if bad:  # TOML allows nan and inf; the ordering checks below cannot catch nan
+        raise SuiteError(f"{where}: every value must be a finite number, got {bad[0]!r}")
     if setting.minimum is not None and min(value) < setting.minimum:
         raise SuiteError(f"{where}: every value must be >= {setting.minimum:g}, got {min(value)!r}")
     if sorted(value) != value or len(set(value)) != len(value):
@@ -180,6 +195,28 @@ def _curve_label(label: str, s: dict, axes: dict, source) -> str:
     return changed or source.name
 
 
+def available_memory() -> int | None:
+    """Bytes this machine can still hand out (MemAvailable), or None where unknown."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _check_memory(where: str, n_samples: int, pool_size: int) -> None:
+    """Refuse a cell that cannot fit in memory now, rather than minutes into running it."""
+    have = available_memory()
+    need = (n_samples + pool_size) * SAMPLE_FLOATS * 4 * FLOAT_COPIES   # 4 bytes a float32
+    if have is not None and need > have:
+        what = f"n_samples + settings.pool_size: {n_samples + pool_size}" if pool_size else \
+            f"n_samples: {n_samples}"
+        raise SuiteError(f"{where}.{what} samples need about {need / 2**30:.0f} GiB here, more than "
+                         f"the {have / 2**30:.0f} GiB available; use fewer samples")
+
+
 def _expand_cell(where: str, cell: dict, seeds: tuple[int, ...]) -> list[CellSpec]:
     _check_keys(where, cell, CELL_KEYS)
     for key in ("domain", "source", "n_samples"):
@@ -196,15 +233,19 @@ def _expand_cell(where: str, cell: dict, seeds: tuple[int, ...]) -> list[CellSpe
     proxies = proxies if isinstance(proxies, list) else [proxies]   # a list is a grid axis
     if not proxies:
         raise SuiteError(f"{where}.proxy: empty list; give at least one model")
-    usable = sorted(m for m, e in models.items() if PROXY_KINDS.get(e["arch"]) in source.proxy_kinds)
+    usable = sorted(m for m, e in models.items() if PROXY_KINDS.get(e["arch"]) in source.proxy_kinds
+                    and m not in referee_roles(domain))
     for proxy in proxies:
         _check_name(f"{where}.proxy", proxy, sorted(models))
+        refereeing = referee_as_proxy_error(domain, proxy)
+        if refereeing:
+            raise SuiteError(f"{where}.proxy: {refereeing}; allowed: {', '.join(usable)}")
         if proxy not in usable:
             raise SuiteError(f"{where}.proxy: {proxy!r} ({models[proxy]['arch']}) cannot be a proxy "
                              f"for source {source.name!r}; allowed: {', '.join(usable)}")
     n = cell["n_samples"]
-    if not isinstance(n, int) or isinstance(n, bool) or n < 6:
-        raise SuiteError(f"{where}.n_samples: expected an integer >= 6, got {n!r}")
+    if not isinstance(n, int) or isinstance(n, bool) or not 6 <= n <= MAX_SAMPLES:
+        raise SuiteError(f"{where}.n_samples: expected an integer >= 6 and <= {MAX_SAMPLES}, got {n!r}")
     label = cell.get("label", "")
     if not isinstance(label, str):
         raise SuiteError(f"{where}.label: expected a string, got {type(label).__name__}")
@@ -224,7 +265,11 @@ def _expand_cell(where: str, cell: dict, seeds: tuple[int, ...]) -> list[CellSpe
             raise SuiteError(f"{where}.settings.{key}: empty list; give at least one value")
         for v in values:
             _check_value(f"{where}.settings.{key}", v, setting)
+            if key in CEILINGS and v > CEILINGS[key]:
+                raise SuiteError(f"{where}.settings.{key}: must be <= {CEILINGS[key]}, got {v!r}; "
+                                 f"allowed: {setting.minimum or 0:g}..{CEILINGS[key]}")
         axes[key] = [float(v) if setting.kind is float else v for v in values]
+    _check_memory(where, n, max(axes.get("pool_size", [0])))
     specs = []
     for combo in itertools.product(*axes.values()):
         s = dict(zip(axes, combo))
@@ -257,12 +302,23 @@ def parse_suite(text: str, path: str = "<suite>") -> Suite:
     cells = data.get("cell")
     if not isinstance(cells, list) or not cells:
         raise SuiteError(f"{path}: cell: expected at least one [[cell]] table")
-    specs = []
+    specs, owner = [], []   # owner[k]: the [[cell]] index that made specs[k]
     for i, cell in enumerate(cells):
-        specs += _expand_cell(f"{path}: cell[{i}]", cell, seeds)
+        expanded = _expand_cell(f"{path}: cell[{i}]", cell, seeds)
+        specs += expanded
+        owner += [i] * len(expanded)
     ids = [s.cell_id for s in specs]
     if len(set(ids)) != len(ids):
         raise SuiteError(f"{path}: two cells have identical specs; remove the duplicate")
+    # Labels name curves in tables, legends and grid files, so two curves (cells that
+    # differ in more than the seed) must not share one.
+    curves: dict[str, tuple[str, int]] = {}   # label -> (group key, cell index)
+    for spec, i in zip(specs, owner):
+        key, first = curves.setdefault(spec.label, (spec.group_key(), i))
+        if key != spec.group_key():
+            raise SuiteError(f"{path}: cell[{first}] and cell[{i}] both make curves labelled "
+                             f"{spec.label!r}; labels name curves in tables, legends and grid "
+                             "files: give each a distinct label")
     return Suite(name, str(data.get("description", "")), tuple(specs), path)
 
 
@@ -270,4 +326,15 @@ def load_suite(path: str | Path) -> Suite:
     p = Path(path)
     if not p.exists():
         raise SuiteError(f"{p}: no such suite file")
-    return parse_suite(p.read_text(), str(p))
+    if p.is_dir():
+        raise SuiteError(f"{p}: is a folder; expected a suite file (.toml)")
+    try:
+        data = p.read_bytes()
+    except OSError as e:
+        raise SuiteError(f"{p}: cannot read: {e.strerror or e}") from None
+    try:  # utf-8-sig: accept (and drop) the byte-order mark some editors write
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise SuiteError(f"{p}: not UTF-8 text (byte 0x{e.object[e.start]:02x} at position "
+                         f"{e.start}); save the suite file as UTF-8") from None
+    return parse_suite(text, str(p))

@@ -39,7 +39,19 @@ def read_manifest(domain: str, root: Path | None = None) -> dict:
     path = checkpoint_dir(domain, root) / MANIFEST
     if not path.exists():
         raise CheckpointError(f"no checkpoint manifest at {path}; run `optbench train {domain}`")
-    return json.loads(path.read_text())
+    fix = f"reinstall optbench or run `optbench train {domain}`"
+    try:
+        manifest = json.loads(path.read_bytes().decode("utf-8"))
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{path}: not a valid manifest (line {e.lineno}, column {e.colno}: "
+                              f"{e.msg}); {fix}") from None
+    except UnicodeDecodeError as e:
+        raise CheckpointError(f"{path}: not a valid manifest (byte 0x{e.object[e.start]:02x} at "
+                              f"position {e.start} is not UTF-8); {fix}") from None
+    # Every reader indexes manifest["models"][name][...]: check the shape once, here.
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("models"), dict):
+        raise CheckpointError(f"{path}: field 'models' is missing or not a table of models; {fix}")
+    return manifest
 
 
 def save_model(model: torch.nn.Module, domain: str, name: str, entry: dict,
@@ -54,7 +66,7 @@ def save_model(model: torch.nn.Module, domain: str, name: str, entry: dict,
     save_file(tensors, str(tmp), metadata={"arch": entry["arch"]})
     os.replace(tmp, file)
     manifest_path = folder / MANIFEST
-    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {
+    manifest = read_manifest(domain, root) if manifest_path.exists() else {
         "schema": 1, "domain": domain, "models": {}}
     manifest["models"][name] = {**entry, "file": file.name, "sha256": sha256_of(file)}
     tmp = manifest_path.with_suffix(".tmp")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from optbench.domains import get_domain
+from optbench.domains import get_domain, referee_as_proxy_error
 from optbench.models.checkpoints import load_model
 from optbench.models.gan import is_realness
 from optbench.referees.classifiers import logits_of, target_readout
@@ -46,6 +46,9 @@ class Referee:
     def __init__(self, domain: str, proxy: str, device: str | torch.device = "cpu",
                  checkpoint_root=None):
         dom = get_domain(domain)
+        refereeing = referee_as_proxy_error(domain, proxy)
+        if refereeing:
+            raise ValueError(f"proxy: {refereeing}")
         self.proxy = load_model(domain, proxy, device, root=checkpoint_root)
         self.judges = {name: load_model(domain, name, device, root=checkpoint_root)
                        for name in dom.JUDGES}
@@ -56,6 +59,13 @@ class Referee:
             domain, dom.FEATURE_NET, device, root=checkpoint_root)
         x_ref, _ = dom.load_split("reference")
         self.ref_features = extract(self.feature_net, x_ref)
+
+    def metric_names(self) -> list[str]:
+        """Every key `evaluate` returns besides diverged_frac and n_finite."""
+        per = ["proxy_prob", "proxy_logit", "proxy_hit",
+               *(f"{n}_{m}" for n in self.judges for m in ("prob", "agree")),
+               "judge_prob", "judge_hit", "judge_agree", "judge_conf", "out_of_range"]
+        return [*per, "gap", "l2", "linf", "diversity", *DISTRIBUTION_METRICS]
 
     def distribution(self, x: torch.Tensor, target: torch.Tensor | None = None) -> dict[str, float]:
         feats = extract(self.feature_net, x)
@@ -110,6 +120,8 @@ class Referee:
         proxy_out = logits["proxy"] if self.realness else logits["proxy"].amax(1)
         finite = torch.isfinite(x).flatten(1).all(1) & torch.isfinite(proxy_out)
         out = {"diverged_frac": float(1 - finite.double().mean()), "n_finite": int(finite.sum())}
+        if not finite.any():   # every sample diverged: recorded as such, every metric NaN
+            return out | {k: float("nan") for k in self.metric_names()}
         x, target, start = x[finite], target[finite], start[finite]
         logits = {k: v[finite] for k, v in logits.items()}
         out |= {k: _mean(v) for k, v in self.per_sample(logits, x, target).items()}

@@ -1,42 +1,79 @@
 """Summaries, plots and grids of a finished suite folder."""
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import shutil
+import tempfile
 from pathlib import Path
 
 from optbench.report.goodhart import fit_curves, fits_figure, fits_markdown
 from optbench.report.grids import cell_grid
 from optbench.report.plots import curves_figure, equal_proxy_by_source, equal_proxy_figure
 from optbench.report.summary import (EQUAL_PROXY_NOTE, equal_proxy_markdown, equal_proxy_table,
-                                     load_cells, summarize, summary_markdown, write_tidy_csv)
+                                     incomplete_cells, load_cells, summarize, summary_markdown,
+                                     tidy_csv)
+from optbench.storage import StorageError, suite_lock, write_atomic
 
 
 def write_suite_outputs(suite_dir: Path) -> dict:
     """summary.md, summary.json, curves.csv, plots/ and report.md/.html for every
-    complete cell."""
+    complete cell. Holds the suite folder's lock; every file is replaced only once its
+    new version is complete (plots/ as a whole), so a full disk loses nothing."""
     suite_dir = Path(suite_dir)
+    with suite_lock(suite_dir):
+        return _write_outputs(suite_dir)
+
+
+def _write_outputs(suite_dir: Path) -> dict:
     cells = load_cells(suite_dir)
     if not cells:
         raise RuntimeError(f"no complete cells under {suite_dir}")
+    left_out = incomplete_cells(suite_dir)
     rows = summarize(cells)
     fits = fit_curves(cells)
     name = suite_dir.name
     meta = json.loads((suite_dir / "suite.json").read_text()) if (suite_dir / "suite.json").exists() else {}
     md = [f"# Suite `{name}`", "", meta.get("description", ""), "",
           f"Produced by `{meta.get('command', 'optbench run')}`; each cell's folder holds its spec, "
-          "curve (CSV and JSON), image grid and versions.", "", summary_markdown(rows)]
+          "curve (CSV and JSON), image grid and versions.", ""]
+    if left_out:
+        md += [f"**{len(left_out)} cell(s) missing, partial or corrupted, and left out of every "
+               f"number below:** {', '.join(left_out)}. Rerun the suite to recompute them.", ""]
+    md += [summary_markdown(rows)]
     if fits:
         md += ["## Goodhart-law fits", "", fits_markdown(fits)]
     if len({c["spec"]["knob"] for c in cells}) > 1:
         md += ["## Equal proxy score", "", EQUAL_PROXY_NOTE, "",
                equal_proxy_markdown(equal_proxy_table(cells))]
-    (suite_dir / "summary.md").write_text("\n".join(md))
-    (suite_dir / "summary.json").write_text(json.dumps(rows, indent=1) + "\n")
-    write_tidy_csv(cells, suite_dir / "curves.csv")
+    staging = Path(tempfile.mkdtemp(prefix=".plots-new.", dir=suite_dir))
+    try:
+        _draw_plots(cells, fits, suite_dir, staging)
+    except OSError as e:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise StorageError(f"cannot write plots under {suite_dir}: {e.strerror or e}; the "
+                           "previous plots/ and summaries are unchanged") from None
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    write_atomic(suite_dir / "summary.md", "\n".join(md))
+    write_atomic(suite_dir / "summary.json", json.dumps(rows, indent=1) + "\n")
+    write_atomic(suite_dir / "curves.csv", tidy_csv(cells))
     plots = suite_dir / "plots"
-    shutil.rmtree(plots, ignore_errors=True)
-    plots.mkdir()
+    old = suite_dir / f".plots-old.{os.getpid()}"
+    if plots.exists():
+        os.replace(plots, old)
+    os.replace(staging, plots)
+    shutil.rmtree(old, ignore_errors=True)
+    from optbench.report.html import write_report
+    write_report(suite_dir)
+    return {"cells": len(cells), "curves": len(rows), "left_out": left_out}
+
+
+def _draw_plots(cells: list[dict], fits, suite_dir: Path, plots: Path) -> None:
+    """Every figure of a suite into the folder `plots`."""
+    name = suite_dir.name
     by_knob: dict[str, list[dict]] = {}
     for c in cells:
         by_knob.setdefault(c["spec"]["knob"], []).append(c)
@@ -54,17 +91,16 @@ def write_suite_outputs(suite_dir: Path) -> dict:
                              if "generator" in c["spec"]["settings"]}):
         generator_sheet(*generator, plots / f"samples_{generator[1]}.png")
     # One grid per curve (its first seed), named by label, for the README and reports.
-    seen = set()
+    seen, slugs = set(), {}
     for c in cells:
         label = c["spec"]["label"]
         if label in seen:
             continue
         seen.add(label)
         slug = "".join(ch if ch.isalnum() else "_" for ch in label).strip("_")
+        if slugs.setdefault(slug, label) != label:   # "a b" and "a_b": keep both grids
+            slug += "_" + hashlib.sha256(label.encode()).hexdigest()[:6]
         cell_grid(suite_dir / c["spec"]["cell_id"], plots / f"grid_{slug}.png")
-    from optbench.report.html import write_report
-    write_report(suite_dir)
-    return {"cells": len(cells), "curves": len(rows)}
 
 
 def generator_sheet(domain: str, generator: str, out: Path, n: int = 100, seed: int = 5) -> None:
@@ -94,5 +130,5 @@ def write_comparison(suite_dirs: list[Path], out: Path) -> Path:
           EQUAL_PROXY_NOTE, "",
           equal_proxy_markdown(equal_proxy_table(cells)),
           f"Produced by `optbench compare {' '.join(str(d) for d in suite_dirs)} --out {out}`."]
-    (out / "equal_proxy.md").write_text("\n".join(md) + "\n")
+    write_atomic(out / "equal_proxy.md", "\n".join(md) + "\n")
     return out

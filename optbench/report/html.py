@@ -5,11 +5,15 @@ page is a single file that can be mailed or archived."""
 from __future__ import annotations
 
 import base64
+import html as html_lib
 import json
 import re
 from pathlib import Path
 
 import markdown
+
+from optbench.storage import write_atomic
+from markdown.extensions import Extension
 
 CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;font-size:13px;margin:1em 0}th,td{border:1px solid #ccc;padding:4px 8px}
@@ -45,25 +49,38 @@ def report_markdown(suite_dir: Path) -> str:
     return "\n".join(parts)
 
 
+class _TextOnly(Extension):
+    """Treat raw HTML and links in the Markdown as text. Labels, descriptions and commands
+    come from suite files and folder names: a label `<script>...</script>` must show as
+    text, not run. Our own Markdown holds no raw HTML and no links, only images (kept).
+    Unlike escaping the source ourselves, this leaves code spans escaped exactly once."""
+
+    def extendMarkdown(self, md):
+        md.preprocessors.deregister("html_block")
+        for name in ("html", "link", "reference", "short_reference", "autolink", "automail"):
+            md.inlinePatterns.deregister(name)   # links could carry javascript: URLs
+
+
 def _embed_images(html: str, base: Path) -> str:
     def repl(m: re.Match) -> str:
-        path = base / m.group(1)
+        path = base / m.group(2)
         if not path.exists():
             return m.group(0)
         data = base64.b64encode(path.read_bytes()).decode()
-        return f'src="data:image/png;base64,{data}"'
-    return re.sub(r'src="([^"]+\.png)"', repl, html)
+        return f'{m.group(1)}src="data:image/png;base64,{data}"'
+    # Only inside real <img> tags: text such as a label reading src="x.png" is not a tag.
+    return re.sub(r'(<img [^>]*?)src="([^"]+\.png)"', repl, html)
 
 
 def write_report(suite_dir: Path) -> tuple[Path, Path]:
     suite_dir = Path(suite_dir)
     md = report_markdown(suite_dir)
     md_path = suite_dir / "report.md"
-    md_path.write_text(md)
-    body = markdown.markdown(md, extensions=["tables", "fenced_code"])
+    write_atomic(md_path, md)
+    body = markdown.markdown(md, extensions=["tables", "fenced_code", _TextOnly()])
     html = (f"<!doctype html><html><head><meta charset='utf-8'><title>optbench: "
-            f"{suite_dir.name}</title><style>{CSS}</style></head><body>"
+            f"{html_lib.escape(suite_dir.name)}</title><style>{CSS}</style></head><body>"
             f"{_embed_images(body, suite_dir)}</body></html>\n")
     html_path = suite_dir / "report.html"
-    html_path.write_text(html)
+    write_atomic(html_path, html)
     return md_path, html_path

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import warnings
@@ -36,14 +37,25 @@ def kid_threshold(baseline: dict) -> float:
     return KID_FACTOR * max(baseline["kid"], baseline["kid_std"])
 
 
-def load_cells(suite_dir: Path) -> list[dict]:
-    """Every complete cell under a suite folder, in suite order where known."""
+def cell_folders(suite_dir: Path) -> list[Path]:
+    """The suite's cell folders, in suite order where known (hidden temporaries excluded)."""
     suite_dir = Path(suite_dir)
     order = []
     if (suite_dir / "suite.json").exists():
         order = json.loads((suite_dir / "suite.json").read_text())["cells"]
-    folders = [suite_dir / c for c in order] or sorted(p for p in suite_dir.iterdir() if p.is_dir())
-    return [read_cell(f) for f in folders if cell_is_complete(f)]
+    return [suite_dir / c for c in order] or sorted(
+        p for p in suite_dir.iterdir() if p.is_dir() and not p.name.startswith(".") and p.name != "plots")
+
+
+def load_cells(suite_dir: Path) -> list[dict]:
+    """Every complete cell under a suite folder, in suite order where known."""
+    return [read_cell(f) for f in cell_folders(suite_dir) if cell_is_complete(f)]
+
+
+def incomplete_cells(suite_dir: Path) -> list[str]:
+    """Cells the suite lists (or folders present) that are missing, partial or corrupted:
+    summaries leave them out, and say so."""
+    return [f.name for f in cell_folders(suite_dir) if not cell_is_complete(f)]
 
 
 def curve_stats(cell: dict) -> dict:
@@ -110,7 +122,7 @@ def summarize(cells: list[dict]) -> list[dict]:
     return out
 
 
-def write_tidy_csv(cells: list[dict], path: Path) -> None:
+def tidy_csv(cells: list[dict]) -> str:
     """Every curve point of the suite, one row each: `pd.read_csv(path)`."""
     fields, rows = [], []
     for c in cells:
@@ -123,10 +135,11 @@ def write_tidy_csv(cells: list[dict], path: Path) -> None:
                    **{f"baseline_{k}": v for k, v in c["curve"]["baseline"].items()}}
             rows.append(row)
             fields += [k for k in row if k not in fields]
-    with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=fields)
-        w.writeheader()
-        w.writerows(rows)
+    f = io.StringIO(newline="")
+    w = csv.DictWriter(f, fieldnames=fields)
+    w.writeheader()
+    w.writerows(rows)
+    return f.getvalue()
 
 
 def _fmt(v: float, lo: float, hi: float, digits: int = 3, missing: str = "n/a") -> str:

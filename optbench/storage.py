@@ -1,0 +1,85 @@
+"""Writing results safely: one lock per suite folder, atomic files, and one-line
+errors when the disk is full or read-only. Used by the runner and the reports."""
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import shutil
+import time
+from pathlib import Path
+
+
+class StorageError(RuntimeError):
+    """The results folder cannot be written (full or read-only disk, ...)."""
+
+
+class SuiteBusyError(RuntimeError):
+    """Another live optbench process holds the suite folder's lock."""
+
+
+LOCK = ".lock"
+_HELD: set[Path] = set()   # suite folders this process has locked (the lock is reentrant)
+
+
+@contextlib.contextmanager
+def suite_lock(suite_dir: Path):
+    """Hold an exclusive lock on a suite folder while running or writing its outputs.
+
+    flock locks die with their process, so a lock left by a killed run is never stale,
+    and while we hold it no other run writes here: every temporary folder is then
+    provably left over from a dead run. POSIX only (fcntl)."""
+    import fcntl
+    suite_dir = Path(suite_dir).resolve()
+    if suite_dir in _HELD:
+        yield
+        return
+    try:
+        f = open(suite_dir / LOCK, "a+")
+    except OSError as e:
+        raise StorageError(f"cannot write {suite_dir / LOCK}: {e.strerror or e}") from None
+    try:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "unknown"
+            raise SuiteBusyError(f"{suite_dir} is in use by another optbench process ({holder}); "
+                                 "wait for it to finish, or give another --out") from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"pid {os.getpid()} on {platform.node()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+        f.flush()
+        _HELD.add(suite_dir)
+        try:
+            yield
+        finally:
+            _HELD.discard(suite_dir)
+            fcntl.flock(f, fcntl.LOCK_UN)
+    finally:
+        f.close()
+
+
+def remove_stale_temporaries(suite_dir: Path) -> list[str]:
+    """Temporary cell folders of runs that were killed (kill -9 leaves no chance to clean
+    up). Call only while holding the suite lock: then no live run is writing them."""
+    removed = []
+    for stale in Path(suite_dir).glob(".*.*"):
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+            removed.append(stale.name)
+    return removed
+
+
+def write_atomic(path: Path, data: str | bytes) -> None:
+    """Write a file whole or not at all (a temporary sibling, then rename); a disk error
+    becomes a one-line StorageError and the old file stays as it was."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_bytes(data.encode() if isinstance(data, str) else data)
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise StorageError(f"cannot write {path}: {e.strerror or e}; the previous "
+                           f"{path.name}, if any, is unchanged") from None
