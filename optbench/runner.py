@@ -6,6 +6,7 @@ real name. `DONE` holds the sha256 of every other file; a folder whose files do 
 match it is treated as missing and recomputed."""
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
@@ -16,7 +17,7 @@ import sys
 import tempfile
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -24,6 +25,7 @@ from safetensors import SafetensorError
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
+from optbench.models.replicates import load_replicate
 from optbench.pressure import SOURCES
 from optbench.pressure.starts import real_sample
 from optbench.referees import DISTRIBUTION_METRICS, Referee
@@ -58,12 +60,19 @@ class CellResult:
     snapshots: torch.Tensor     # (levels, GRID_SAMPLES, C, H, W)
     targets: torch.Tensor       # (GRID_SAMPLES,)
     meta: dict
+    equal_proxy: list[dict] = field(default_factory=list)   # exact equal-proxy points
 
 
 def compute_cell(spec: CellSpec, referee: Referee, progress: bool = False) -> CellResult:
     """The cell as a pure function of its spec (the referee only caches models).
     `progress` shows a bar over pressure levels (for long cells on a terminal)."""
     t0 = time.time()
+    proxy_train_seconds = 0.0
+    if spec.proxy_training == "per_seed":   # this seed's own replicate of the proxy
+        device = next(referee.proxy.parameters()).device
+        model, proxy_train_seconds = load_replicate(spec.domain, spec.proxy, spec.seed, device)
+        referee = copy.copy(referee)
+        referee.proxy = model
     source = SOURCES[spec.source]
     settings = spec.settings_dict
     traj = source.trajectory(referee.proxy, spec.domain, spec.n_samples, spec.seed, settings)
@@ -81,14 +90,33 @@ def compute_cell(spec: CellSpec, referee: Referee, progress: bool = False) -> Ce
         metrics["gap"] = metrics["proxy_prob"] - metrics["judge_prob"]
         rows.append({source.knob: knob, "pressure": knob * traj.knob_scale, **metrics})
         snaps.append(x[:GRID_SAMPLES])
+    equal_proxy = equal_proxy_points(referee, traj)
     # Real against real: every metric on held-out real digits, their label as target.
     x_real, y_real = real_sample(spec.domain, spec.n_samples, spec.seed)
     baseline = referee.evaluate(x_real, y_real, x_real)
     device = next(referee.proxy.parameters()).device
     meta = {"wall_seconds": round(time.time() - t0, 2), "device": str(device),
             "threads": torch.get_num_threads(), "machine": machine(device),
-            "proxy_kind": "realness" if referee.realness else "classifier"}
-    return CellResult(spec, rows, baseline, torch.stack(snaps), traj.target[:GRID_SAMPLES], meta)
+            "proxy_kind": "realness" if referee.realness else "classifier",
+            "proxy_train_seconds": round(proxy_train_seconds, 2)}
+    return CellResult(spec, rows, baseline, torch.stack(snaps), traj.target[:GRID_SAMPLES], meta,
+                      equal_proxy)
+
+
+def equal_proxy_points(referee: Referee, traj) -> list[dict]:
+    """Referee metrics on the samples stopped where their own proxy probability first
+    reached each threshold (iterative sources; pressure/crossings.py), with the share of
+    samples that got there and the steps it took them."""
+    if traj.crossings is None:
+        return []
+    out = []
+    for t, mask, x, steps in traj.crossings.sets():
+        point = {"threshold": t, "reached_frac": float(mask.double().mean()), "n_reached": int(mask.sum())}
+        if x is not None:
+            point |= {"steps_mean": float(steps.double().mean()), "steps_median": float(steps.double().median()),
+                      **referee.evaluate(x, traj.target[mask], traj.start[mask])}
+        out.append(point)
+    return out
 
 
 def pool_per_sample(referee: Referee, traj) -> list[dict] | None:
@@ -167,7 +195,7 @@ def write_cell(result: CellResult, suite_dir: Path) -> Path:
              "proxy_kind": result.meta.get("proxy_kind", "classifier"), "pressure": source.pressure, **spec.canonical(),
              "versions": spec.versions()}, indent=2, sort_keys=True) + "\n")
         curve = {"schema": SCHEMA_VERSION, "cell_id": spec.cell_id, "knob": source.knob,
-                 "rows": result.rows, "baseline": result.baseline}
+                 "rows": result.rows, "baseline": result.baseline, "equal_proxy": result.equal_proxy}
         (tmp / "curve.json").write_text(json.dumps(curve, indent=1, allow_nan=True) + "\n")
         _write_csv(tmp / "curve.csv", result.rows)
         save_file({"snapshots": result.snapshots.contiguous(), "targets": result.targets.contiguous(),

@@ -48,7 +48,9 @@ SUITE_KEYS = {"name": "suite name (results/<name>/)", "description": "free text"
               "seeds": "list of non-negative integers", "cell": "array of [[cell]] tables"}
 CELL_KEYS = {"label": "free text", "domain": "domain name", "proxy": "proxy model name (a list: one curve each)",
              "source": "pressure source name", "n_samples": f"integer in 6..{MAX_SAMPLES}",
-             "settings": "table of source settings", "seeds": "list of non-negative integers"}
+             "settings": "table of source settings", "seeds": "list of non-negative integers",
+             "proxy_training": "'shipped' (the packaged proxy) or 'per_seed' (a replicate trained per seed)"}
+PROXY_TRAINING = ("shipped", "per_seed")
 
 
 # What each architecture can be as a proxy: a classifier (target classes) or a
@@ -70,6 +72,9 @@ class CellSpec:
     seed: int
     settings: tuple[tuple[str, object], ...]   # sorted (name, value) pairs
     label: str = ""
+    # "shipped": the packaged proxy; "per_seed": seed s gets its own replicate of the
+    # proxy's recipe (models/replicates.py), so intervals include training variance.
+    proxy_training: str = "shipped"
 
     @property
     def settings_dict(self) -> dict:
@@ -77,8 +82,11 @@ class CellSpec:
 
     def canonical(self) -> dict:
         """What determines the numbers (the label does not)."""
-        return {"domain": self.domain, "proxy": self.proxy, "source": self.source,
-                "n_samples": self.n_samples, "seed": self.seed, "settings": self.settings_dict}
+        out = {"domain": self.domain, "proxy": self.proxy, "source": self.source,
+               "n_samples": self.n_samples, "seed": self.seed, "settings": self.settings_dict}
+        if self.proxy_training != "shipped":   # only then, so shipped-proxy ids stay as they were
+            out["proxy_training"] = self.proxy_training
+        return out
 
     def group_key(self) -> str:
         """Cells that differ only in seed form one curve."""
@@ -94,6 +102,9 @@ class CellSpec:
                          *SOURCES[self.source].models(self.settings_dict)})
         out = {"numbers": NUMBERS_VERSION, "torch": ".".join(torch.__version__.split(".")[:2]),
                "checkpoints": {m: model_hash(self.domain, m)[:16] for m in models}}
+        if self.proxy_training == "per_seed":
+            from optbench.models.replicates import replicate_hash
+            out["replicate"] = replicate_hash(self.domain, self.proxy, self.seed)
         version = SOURCES[self.source].version
         if version != 1:   # only then, so other sources' ids stay as they were
             out["source_version"] = version
@@ -107,7 +118,8 @@ class CellSpec:
     @classmethod
     def from_dict(cls, d: dict) -> "CellSpec":
         return cls(d["domain"], d["proxy"], d["source"], d["n_samples"], d["seed"],
-                   tuple(sorted(d["settings"].items())), d.get("label", ""))
+                   tuple(sorted(d["settings"].items())), d.get("label", ""),
+                   d.get("proxy_training", "shipped"))
 
 
 @dataclass(frozen=True)
@@ -243,6 +255,16 @@ def _expand_cell(where: str, cell: dict, seeds: tuple[int, ...]) -> list[CellSpe
         if proxy not in usable:
             raise SuiteError(f"{where}.proxy: {proxy!r} ({models[proxy]['arch']}) cannot be a proxy "
                              f"for source {source.name!r}; allowed: {', '.join(usable)}")
+    training = cell.get("proxy_training", "shipped")
+    _check_name(f"{where}.proxy_training", training, PROXY_TRAINING)
+    if training == "per_seed":
+        from optbench.models.train import ENSEMBLE_PROXIES, RECIPES
+        trainable = sorted([*RECIPES.get(domain, {}), *ENSEMBLE_PROXIES])
+        for proxy in proxies:
+            if proxy not in trainable:
+                raise SuiteError(f"{where}.proxy: {proxy!r} has no training recipe, so "
+                                 f"proxy_training = 'per_seed' cannot replicate it; allowed: "
+                                 f"{', '.join(p for p in trainable if p in usable)}")
     n = cell["n_samples"]
     if not isinstance(n, int) or isinstance(n, bool) or not 6 <= n <= MAX_SAMPLES:
         raise SuiteError(f"{where}.n_samples: expected an integer >= 6 and <= {MAX_SAMPLES}, got {n!r}")
@@ -283,7 +305,7 @@ def _expand_cell(where: str, cell: dict, seeds: tuple[int, ...]) -> list[CellSpe
         curve = _curve_label(label, s, axes, source)
         for proxy in proxies:
             name = f"{curve} [{proxy}]" if len(proxies) > 1 else curve
-            specs += [CellSpec(domain, proxy, source.name, n, seed, tuple(sorted(s.items())), name)
+            specs += [CellSpec(domain, proxy, source.name, n, seed, tuple(sorted(s.items())), name, training)
                       for seed in cell_seeds]
     return specs
 

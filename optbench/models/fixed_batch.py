@@ -51,14 +51,22 @@ def map_fixed(fn: Callable[..., torch.Tensor], *args: torch.Tensor, chunk: int =
 
 
 def score_and_grad(score_fn: Callable[..., torch.Tensor], x: torch.Tensor, *args: torch.Tensor,
-                   chunk: int = CHUNK) -> tuple[torch.Tensor, torch.Tensor]:
+                   chunk: int = CHUNK, aux: bool = False):
     """Per-sample scores score_fn(x, *args) and the gradient of their sum with respect to
-    x, computed chunk by chunk (padding rows get zero weight in the backward pass)."""
-    scores, grads = [], []
+    x, computed chunk by chunk (padding rows get zero weight in the backward pass).
+    With `aux`, score_fn returns (scores, extra per-sample values from the same forward
+    pass, e.g. probabilities) and those come back third."""
+    scores, grads, extras = [], [], []
     for i, j in chunks(len(x), chunk):
         xc = pad_rows(x[i:j].detach(), chunk).requires_grad_(True)
-        s = score_fn(xc, *(pad_rows(_rows(a, i, j), chunk) for a in args))[:j - i]
+        out = score_fn(xc, *(pad_rows(_rows(a, i, j), chunk) for a in args))
+        s, e = out if aux else (out, None)
+        s = s[:j - i]
         (g,) = torch.autograd.grad(s.sum(), xc)
         scores.append(s.detach())
         grads.append(g[:j - i])
+        if aux:
+            extras.append(e[:j - i].detach())
+    if aux:
+        return torch.cat(scores), torch.cat(grads), torch.cat(extras)
     return torch.cat(scores), torch.cat(grads)

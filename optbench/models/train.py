@@ -51,6 +51,11 @@ MNIST_RECIPES: dict[str, Recipe] = {
                             notes="the proxy's architecture at twice the width (about 4x the weights)"),
     "proxy_cnn_w64": Recipe("proxy", "SmallCNN", {"width": 64}, "proxy_train", seed=44,
                             notes="the proxy's architecture at four times the width"),
+    # The control: proxy_cnn's recipe with no training at all (its initial weights, seed 11).
+    # Pushing against it with the same optimizer shows how much departure the optimizer
+    # causes by itself, whatever the proxy has learned.
+    "proxy_cnn_untrained": Recipe("control", "SmallCNN", {"width": 16}, "proxy_train", seed=11, epochs=0,
+                                  notes="control: proxy_cnn's architecture and initial weights, untrained"),
 }
 ENSEMBLE_MEMBERS = 5
 ENSEMBLE_SEEDS = tuple(range(51, 51 + ENSEMBLE_MEMBERS))
@@ -154,15 +159,72 @@ def train_ensemble_checkpoints(domain: str, root=None, log=print) -> dict:
     return entries
 
 
+# The autoencoder feature space (not a classifier, so not a Recipe): MSE reconstruction on
+# judge_train, the split the other referee networks learned from.
+FEATURE_AE = {"arch": "ConvAE", "arch_kwargs": {"width": 16, "latent": 32}, "split": "judge_train",
+              "seed": 15, "epochs": 80, "batch_size": 64, "lr": 2e-3,
+              "notes": "feature space for the distribution metrics; features = 32-d bottleneck"}
+
+
+@torch.no_grad()
+def reconstruction_mse(model: torch.nn.Module, x: torch.Tensor) -> float:
+    return float(F.mse_loss(model(x), x))
+
+
+def train_feature_ae_checkpoint(domain: str, root=None, log=print) -> dict:
+    """Train the autoencoder feature net and ship it, with its test reconstruction error
+    (and, for scale, the error on uniform noise) in the manifest."""
+    r = FEATURE_AE
+    dom = get_domain(domain)
+    x, _ = dom.load_split(r["split"])
+    torch.manual_seed(r["seed"])
+    gen = torch.Generator().manual_seed(r["seed"])
+    model = build(r["arch"], **r["arch_kwargs"])
+    opt = torch.optim.Adam(model.parameters(), lr=r["lr"])
+    steps = r["epochs"] * ((len(x) + r["batch_size"] - 1) // r["batch_size"])
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+    model.train()
+    t0 = time.time()
+    for epoch in range(r["epochs"]):
+        order = torch.randperm(len(x), generator=gen)
+        total = 0.0
+        for i in range(0, len(x), r["batch_size"]):
+            xb = x[order[i:i + r["batch_size"]]]
+            loss = F.mse_loss(model(xb), xb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += loss.item() * len(xb)
+        if epoch == r["epochs"] - 1 or epoch % 10 == 0:
+            log(f"  feature_ae epoch {epoch + 1}/{r['epochs']} loss {total / len(x):.5f}")
+    seconds = time.time() - t0
+    model.eval()
+    x_test, _ = dom.load_split("test")
+    noise = torch.rand(x_test.shape, generator=torch.Generator().manual_seed(0))
+    entry = {"arch": r["arch"], "arch_kwargs": r["arch_kwargs"], "recipe": {"role": "feature net", **r},
+             "final_loss": round(total / len(x), 6),
+             "test_reconstruction_mse": round(reconstruction_mse(model, x_test), 6),
+             "noise_reconstruction_mse": round(reconstruction_mse(model, noise), 6),
+             "train_seconds": round(seconds, 1), "threads": torch.get_num_threads(),
+             "parameters": sum(p.numel() for p in model.parameters()),
+             "versions": {"torch": torch.__version__, "python": platform.python_version()}}
+    log(f"  feature_ae: test reconstruction MSE {entry['test_reconstruction_mse']}, "
+        f"noise {entry['noise_reconstruction_mse']}, {seconds:.1f} s")
+    return save_model(model, domain, "feature_ae", entry, root=root)
+
+
 def _diffusion_trainers() -> dict:
     """Trainers that are not a single classifier recipe. `gan` ships gan_generator and
-    gan_discriminator; `ensembles` ships proxy_ens_mean and proxy_ens_min."""
+    gan_discriminator; `ensembles` ships proxy_ens_mean and proxy_ens_min; `feature_ae`
+    is the autoencoder feature net."""
     from optbench.models.diffusion import train_diffusion_checkpoint, train_noisy_classifier_checkpoint
     from optbench.models.gan import train_gan_checkpoint
     # The diffusion UNet takes about an hour on one CPU core, the GAN 11 minutes.
     return {"noisy_classifier": train_noisy_classifier_checkpoint,
             "diffusion_unet": train_diffusion_checkpoint,
             "gan": train_gan_checkpoint,
+            "feature_ae": train_feature_ae_checkpoint,
             "ensembles": lambda domain, root=None, log=print: train_ensemble_checkpoints(domain, root, log)}
 
 

@@ -13,6 +13,7 @@ import torch
 import functools
 
 from optbench.pressure.budget import NORMS
+from optbench.pressure.crossings import Crossings
 from optbench.pressure.guidance import BASE_MODELS, CLIPPING, GUIDANCE, PRECISIONS, guided_samples, initial_noise
 from optbench.pressure.pixel_ascent import OBJECTIVES, OPTIMIZERS, log_levels, pixel_ascent
 from optbench.pressure.starts import STARTS, make_starts
@@ -37,6 +38,9 @@ class Trajectory:
     # per-level selection weights; per-sample metrics are then exact weighted means.
     pool: torch.Tensor | None = None
     pool_targets: tuple[int, ...] = ()
+    # Iterative sources: each sample's output where its proxy probability first reached
+    # each equal-proxy threshold; complete once `levels` is exhausted.
+    crossings: Crossings | None = None
 
 
 @dataclass(frozen=True)
@@ -62,10 +66,12 @@ def _pixel_ascent_trajectory(proxy: torch.nn.Module, domain: str, n: int, seed: 
     x0, target = make_starts(domain, s["start"], n, seed)
     device = next(proxy.parameters()).device
     x0, target = x0.to(device), target.to(device)
+    crossings = Crossings(n)
     levels = pixel_ascent(proxy, x0, target, log_levels(s["max_steps"]), lr=s["lr"],
                           optimizer=s["optimizer"], objective=s["objective"],
-                          norm=s["norm"], eps=s["eps"])
-    return Trajectory(x0.cpu(), target.cpu(), ((k, x.cpu()) for k, x in levels), s["lr"])
+                          norm=s["norm"], eps=s["eps"], crossings=crossings, noise_seed=seed)
+    return Trajectory(x0.cpu(), target.cpu(), ((k, x.cpu()) for k, x in levels), s["lr"],
+                      crossings=crossings)
 
 
 PIXEL_ASCENT = Source(
@@ -77,7 +83,8 @@ PIXEL_ASCENT = Source(
         "start": Setting(str, "real", STARTS, doc="real test digits of another class, uniform noise, or the mean digit"),
         "lr": Setting(float, 0.01, minimum=1e-12, doc="step size"),
         "max_steps": Setting(int, 2048, minimum=1, doc="last level; levels are 0, 1, 2, 4, ..."),
-        "optimizer": Setting(str, "adam", OPTIMIZERS),
+        "optimizer": Setting(str, "adam", OPTIMIZERS, doc="adam; sgd (steps follow the gradient's size); "
+                             "random_sign (control: +-lr per pixel, random signs, no proxy)"),
         "objective": Setting(str, "logit", OBJECTIVES, doc="ascend the target logit or its log-probability"),
         "norm": Setting(str, "none", NORMS, doc="budget norm; 'none' is free ascent"),
         "eps": Setting(float, 0.0, minimum=0.0, doc="budget radius (pixels in [0, 1])"),

@@ -11,25 +11,39 @@ from typing import Iterator
 
 import torch
 
-from optbench.models.fixed_batch import score_and_grad
+from optbench.models.fixed_batch import map_fixed, score_and_grad
 from optbench.models.gan import generate
-from optbench.pressure.pixel_ascent import proxy_score
+from optbench.pressure.crossings import Crossings
+from optbench.pressure.pixel_ascent import proxy_score, proxy_score_and_prob
 
 
 def latent_ascent(G: torch.nn.Module, proxy: torch.nn.Module, z0: torch.Tensor,
-                  target: torch.Tensor | None, levels: list[int], lr: float, objective: str
-                  ) -> Iterator[tuple[int, torch.Tensor, dict]]:
+                  target: torch.Tensor | None, levels: list[int], lr: float, objective: str,
+                  crossings: Crossings | None = None) -> Iterator[tuple[int, torch.Tensor, dict]]:
     """Adam on the latents z (generator and proxy frozen). Yields (steps, G(z), info) with
-    the mean latent distance ||z - z0|| as the source's own distance."""
+    the mean latent distance ||z - z0|| as the source's own distance. `crossings` records
+    each sample where its proxy probability first reaches each threshold."""
     z = z0.clone().requires_grad_(True)
     opt = torch.optim.Adam([z], lr=lr)
+
+    def record(step: int, prob: torch.Tensor) -> None:
+        if crossings is not None:
+            crossings.update(step, prob, lambda mask: generate(G, z.detach()[mask.to(z.device)]))
+
     step = 0
     for level in levels:
         while step < level:
-            _, grad = score_and_grad(lambda zc, tc: proxy_score(proxy, G(zc), tc, objective), z, target)
+            _, grad, prob = score_and_grad(lambda zc, tc: proxy_score_and_prob(proxy, G(zc), tc, objective),
+                                           z, target, aux=True)
+            record(step, prob)
             z.grad = grad.neg_()
             opt.step()
             step += 1
+        if step == levels[-1] and crossings is not None:
+            with torch.no_grad():
+                prob = map_fixed(lambda zc, tc: proxy_score_and_prob(proxy, G(zc), tc, objective)[1],
+                                 z.detach(), target)
+            record(step, prob)
         with torch.no_grad():
             dist = (z - z0).flatten(1).norm(dim=1)
             finite = torch.isfinite(dist)

@@ -5,14 +5,19 @@ from __future__ import annotations
 
 from typing import Iterator
 
+import numpy as np
 import torch
 
 from optbench.models.gan import is_realness
 from optbench.pressure.budget import project
-from optbench.models.fixed_batch import score_and_grad
+from optbench.models.fixed_batch import map_fixed, score_and_grad
+from optbench.pressure.crossings import Crossings
 
 OBJECTIVES = ("logit", "log_prob")
-OPTIMIZERS = ("adam", "sgd")
+# "random_sign" is the matched-noise control: every pixel moves by +-lr each step with a
+# random sign, which is the size of Adam's early steps, and the proxy is never consulted.
+OPTIMIZERS = ("adam", "sgd", "random_sign")
+SIGN_STREAM = 7   # keeps the noise stream apart from other per-sample draws of the seed
 
 
 def log_levels(max_steps: int) -> list[int]:
@@ -40,30 +45,83 @@ def proxy_score(proxy: torch.nn.Module, x: torch.Tensor, target: torch.Tensor | 
     return target_score(out, target, objective)
 
 
+def proxy_score_and_prob(proxy: torch.nn.Module, x: torch.Tensor, target: torch.Tensor | None,
+                         objective: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """proxy_score and, from the same forward pass, the probability the referees call
+    proxy_prob (softmax target probability, or sigmoid(D(x)) for a discriminator)."""
+    out = proxy(x)
+    if is_realness(proxy):
+        score = out if objective == "logit" else torch.nn.functional.logsigmoid(out)
+        return score, torch.sigmoid(out)
+    return target_score(out, target, objective), out.softmax(1).gather(1, target[:, None]).squeeze(1)
+
+
+def sign_noise(generators: list[torch.Generator], shape: tuple[int, ...]) -> torch.Tensor:
+    """One +-1 tensor per sample, each from its own generator, so a sample's noise does
+    not depend on the batch it is in."""
+    return torch.stack([torch.randint(0, 2, shape, generator=g, dtype=torch.int8) for g in generators]
+                       ).float().mul_(2).sub_(1)
+
+
+def sample_generators(seed: int, n: int) -> list[torch.Generator]:
+    """Per-sample generators for sample i of seed s (only (s, i) matters)."""
+    return [torch.Generator().manual_seed(int(np.random.SeedSequence([seed, i, SIGN_STREAM]).generate_state(1)[0]))
+            for i in range(n)]
+
+
 def pixel_ascent(proxy: torch.nn.Module, start: torch.Tensor, target: torch.Tensor,
                  levels: list[int], lr: float = 0.01, optimizer: str = "adam",
-                 objective: str = "logit", norm: str = "none", eps: float = 0.0
+                 objective: str = "logit", norm: str = "none", eps: float = 0.0,
+                 crossings: Crossings | None = None, noise_seed: int = 0
                  ) -> Iterator[tuple[int, torch.Tensor]]:
     """Yield (steps, x) at every level in `levels` (sorted, starting at 0).
 
     Each sample's loss term depends only on its own pixels, and the proxy runs on chunks
     of one fixed shape (models/fixed_batch.py), so on one machine a sample's trajectory is
     bit-identical alone or in any batch. Non-finite values are not caught here: they
-    propagate through Adam and the clamp and are reported by the caller as divergence."""
+    propagate through Adam and the clamp and are reported by the caller as divergence.
+
+    `crossings` records each sample at the first step where its proxy probability
+    reaches each threshold (exact equal-proxy points). "random_sign" takes steps of +-lr
+    per pixel with per-sample random signs (seeded by `noise_seed` and the sample's row)."""
     x = start.clone().requires_grad_(True)
-    # The fused Adam kernel halves the optimizer's share of a step; same update rule.
-    opt = (torch.optim.Adam([x], lr=lr, fused=x.device.type in ("cpu", "cuda"))
-           if optimizer == "adam" else torch.optim.SGD([x], lr=lr))
+    if optimizer == "random_sign":
+        opt, gens = None, sample_generators(noise_seed, len(x))
+    else:   # the fused Adam kernel halves the optimizer's share of a step; same update rule
+        opt = (torch.optim.Adam([x], lr=lr, fused=x.device.type in ("cpu", "cuda"))
+               if optimizer == "adam" else torch.optim.SGD([x], lr=lr))
+
+    def score(xc, tc):
+        return proxy_score_and_prob(proxy, xc, tc, objective)
+
+    def record(step: int, prob: torch.Tensor) -> None:
+        if crossings is not None:
+            crossings.update(step, prob, lambda mask: x.detach()[mask.to(x.device)])
+
     step = 0
     for level in levels:
         while step < level:
-            _, grad = score_and_grad(lambda xc, tc: proxy_score(proxy, xc, tc, objective), x, target)
-            x.grad = grad.neg_()   # ascend the score: descend its negative
-            opt.step()
+            if opt is None:
+                if crossings is not None:
+                    record(step, _probs(proxy, x, target, objective))
+                with torch.no_grad():
+                    x.add_(sign_noise(gens, x.shape[1:]).to(x.device), alpha=lr)
+            else:
+                _, grad, prob = score_and_grad(score, x, target, aux=True)
+                record(step, prob)
+                x.grad = grad.neg_()   # ascend the score: descend its negative
+                opt.step()
             with torch.no_grad():
                 if norm == "none":
                     x.clamp_(0.0, 1.0)  # in place: the common case costs one pass
                 else:
                     x.copy_(project(x, start, norm, eps))
             step += 1
+        if step == levels[-1]:   # the last outputs get no gradient step: score them once
+            record(step, _probs(proxy, x, target, objective))
         yield step, x.detach().clone()
+
+
+@torch.no_grad()
+def _probs(proxy, x, target, objective) -> torch.Tensor:
+    return map_fixed(lambda xc, tc: proxy_score_and_prob(proxy, xc, tc, objective)[1], x.detach(), target)

@@ -1,0 +1,36 @@
+"""A per-user cache for things optbench computes deterministically and reuses across
+runs: proxy replicates trained on the fly, null distributions. Entries are keyed by a
+hash of everything that changes them, so a stale entry is never read, only unused.
+
+Location: $OPTBENCH_CACHE, else ~/.cache/optbench."""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+from pathlib import Path
+
+
+def cache_dir(kind: str) -> Path:
+    root = Path(os.environ.get("OPTBENCH_CACHE") or Path.home() / ".cache" / "optbench")
+    folder = root / kind
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def key_hash(key: dict) -> str:
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@contextlib.contextmanager
+def entry_lock(path: Path):
+    """Exclusive lock on one cache entry, so two workers that need it compute it once:
+    the second waits, then finds it written. flock dies with its process."""
+    import fcntl
+    with open(path.with_name(path.name + ".lock"), "a+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)

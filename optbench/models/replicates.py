@@ -1,0 +1,85 @@
+"""Proxy replicates: the shipped recipe of a proxy, trained again with another seed.
+
+Seeds of a suite change the start digits and targets; with `proxy_training =
+"per_seed"` seed s also gets its own proxy, trained by the same recipe with training
+seed derived from s, so an interval over seeds includes the proxy's training variance.
+Replicates are trained on the fly (seconds to two minutes each at one thread) and kept
+in the user cache as safetensors with a sha256 beside them; the training time is
+recorded in the cell's meta.json the first time."""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, replace
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from optbench.cache import cache_dir, entry_lock, key_hash
+from optbench.models.checkpoints import CheckpointError, read_manifest, sha256_of
+from optbench.models.nets import build
+
+REPLICATE_VERSION = 1        # bump when replicate training changes
+SEED_STRIDE = 1000           # replicate r of a recipe with seed k trains with k + 1000 (r + 1)
+
+
+def replicate_seed(recipe_seed: int, replicate: int) -> int:
+    return recipe_seed + SEED_STRIDE * (replicate + 1)
+
+
+def _train(domain: str, name: str, replicate: int) -> torch.nn.Module:
+    from optbench.models.nets import ProxyEnsemble
+    from optbench.models.train import ENSEMBLE_PROXIES, ENSEMBLE_SEEDS, RECIPES, train_one
+    recipes = RECIPES[domain]
+    quiet = lambda *a, **k: None  # noqa: E731
+    if name in recipes:
+        r = recipes[name]
+        return train_one(domain, name, replace(r, seed=replicate_seed(r.seed, replicate)), quiet)
+    if name in ENSEMBLE_PROXIES:
+        base = recipes["proxy_cnn"]
+        members = [train_one(domain, name, replace(base, seed=replicate_seed(s, replicate)), quiet)
+                   for s in ENSEMBLE_SEEDS]
+        model = ProxyEnsemble(len(members), base.arch_kwargs["width"], ENSEMBLE_PROXIES[name])
+        for m, trained in zip(model.members, members):
+            m.load_state_dict(trained.state_dict())
+        model._train_seconds = sum(m._train_seconds for m in members)
+        return model.eval()
+    raise CheckpointError(f"proxy {name!r} has no training recipe in domain {domain!r}, so it "
+                          "cannot be replicated; use proxy_training = 'shipped'")
+
+
+def _key(domain: str, name: str, replicate: int) -> dict:
+    from optbench.models.train import RECIPES
+    recipe = RECIPES[domain].get(name)
+    return {"domain": domain, "name": name, "replicate": replicate, "version": REPLICATE_VERSION,
+            "recipe": asdict(recipe) if recipe else None,
+            "torch": ".".join(torch.__version__.split(".")[:2])}
+
+
+def load_replicate(domain: str, name: str, replicate: int,
+                   device: str | torch.device | None = None) -> tuple[torch.nn.Module, float]:
+    """Replicate `replicate` of proxy `name`, and the seconds spent training it now (0
+    when it came from the cache). Eval mode, parameters frozen."""
+    entry = read_manifest(domain)["models"][name]
+    path = cache_dir(f"replicates/{domain}") / f"{name}-r{replicate}-{key_hash(_key(domain, name, replicate))}.safetensors"
+    sha = path.with_name(path.name + ".sha256")
+    seconds = 0.0
+    with entry_lock(path):
+        if not (path.exists() and sha.exists() and sha.read_text().strip() == sha256_of(path)):
+            t0 = time.time()
+            with torch.random.fork_rng():   # training seeds the global RNG: leave it as it was
+                trained = _train(domain, name, replicate)
+            seconds = time.time() - t0
+            tmp = path.with_suffix(".tmp")
+            save_file({k: v.detach().cpu().contiguous() for k, v in trained.state_dict().items()}, str(tmp))
+            tmp.replace(path)
+            sha.write_text(sha256_of(path) + "\n")
+    model = build(entry["arch"], **entry["arch_kwargs"])
+    model.load_state_dict(load_file(str(path)), strict=True)
+    model.eval().requires_grad_(False)
+    return (model.to(device) if device is not None else model), seconds
+
+
+def replicate_hash(domain: str, name: str, replicate: int) -> str:
+    """The cache key of a replicate: what its weights are a function of (its sha256 can
+    differ across CPUs, so cell ids use the recipe, not the weights)."""
+    return key_hash(_key(domain, name, replicate))
