@@ -147,3 +147,19 @@ def test_a_cell_scores_its_equal_proxy_sets(referee):
         first_level = next(r["steps"] for r in result.rows if r["proxy_prob"] >= t)
         assert p["steps_mean"] <= first_level
     assert points[0.5]["steps_mean"] <= points[0.9]["steps_mean"] <= points[0.99]["steps_mean"]
+
+
+def test_equal_proxy_tables_prefer_stopped_samples_to_interpolation():
+    from optbench.report.summary import equal_proxy_table, equal_proxy_value
+    rows = [{"steps": 0, "proxy_prob": 0.1, "kid": 0.0}, {"steps": 8, "proxy_prob": 0.95, "kid": 10.0}]
+    stopped = {"spec": {"domain": "mnist", "proxy": "p", "source": "pixel_ascent", "n_samples": 8,
+                        "settings": {}, "seed": 0, "label": "a"},
+               "curve": {"rows": rows, "equal_proxy": [
+                   {"threshold": 0.5, "reached_frac": 1.0, "kid": 3.0, "steps_mean": 4.0},
+                   {"threshold": 0.9, "reached_frac": 0.5, "kid": 7.0, "steps_mean": 6.0}]}}
+    assert equal_proxy_value(stopped, "kid", 0.5) == 3.0                 # not the interpolated 5.29
+    assert math.isnan(equal_proxy_value(stopped, "kid", 0.9))           # only half the samples got there
+    plain = {**stopped, "curve": {"rows": rows}}
+    assert equal_proxy_value(plain, "kid", 0.5) == pytest.approx(10 * 0.4 / 0.85)
+    (row,) = equal_proxy_table([stopped])
+    assert row["how"] == "stopped" and row["kid@0.9_proxy_reached"] == 0

@@ -1,4 +1,5 @@
 """Best-of-n order statistics and Goodhart-law fits against known answers."""
+import itertools
 import math
 
 import numpy as np
@@ -6,7 +7,7 @@ import pytest
 from scipy import integrate, stats
 
 from optbench.pressure.selection import (best_of_n_kl_bound, best_of_n_mean, best_of_n_weights,
-                                         quantilizer_mean)
+                                         effective_sample_size, quantile_weights, quantilizer_mean)
 from optbench.report.fits import FORMS, fit_goodhart
 
 
@@ -43,6 +44,29 @@ def test_best_of_n_matches_brute_force_monte_carlo_on_another_metric():
     idx = np.array([rng.choice(500, n, replace=False) for _ in range(trials)])
     best = idx[np.arange(trials), scores[idx].argmax(1)]
     assert best_of_n_mean(scores, values, n) == pytest.approx(values[best].mean(), abs=0.01)
+
+
+@pytest.mark.parametrize("pool, n", [(7, 1), (7, 3), (9, 5), (8, 8), (12, 2)])
+def test_ess_of_best_of_n_against_brute_force(pool, n):
+    """P(rank i is the best of n) by enumerating every n-subset of the pool, then Kish's
+    ESS = 1 / sum p^2 of those probabilities."""
+    counts = np.zeros(pool)
+    for subset in itertools.combinations(range(pool), n):
+        counts[max(subset)] += 1            # ranks ascending: the subset's best is its max
+    p = counts / counts.sum()
+    assert best_of_n_weights(pool, n) == pytest.approx(p, abs=1e-12)
+    assert effective_sample_size(best_of_n_weights(pool, n)) == pytest.approx(1 / (p ** 2).sum(), rel=1e-10)
+
+
+def test_ess_limits():
+    assert effective_sample_size(best_of_n_weights(16384, 1)) == pytest.approx(16384)   # uniform
+    assert effective_sample_size(best_of_n_weights(16384, 16384)) == pytest.approx(1)   # the top one
+    # Large n: about N (2n - 1) / n^2 (the weights approach n u^(n-1) / N on ranks u = i / N).
+    ess = effective_sample_size(best_of_n_weights(16384, 1024))
+    assert ess == pytest.approx(16384 * 2047 / 1024**2, rel=0.05)
+    scores = np.random.default_rng(0).normal(size=1000)
+    assert effective_sample_size(quantile_weights(scores, 1000 / 40)) == pytest.approx(40)  # top 40
+    assert effective_sample_size([2.0, 2.0]) == pytest.approx(2)   # unnormalised: Kish's form
 
 
 def test_kl_bound_and_quantilizer():

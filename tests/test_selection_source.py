@@ -20,9 +20,20 @@ def referee():
     return Referee("mnist", "proxy_cnn")
 
 
-def _cell(source, proxy="proxy_cnn"):
-    return CellSpec("mnist", proxy, source, N, 0, (("generator", "gan_generator"),
+def _cell(source, proxy="proxy_cnn", min_ess=1):
+    """min_ess = 1 reports every level, so the estimator is checked up to n = pool."""
+    return CellSpec("mnist", proxy, source, N, 0, (("generator", "gan_generator"), ("min_ess", min_ess),
                                                     ("objective", "log_prob"), ("pool_size", POOL)))
+
+
+@pytest.fixture(scope="module")
+def bon_rows(referee):
+    return compute_cell(_cell("best_of_n"), referee).rows
+
+
+@pytest.fixture(scope="module")
+def quantilizer_rows(referee):
+    return compute_cell(_cell("quantilizer"), referee).rows
 
 
 def _pool_probs():
@@ -31,8 +42,8 @@ def _pool_probs():
         return load_model("mnist", "proxy_cnn")(pool).softmax(1).double().numpy()
 
 
-def test_best_of_n_cell_against_direct_computation(referee):
-    rows = compute_cell(_cell("best_of_n"), referee).rows
+def test_best_of_n_cell_against_direct_computation(bon_rows):
+    rows = bon_rows
     probs = _pool_probs()
     ns = [r["n"] for r in rows]
     assert ns[0] == 1 and ns[-1] == POOL
@@ -46,8 +57,8 @@ def test_best_of_n_cell_against_direct_computation(referee):
         assert math.isfinite(r["kid"]) == (r["n"] <= POOL // N)
 
 
-def test_quantilizer_cell_against_direct_computation(referee):
-    rows = compute_cell(_cell("quantilizer"), referee).rows
+def test_quantilizer_cell_against_direct_computation(quantilizer_rows):
+    rows = quantilizer_rows
     probs = _pool_probs()
     ks = [round(POOL / r["inv_q"]) for r in rows]
     assert ks[0] == POOL and ks[-1] == 1 and ks == sorted(set(ks), reverse=True)   # distinct selections
@@ -66,3 +77,34 @@ def test_best_of_n_against_discriminator_ranks_by_d(referee):
     assert rows[0]["proxy_prob"] == pytest.approx(d.mean(), abs=1e-9)
     assert rows[-1]["proxy_prob"] == pytest.approx(d.max(), abs=1e-9)
     assert all(math.isnan(r["judge_agree"]) for r in rows)   # no classes to agree on
+
+
+PER_SAMPLE = ("proxy_prob", "proxy_logit", "proxy_hit", "judge_prob", "judge_hit", "judge_conf",
+              "judge_bncnn_prob", "gap")
+
+
+@pytest.mark.parametrize("source, knob", [("best_of_n", "n"), ("quantilizer", "inv_q")])
+def test_levels_resting_on_few_samples_are_blanked(referee, bon_rows, quantilizer_rows, source, knob):
+    """ESS = 1 / sum w^2 of the selection weights: best-of-n's against a brute-force
+    enumeration is in test_selection_and_fits.py; here, levels below min_ess (default 32)
+    report per-sample metrics as NaN and keep the knob, KL and ESS."""
+    min_ess = 32
+    rows = compute_cell(_cell(source, min_ess=min_ess), referee).rows
+    full = bon_rows if source == "best_of_n" else quantilizer_rows   # min_ess = 1
+    assert [r[knob] for r in rows] == [r[knob] for r in full]
+    assert rows[0]["ess"] == pytest.approx(POOL)                 # n = 1, q = 1: the whole pool
+    assert rows[-1]["ess"] == pytest.approx(1)                   # n = N, q = 1/N: one sample
+    blanked = [r for r in rows if r["ess"] < min_ess]
+    kept = [r for r in rows if r["ess"] >= min_ess]
+    assert blanked and kept
+    for r, f in zip(rows, full):
+        assert r["ess"] == f["ess"] and r["kl"] == f["kl"] and math.isfinite(r[knob])
+        for key in PER_SAMPLE:
+            if r["ess"] < min_ess:
+                assert math.isnan(r[key]), (r[knob], key)
+            else:
+                assert r[key] == f[key], (r[knob], key)
+    # Levels where each target keeps the best of n <= pool / samples distinct samples
+    # (best-of-n) keep their set metrics; the blanking only touches per-sample means.
+    for r, f in zip(rows, full):
+        assert (r["kid"] == f["kid"]) or (math.isnan(r["kid"]) and math.isnan(f["kid"]))

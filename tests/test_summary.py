@@ -1,10 +1,10 @@
-"""Curve summaries: thresholds, peaks, interpolation at equal proxy score, bootstrap."""
+"""Curve summaries: thresholds, peaks, interpolation at equal proxy score (intervals:
+test_intervals.py)."""
 import math
 
-import numpy as np
 import pytest
 
-from optbench.report.summary import at_proxy_level, bootstrap_ci, curve_stats, kid_threshold
+from optbench.report.summary import at_proxy_level, curve_stats, kid_threshold
 
 
 def cell(rows, baseline):
@@ -39,16 +39,3 @@ def test_equal_proxy_interpolates_between_levels():
     assert at_proxy_level(ROWS, "judge_prob", 0.9) == pytest.approx(0.6)
     assert at_proxy_level(ROWS, "kid", 0.05) == 0.0   # reached at the first level
     assert math.isnan(at_proxy_level(ROWS[:2], "kid", 0.9))
-
-
-def test_bootstrap_interval_matches_a_plain_numpy_bootstrap():
-    v = np.array([0.2, 0.35, 0.31, 0.5, 0.28])
-    mean, lo, hi = bootstrap_ci(v)
-    # An independent percentile bootstrap with many more resamples.
-    rng = np.random.default_rng(1)
-    means = v[rng.integers(0, len(v), size=(200_000, len(v)))].mean(1)
-    ref_lo, ref_hi = np.percentile(means, [2.5, 97.5])
-    assert mean == pytest.approx(v.mean())
-    assert lo == pytest.approx(ref_lo, abs=0.01) and hi == pytest.approx(ref_hi, abs=0.01)
-    assert bootstrap_ci([0.4, 0.4, 0.4]) == pytest.approx((0.4, 0.4, 0.4))
-    assert bootstrap_ci([float("nan"), 1.0])[0] == 1.0

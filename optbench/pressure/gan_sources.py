@@ -9,10 +9,12 @@ import torch
 
 from optbench.models.gan import generate, is_realness, sample_latents
 from optbench.pressure import Setting, Source, Trajectory, _cached_model
+from optbench.pressure.crossings import Crossings
 from optbench.pressure.generator import generator_finetune, latent_ascent
 from optbench.pressure.pixel_ascent import OBJECTIVES, log_levels
 from optbench.pressure.selection import (best_of_n_kl_bound, best_of_n_pool_weights,
-                                         quantile_weights, selection_levels, subpool_best)
+                                         effective_sample_size, quantile_weights, selection_levels,
+                                         subpool_best)
 
 NUM_CLASSES = 10
 
@@ -31,9 +33,12 @@ def _latent_trajectory(proxy, domain: str, n: int, seed: int, s: dict) -> Trajec
     device = next(proxy.parameters()).device
     z0 = sample_latents(n, seed, G.latent_dim).to(device)
     target = _balanced_targets(proxy, n)
-    levels = latent_ascent(G, proxy, z0, target.to(device), log_levels(s["max_steps"]), s["lr"], s["objective"])
+    crossings = Crossings(n)
+    levels = latent_ascent(G, proxy, z0, target.to(device), log_levels(s["max_steps"]), s["lr"], s["objective"],
+                           crossings)
     start = generate(G, z0).cpu()
-    return Trajectory(start, target, ((k, x.cpu(), info) for k, x, info in levels), s["lr"])
+    return Trajectory(start, target, ((k, x.cpu(), info) for k, x, info in levels), s["lr"],
+                      crossings=crossings)
 
 
 def _finetune_trajectory(proxy, domain: str, n: int, seed: int, s: dict) -> Trajectory:
@@ -102,7 +107,15 @@ def _selection_trajectory(mode: str):
                         slots = np.flatnonzero(slot_target == t)
                         top = np.flatnonzero(W[t] > 0)
                         idx[slots] = rng.choice(top, size=len(slots), replace=not exact)
-                extras = {"kl": kl, "sqrt_kl": math.sqrt(kl), "l2": math.nan, "linf": math.nan}
+                # How many pool samples the weighted per-sample means rest on (least over targets).
+                ess = min(effective_sample_size(w) for w in W)
+                extras = {"kl": kl, "sqrt_kl": math.sqrt(kl), "l2": math.nan, "linf": math.nan,
+                          "ess": ess}
+                if ess < s["min_ess"]:
+                    # Too few samples carry this level (best-of-n at n = N: one per target).
+                    # The runner averages every per-sample metric with these weights, so NaN
+                    # weights report them all as NaN; set metrics follow `exact` as before.
+                    W = np.full_like(W, np.nan)
                 yield level, pool[torch.from_numpy(idx)], {"weights": W, "set_metrics": exact, "extras": extras}
 
         first = pool[:n]
@@ -160,6 +173,9 @@ _SELECTION_SETTINGS = {
     "generator": GENERATOR,
     "pool_size": Setting(int, 16384, minimum=2, doc="samples in the pool N; n (or 1/q) runs 1 .. N"),
     "objective": Setting(str, "log_prob", OBJECTIVES, doc="rank by the proxy's log-probability (= by probability) or its logit"),
+    "min_ess": Setting(int, 32, minimum=1, doc="per-sample metrics (proxy and judge probabilities) "
+                       "are NaN at levels whose selection weights have a Kish effective sample "
+                       "size (1 / sum w^2, recorded as `ess`) below this"),
 }
 
 BEST_OF_N = Source(

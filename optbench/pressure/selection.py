@@ -28,6 +28,14 @@ def best_of_n_weights(pool_size: int, n: int) -> np.ndarray:
     return w / w.sum()
 
 
+def effective_sample_size(weights) -> float:
+    """Kish's effective sample size (sum w)^2 / sum w^2, which is 1 / sum w^2 for weights
+    summing to 1: how many pool samples a weighted mean effectively rests on (N for
+    uniform weights, 1 when one sample carries all the weight)."""
+    w = np.asarray(weights, dtype=float)
+    return float(w.sum() ** 2 / (w ** 2).sum())
+
+
 def best_of_n_mean(scores: np.ndarray, values: np.ndarray, n: int) -> float:
     """Unbiased estimate of E[value of the best (by score) of n samples]."""
     order = np.argsort(scores, kind="stable")

@@ -8,6 +8,7 @@ import torch
 from optbench.domains import get_domain
 
 STARTS = ("real", "noise", "mean")
+START_STREAM = 10**6 + 1   # seeds the real starts' permutation (real_sample's is 10**6)
 
 
 def _rng(seed: int, i: int) -> np.random.Generator:
@@ -17,16 +18,21 @@ def _rng(seed: int, i: int) -> np.random.Generator:
 def make_starts(domain: str, start: str, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Return (x0, target) for n samples.
 
-    real:  a held-out test-split image; the target is another class than its label.
+    real:  a held-out test-split image, distinct within a seed for the first len(test)
+           samples; the target is a random other class than its label.
     noise: uniform noise in [0, 1]; any target.
     mean:  the mean generator-train image; any target.
     """
     dom = get_domain(domain)
     if start == "real":
         x_test, y_test = dom.load_split("test")
-        draws = [_rng(seed, i).integers([0, 1], [len(x_test), dom.NUM_CLASSES]) for i in range(n)]
-        picks = [int(d[0]) for d in draws]
-        offsets = torch.tensor([int(d[1]) for d in draws])  # 1..9: never the true class
+        # Without replacement: sample i takes row perm[i mod len(test)] of one permutation
+        # per seed, so the first len(test) samples are distinct digits and sample i still
+        # depends only on (seed, i).
+        perm = np.random.default_rng([seed, START_STREAM]).permutation(len(x_test))
+        picks = torch.from_numpy(perm[np.arange(n) % len(x_test)])
+        # 1..9 classes on: never the true class
+        offsets = torch.tensor([int(_rng(seed, i).integers(1, dom.NUM_CLASSES)) for i in range(n)])
         x0 = x_test[picks].clone()
         target = (y_test[picks] + offsets) % dom.NUM_CLASSES
         return x0, target

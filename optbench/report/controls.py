@@ -105,3 +105,75 @@ def controls_table(groups: dict[str, list[dict]], metrics=CONTROL_METRICS) -> li
              "knob": t[0]["spec"]["knob"],
              "metrics": {m: attributable(t, c, m) for m in metrics}}
             for kind, t, c in control_pairs(groups)]
+
+
+def _f(v: tuple[float, float, float], digits: int = 3) -> str:
+    mean, lo, hi = v
+    if not math.isfinite(mean):
+        return "n/a"
+    f = f"{{:.{digits}g}}"
+    return f.format(mean) if not (math.isfinite(lo) and lo != hi) else \
+        f"{f.format(mean)} [{f.format(lo)}, {f.format(hi)}]"
+
+
+def controls_markdown(rows: list[dict], metrics=("kid", "judge_prob")) -> str:
+    """One table per (treated curve, control): per level, the treated value and the
+    pressure-attributable difference at the same step and at the same L2."""
+    lines = []
+    for r in rows:
+        knob = r["knob"]
+        for m in metrics:
+            points = r["metrics"].get(m, [])
+            if not points:
+                continue
+            lines += [f"**{r['treated']}** minus **{r['control']}** ({r['kind']}), `{m}`, "
+                      f"{points[0]['seeds']} paired seeds:", "",
+                      f"| {knob} | mean L2 | {m} | minus control at the same {knob} | minus control at the same L2 |",
+                      "|---|---|---|---|---|"]
+            for p in points:
+                lines.append(f"| {p[knob]:g} | {_f(p['l2'])} | {_f(p['treated'])} | {_f(p['same_step'])} | "
+                             f"{_f(p['same_l2'])} |")
+            lines.append("")
+    return "\n".join(lines)
+
+
+def controls_figure(groups: dict[str, list[dict]], out, metric: str = "kid") -> None:
+    """For each treated curve with controls: the metric against the step and against the
+    mean L2 distance, treated and controls, mean over seeds with Student-t bands."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    pairs = control_pairs(groups)
+    treated_curves = []
+    for _, t, _c in pairs:
+        if all(t is not u for u in treated_curves):
+            treated_curves.append(t)
+    if not treated_curves:
+        return
+    fig, axes = plt.subplots(len(treated_curves), 2, figsize=(10, 3.4 * len(treated_curves)), squeeze=False)
+    for row, t in zip(axes, treated_curves):
+        curves = [("treated", t)] + [(kind, c) for kind, tt, c in pairs if tt is t]
+        for kind, cells in curves:
+            knob = cells[0]["spec"]["knob"]
+            n_levels = min(len(c["curve"]["rows"]) for c in cells)
+            for ax, x_of in ((row[0], lambda r: max(r[knob], 0.5)), (row[1], lambda r: r["l2"])):
+                xs = [np.mean([x_of(c["curve"]["rows"][i]) for c in cells]) for i in range(n_levels)]
+                stats = [mean_ci([c["curve"]["rows"][i].get(metric, math.nan) for c in cells]) for i in range(n_levels)]
+                mean = np.array([s[0] for s in stats])
+                ax.plot(xs, mean, marker="o", ms=3, label=f"{cells[0]['spec']['label']} ({kind})")
+                lo = np.array([s[1] for s in stats])
+                hi = np.array([s[2] for s in stats])
+                ok = np.isfinite(lo) & np.isfinite(hi)
+                ax.fill_between(np.array(xs)[ok], lo[ok], hi[ok], alpha=0.2)
+        row[0].set_xscale("log", base=2)
+        row[0].set_xlabel(f"{knob} (0 drawn at 0.5)")
+        row[1].set_xlabel("mean L2 distance from the start")
+        for ax in row:
+            ax.set_yscale("symlog", linthresh=0.01)
+            ax.set_ylabel(metric)
+            ax.grid(alpha=0.3)
+        row[0].legend(fontsize=7)
+    fig.suptitle(f"{metric}: treated curves and their controls (mean over seeds, Student-t 95% bands)")
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)

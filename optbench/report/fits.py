@@ -10,9 +10,16 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import curve_fit
 
+def _rl_peak(a: float, b: float) -> float:
+    """exp(a / b - 1); infinite when b <= 0 (no peak) or when it overflows (b tiny)."""
+    if b <= 0 or a / b - 1 > 700:   # exp(709) is the largest finite double
+        return math.inf
+    return math.exp(a / b - 1)
+
+
 FORMS = {
     "bon": (lambda d, a, b: d * (a - b * d), lambda a, b: a / (2 * b) if b > 0 else math.inf),
-    "rl": (lambda d, a, b: d * (a - b * np.log(d)), lambda a, b: math.exp(a / b - 1) if b > 0 else math.inf),
+    "rl": (lambda d, a, b: d * (a - b * np.log(d)), _rl_peak),
 }
 
 

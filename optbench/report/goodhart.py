@@ -1,10 +1,13 @@
 """Goodhart-law fits per curve: the judge score's rise and fall against the source's own
-distance d (sqrt KL for selection), with bootstrap intervals over seeds, and a figure of
+distance d (sqrt KL for selection), with percentile-bootstrap intervals over seeds
+(refitting each resample; a fit without a peak has d* = inf), and a figure of
 proxy and judge against d with the fitted curve and its residuals."""
 from __future__ import annotations
 
+import itertools
 import math
 import warnings
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -43,10 +46,48 @@ def _fit(members, distance, law):
             return None
 
 
+def percentile_interval(values, weights=None, confidence: float = 0.95) -> tuple[float, float]:
+    """Percentile interval of bootstrap values (each with a probability weight) that may
+    be +inf (a refit without a peak). The empirical quantile, without interpolation,
+    keeps an infinite value infinite: the upper end is inf as soon as more than
+    (1 - confidence) / 2 of the weight is."""
+    v = np.asarray(values, dtype=float)
+    w = np.ones(len(v)) if weights is None else np.asarray(weights, dtype=float)
+    keep = ~np.isnan(v)
+    v, w = v[keep], w[keep]
+    if len(v) == 0:
+        return math.nan, math.nan
+    order = np.argsort(v, kind="stable")
+    v, cum = v[order], np.cumsum(w[order]) / w.sum()
+    tail = (1 - confidence) / 2
+    # the first value whose cumulative weight reaches q (1e-12 absorbs rounding of the sum)
+    lo, hi = (v[np.searchsorted(cum, q - 1e-12)] for q in (tail, 1 - tail))
+    return float(lo), float(hi)
+
+
+def seed_resamples(n_seeds: int, n_boot: int, rng: np.random.Generator):
+    """Bootstrap resamples of the seeds as (indices, probability). When there are at most
+    n_boot distinct ones (C(2S - 1, S): 10 for 3 seeds, 126 for 5), every one of them
+    with its multinomial probability: the exact bootstrap distribution, with no Monte
+    Carlo noise deciding whether a 1-in-27 resample tips a bound. Otherwise n_boot
+    random resamples of weight 1 / n_boot."""
+    if math.comb(2 * n_seeds - 1, n_seeds) <= n_boot:
+        for pick in itertools.combinations_with_replacement(range(n_seeds), n_seeds):
+            ways = math.factorial(n_seeds)
+            for count in Counter(pick).values():
+                ways //= math.factorial(count)
+            yield list(pick), ways / n_seeds ** n_seeds
+    else:
+        for _ in range(n_boot):
+            yield list(rng.integers(0, n_seeds, n_seeds)), 1 / n_boot
+
+
 def fit_curves(cells: list[dict], n_boot: int = 400, seed: int = 0) -> list[dict]:
     """One row per curve whose source has a law: a, b, peak d* with 95% percentile
-    bootstrap intervals (resampling seeds, refitting the pooled points), R^2 and the
-    residuals of the pooled fit."""
+    bootstrap intervals (resampling seeds, refitting the pooled points; every distinct
+    resample when there are at most n_boot), R^2 and the residuals of the pooled fit.
+    A fit with b <= 0 never turns down: its peak is +inf, and such refits stay in the
+    bootstrap, so the interval's upper end can be inf."""
     out = []
     rng = np.random.default_rng(seed)
     for key, members in group_cells(cells).items():
@@ -56,21 +97,24 @@ def fit_curves(cells: list[dict], n_boot: int = 400, seed: int = 0) -> list[dict
             continue
         fit = _fit(members, source.distance, source.law)
         row = {"group": key, "label": spec["label"], "source": spec["source"], "law": source.law,
-               "distance": source.distance, "seeds": len(members), "fit": fit}
+               "distance": source.distance, "seeds": len(members), "fit": fit, "n_boot": n_boot}
         if fit is None:
             out.append(row | {"note": "fit did not converge"})
             continue
-        boots = []
-        for _ in range(n_boot):
-            pick = [members[i] for i in rng.integers(0, len(members), len(members))]
-            f = _fit(pick, source.distance, source.law)
-            if f is not None:
+        boots, probs = [], []
+        for pick, p in seed_resamples(len(members), n_boot, rng):
+            f = _fit([members[i] for i in pick], source.distance, source.law)
+            if f is not None:   # a refit that did not converge has no a, b or peak
                 boots.append((f.a, f.b, f.peak_d))
-        boots = np.array(boots) if boots else np.full((1, 3), np.nan)
+                probs.append(p)
+        boots = np.array(boots) if boots else np.full((0, 3), np.nan)
         for i, name in enumerate(("a", "b", "peak_d")):
-            finite = boots[:, i][np.isfinite(boots[:, i])]
-            lo, hi = (np.percentile(finite, [2.5, 97.5]) if len(finite) else (math.nan, math.nan))
-            row[name], row[name + "_lo"], row[name + "_hi"] = getattr(fit, name), float(lo), float(hi)
+            lo, hi = percentile_interval(boots[:, i], probs)
+            row[name], row[name + "_lo"], row[name + "_hi"] = getattr(fit, name), lo, hi
+        row["boot_fits"] = len(boots)
+        row["boot_exact"] = math.comb(2 * len(members) - 1, len(members)) <= n_boot
+        row["no_peak_share"] = (float(np.dot(np.isinf(boots[:, 2]), probs) / sum(probs))
+                                if probs else math.nan)
         row["r2"] = fit.r2
         row["poor"] = not (fit.r2 >= POOR_FIT_R2)
         out.append(row)
@@ -78,7 +122,31 @@ def fit_curves(cells: list[dict], n_boot: int = 400, seed: int = 0) -> list[dict
 
 
 def _g(v: float) -> str:
-    return f"{v:.3g}" if math.isfinite(v) else "inf"
+    return f"{v:.3g}" if math.isfinite(v) else ("inf" if v > 0 else "-inf" if v < 0 else "n/a")
+
+
+def peak_text(peak: float, lo: float, hi: float, no_peak_share: float = 0.0) -> str:
+    """The peak d* and its interval, saying 'unbounded' where the judge never turns down:
+    '4.1 [3.2, 5.6]', '4.1 [3.2, unbounded)', 'unbounded (> 3.2)' or 'unbounded'."""
+    share = f"; no peak in {no_peak_share:.0%} of resamples" if no_peak_share > 0 else ""
+    if math.isinf(peak) and peak > 0:
+        return "unbounded" + (f" (> {_g(lo)}{share})" if math.isfinite(lo) else "")
+    if math.isinf(hi) and hi > 0:
+        return f"{_g(peak)} [{_g(lo)}, unbounded){share}"
+    return f"{_g(peak)} [{_g(lo)}, {_g(hi)}]{share}"
+
+
+def boot_method(rows: list[dict]) -> str:
+    """How the intervals were made, e.g. 'percentile bootstrap over seeds, refitting: 3
+    seeds, all 10 distinct resamples with their probabilities (exact)'."""
+    parts = []
+    for seeds in sorted({r["seeds"] for r in rows}):
+        distinct = math.comb(2 * seeds - 1, seeds)
+        n_boot = max(r.get("n_boot", 0) for r in rows if r["seeds"] == seeds)
+        parts.append(f"{seeds} seeds, all {distinct} distinct resamples with their probabilities "
+                     "(exact)" if distinct <= n_boot else
+                     f"{seeds} seeds, {n_boot} random resamples (of {distinct} distinct)")
+    return "percentile bootstrap over seeds, refitting: " + "; ".join(parts)
 
 
 def fits_markdown(rows: list[dict]) -> str:
@@ -91,15 +159,19 @@ def fits_markdown(rows: list[dict]) -> str:
             lines.append(f"| {r['label']} | {law} | {r['distance']} | | | | | {r['note']} |")
             continue
         cell = lambda k: f"{_g(r[k])} [{_g(r[k + '_lo'])}, {_g(r[k + '_hi'])}]"  # noqa: E731
+        peak = peak_text(r["peak_d"], r["peak_d_lo"], r["peak_d_hi"], r.get("no_peak_share", 0.0))
         verdict = "poor fit: see the residual panel" if r["poor"] else ""
         lines.append(f"| {r['label']} | {law} | {r['distance']} | {cell('a')} | {cell('b')} | "
-                     f"{cell('peak_d')} | {r['r2']:.3f} | {verdict} |")
+                     f"{peak} | {r['r2']:.3f} | {verdict} |")
     lines += ["", f"Least-squares fits (scipy) of the judge-ensemble score's change from the first "
               "level, judge(d) - judge(d0), against the source's own distance d (Gao et al. 2022, "
               "eqs. 1-2): sqrt(KL) for selection (for best-of-n an upper bound on the KL), latent "
-              "or weight L2 change for the generator sources, pixel L2 for pixel ascent. A "
-              "negative b means the judge never turns down within the range: d* is then infinite. "
-              f"Brackets: 95% bootstrap over seeds. R^2 < {POOR_FIT_R2} is flagged as a poor fit."]
+              "or weight L2 change for the generator sources, pixel L2 for pixel ascent. "
+              "b <= 0 means the judge never turns down: there is no peak, d* is 'unbounded'. "
+              f"Brackets: 95% {boot_method(rows)}. Refits without a peak count as d* = inf, so an "
+              "upper end is 'unbounded' when they carry more than 2.5% of the resampling "
+              "probability. "
+              f"R^2 < {POOR_FIT_R2} is flagged as a poor fit."]
     return "\n".join(lines) + "\n"
 
 

@@ -11,7 +11,8 @@ import warnings  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from optbench.report.summary import bootstrap_ci, group_cells, kid_threshold  # noqa: E402
+from optbench.report.intervals import INTERVAL_METHOD, mean_ci  # noqa: E402
+from optbench.report.summary import group_cells, kid_threshold  # noqa: E402
 
 PANELS = [("proxy_prob", "proxy: target probability", "linear"),
           ("judge_prob", "judges (ensemble): target probability", "linear"),
@@ -33,7 +34,7 @@ def _metric(member: dict, metric: str) -> str:
 
 def _band(members: list[dict], metric: str, knob: str):
     levels = [r[knob] for r in members[0]["curve"]["rows"]]
-    stats = [bootstrap_ci([m["curve"]["rows"][i].get(_metric(m, metric), np.nan) for m in members])
+    stats = [mean_ci([m["curve"]["rows"][i].get(_metric(m, metric), np.nan) for m in members])
              for i in range(len(levels))]
     mean, lo, hi = (np.array(v, dtype=float) for v in zip(*stats))
     return np.array(levels, dtype=float), mean, lo, hi
@@ -71,7 +72,7 @@ def curves_figure(cells: list[dict], out: Path, title: str = "") -> None:
     handles, labels = axes.flat[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=min(5, len(labels)), fontsize=8,
                frameon=False)
-    fig.suptitle(title + "\nlines: mean over seeds; bands: 95% bootstrap CI; dotted: real-vs-real "
+    fig.suptitle(title + f"\nlines: mean over seeds; bands: {INTERVAL_METHOD}; dotted: real-vs-real "
                  "baseline; dashed (KID): 10x baseline threshold", fontsize=10)
     rows_of_legend = (len(labels) + 4) // 5
     fig.tight_layout(rect=(0, 0.035 * rows_of_legend, 1, 1))

@@ -1,34 +1,19 @@
-"""Per-curve summaries over seeds, with bootstrap confidence intervals (scipy)."""
+"""Per-curve summaries over seeds, with Student-t intervals of the mean (report/intervals.py)."""
 from __future__ import annotations
 
 import csv
 import io
 import json
 import math
-import warnings
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-from scipy import stats
 
+from optbench.report.intervals import INTERVAL_METHOD, mean_ci, seeds_text
 from optbench.runner import cell_is_complete, read_cell
 
 KID_FACTOR = 10.0   # "left the distribution": KID above 10x the real-against-real scale
-
-
-def bootstrap_ci(values, confidence: float = 0.95, seed: int = 0) -> tuple[float, float, float]:
-    """Mean and percentile-bootstrap CI of the mean over seeds (NaNs dropped)."""
-    v = np.asarray([x for x in values if x is not None and math.isfinite(x)], dtype=float)
-    if len(v) == 0:
-        return math.nan, math.nan, math.nan
-    if len(v) == 1 or np.all(v == v[0]):
-        return float(v.mean()), float(v[0]) if len(v) == 1 else float(v.min()), float(v.max())
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        res = stats.bootstrap((v,), np.mean, confidence_level=confidence, n_resamples=2000,
-                              method="percentile", rng=np.random.default_rng(seed))
-    return float(v.mean()), float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
 def kid_threshold(baseline: dict) -> float:
@@ -98,8 +83,8 @@ def group_cells(cells: list[dict]) -> dict[str, list[dict]]:
     groups: dict[str, list[dict]] = defaultdict(list)
     for c in cells:
         s = c["spec"]
-        key = json.dumps({k: s[k] for k in ("domain", "proxy", "source", "n_samples", "settings")},
-                         sort_keys=True)
+        key = json.dumps({**{k: s[k] for k in ("domain", "proxy", "source", "n_samples", "settings")},
+                          "proxy_training": s.get("proxy_training", "shipped")}, sort_keys=True)
         groups[key].append(c)
     return groups
 
@@ -116,7 +101,7 @@ def summarize(cells: list[dict]) -> list[dict]:
                "knob": spec["knob"], "n_samples": spec["n_samples"], "seeds": len(members),
                "kid_crossed_seeds": sum(math.isfinite(p["kid_cross_at"]) for p in per_seed)}
         for col in columns:
-            mean, lo, hi = bootstrap_ci([p[col] for p in per_seed])
+            mean, lo, hi = mean_ci([p[col] for p in per_seed])
             row[col], row[col + "_lo"], row[col + "_hi"] = mean, lo, hi
         out.append(row)
     return out
@@ -143,12 +128,15 @@ def tidy_csv(cells: list[dict]) -> str:
 
 
 def _fmt(v: float, lo: float, hi: float, digits: int = 3, missing: str = "n/a") -> str:
+    """'v [lo, hi]'; just 'v' when there is no interval (one seed: NaN bounds) or it is
+    a point (all seeds equal). An unbounded side prints as 'inf' or '-inf'."""
     if not math.isfinite(v):
         return missing
     f = f"{{:.{digits}g}}"
-    if lo == hi:
+    if math.isnan(lo) or math.isnan(hi) or lo == hi:
         return f.format(v)
-    return f"{f.format(v)} [{f.format(lo)}, {f.format(hi)}]"
+    side = lambda x: f.format(x) if math.isfinite(x) else ("inf" if x > 0 else "-inf")  # noqa: E731
+    return f"{f.format(v)} [{side(lo)}, {side(hi)}]"
 
 
 def summary_markdown(rows: list[dict]) -> str:
@@ -191,12 +179,15 @@ def summary_markdown(rows: list[dict]) -> str:
                          f"{_fmt(r['cell_seconds'], r['cell_seconds_lo'], r['cell_seconds_hi'])} | "
                          f"{_fmt(r['frozen_proxy_prob_at_max'], r['frozen_proxy_prob_at_max_lo'], r['frozen_proxy_prob_at_max_hi'])} |")
     lines.append("")
-    lines.append("Mean over seeds, with a 95% percentile-bootstrap interval in brackets. "
+    lines.append("Mean over seeds; brackets: 95% interval of the mean "
+                 f"{seeds_text(r['seeds'] for r in rows)}, none shown for one seed or when all "
+                 "seeds agree. "
                  "'judge prob' is the judge ensemble's mean probability of the target class; "
                  "'gap' is proxy minus judge probability. KID is compared with 10x the "
                  "real-against-real KID scale (max of KID and its subset std) at the same "
                  "sample size; 'never' means no level crossed it; 'n/a' means the metric is undefined "
-                 "there (set metrics of best-of-n beyond n = pool / samples).")
+                 "there (set metrics of best-of-n beyond n = pool / samples; per-sample metrics of "
+                 "selection levels resting on fewer than min_ess pool samples, see `ess`).")
     return "\n".join(lines) + "\n"
 
 
@@ -216,11 +207,46 @@ def at_proxy_level(rows: list[dict], metric: str, level: float) -> float:
 
 
 EQUAL_PROXY_METRICS = ("kid", "judge_prob", "c2st", "precision")
-EQUAL_PROXY_NOTE = ("Referee metrics where each curve first reaches a proxy probability, linearly "
-                    "interpolated between pressure levels; mean over seeds with a 95% bootstrap "
-                    "interval. 'not reached': the curve never got there, and (k/n) counts the seeds "
-                    "that did; 'n/a': the metric is undefined there (best-of-n set metrics beyond "
-                    "n = pool / samples); 'not measured': the results predate the metric.")
+# An exact equal-proxy set counts when at least this share of a seed's samples reached
+# the threshold; fewer would score a self-selected minority of easy samples.
+MIN_REACHED = 0.9
+EQUAL_PROXY_NOTE = ("Referee metrics at equal proxy probability. 'stopped': iterative sources stop "
+                    "every sample at the first step where its own proxy probability reaches the "
+                    "threshold, and the referees score that set (exact; all samples at >= the "
+                    f"threshold; counted when >= {MIN_REACHED:.0%} of a seed's samples got there). "
+                    "'interpolated': sources without per-sample steps (guidance, selection, online "
+                    "proxies) are read where the curve's mean proxy probability first reaches the "
+                    "threshold, linearly between pressure levels. Mean over the seeds that reached "
+                    f"it, with a {INTERVAL_METHOD} (the number of seeds is under each table). "
+                    "'not reached': no seed got there, and (k/n) counts the seeds that did; "
+                    "'n/a': the metric is undefined there (best-of-n set metrics beyond n = pool / "
+                    "samples); 'not measured': the results predate the metric.")
+
+
+def stopped_point(cell: dict, level: float) -> dict | None:
+    """The cell's exact equal-proxy point at `level` (runner.equal_proxy_points), if the
+    source recorded one."""
+    return next((p for p in cell["curve"].get("equal_proxy", []) if p["threshold"] == level), None)
+
+
+def equal_proxy_value(cell: dict, metric: str, level: float) -> float:
+    """`metric` at proxy probability `level`: from the stopped samples when the source
+    records them, else interpolated between levels. NaN when not reached."""
+    point = stopped_point(cell, level)
+    if point is None:
+        if cell["curve"].get("equal_proxy"):   # it records stopped points, not this one
+            return math.nan
+        return at_proxy_level(cell["curve"]["rows"], metric, level)
+    if point["reached_frac"] < MIN_REACHED:
+        return math.nan
+    return point.get(metric, math.nan)
+
+
+def _reached(cell: dict, level: float) -> bool:
+    point = stopped_point(cell, level)
+    if point is None:
+        return not cell["curve"].get("equal_proxy") and any(r["proxy_prob"] >= level for r in cell["curve"]["rows"])
+    return point["reached_frac"] >= MIN_REACHED
 
 
 def equal_proxy_table(cells: list[dict], levels=(0.5, 0.9, 0.99),
@@ -228,15 +254,20 @@ def equal_proxy_table(cells: list[dict], levels=(0.5, 0.9, 0.99),
     """Per curve: referee metrics at equal proxy probability, mean and CI over seeds."""
     out = []
     for members in group_cells(cells).values():
-        row = {"label": members[0]["spec"]["label"], "seeds": len(members)}
+        stopped = all(c["curve"].get("equal_proxy") for c in members)
+        row = {"label": members[0]["spec"]["label"], "seeds": len(members),
+               "how": "stopped" if stopped else "interpolated"}
         for level in levels:
+            if stopped:
+                points = [stopped_point(c, level) or {} for c in members]
+                row[f"reached_frac@{level}"] = mean_ci([p.get("reached_frac", 0.0) for p in points])
+                row[f"steps@{level}"] = mean_ci([p.get("steps_mean", math.nan) for p in points])
             for m in metrics:
-                vals = [at_proxy_level(c["curve"]["rows"], m, level) for c in members]
-                row[f"{m}@{level}"] = bootstrap_ci(vals)
+                vals = [equal_proxy_value(c, m, level) for c in members]
+                row[f"{m}@{level}"] = mean_ci(vals)
                 row[f"{m}@{level}_reached"] = sum(math.isfinite(v) for v in vals)
                 row[f"{m}@{level}_measured"] = any(m in r for c in members for r in c["curve"]["rows"])
-                row[f"{m}@{level}_proxy_reached"] = sum(
-                    any(r["proxy_prob"] >= level for r in c["curve"]["rows"]) for c in members)
+                row[f"{m}@{level}_proxy_reached"] = sum(_reached(c, level) for c in members)
         out.append(row)
     return out
 
@@ -244,9 +275,9 @@ def equal_proxy_table(cells: list[dict], levels=(0.5, 0.9, 0.99),
 def equal_proxy_markdown(rows: list[dict], levels=(0.5, 0.9, 0.99),
                          metrics=EQUAL_PROXY_METRICS) -> str:
     head = " | ".join(f"{m} @ proxy {lv}" for lv in levels for m in metrics)
-    lines = [f"| curve | {head} |", "|---|" + "---|" * (len(levels) * len(metrics))]
+    lines = [f"| curve | how | {head} |", "|---|---|" + "---|" * (len(levels) * len(metrics))]
     for r in rows:
-        cells = []
+        cells = [r.get("how", "interpolated")]
         for lv in levels:
             for m in metrics:
                 mean, lo, hi = r[f"{m}@{lv}"]
@@ -256,4 +287,7 @@ def equal_proxy_markdown(rows: list[dict], levels=(0.5, 0.9, 0.99),
                 cell = _fmt(mean, lo, hi, missing=missing)
                 cells.append(cell + (f" ({n}/{r['seeds']})" if 0 < n < r["seeds"] else ""))
         lines.append(f"| {r['label']} | " + " | ".join(cells) + " |")
+    if rows:
+        lines += ["", f"Brackets: 95% interval of the mean {seeds_text(r['seeds'] for r in rows)}; "
+                  "(k/n): only k of the n seeds reached the level, and the interval is over those k."]
     return "\n".join(lines) + "\n"
