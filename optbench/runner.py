@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from optbench.models.replicates import load_replicate
 from optbench.pressure import SOURCES
 from optbench.pressure.starts import real_sample
-from optbench.referees import DISTRIBUTION_METRICS, Referee
+from optbench.referees import Referee
 from optbench.storage import (StorageError, SuiteBusyError, remove_stale_temporaries,  # noqa: F401
                               suite_lock, write_atomic)
 from optbench.suite import CellSpec, Suite
@@ -61,6 +61,7 @@ class CellResult:
     targets: torch.Tensor       # (GRID_SAMPLES,)
     meta: dict
     equal_proxy: list[dict] = field(default_factory=list)   # exact equal-proxy points
+    null: dict = field(default_factory=dict)   # real-against-real null per distribution metric
 
 
 def compute_cell(spec: CellSpec, referee: Referee, progress: bool = False) -> CellResult:
@@ -85,7 +86,7 @@ def compute_cell(spec: CellSpec, referee: Referee, progress: bool = False) -> Ce
         if "weights" in info:   # selection: exact weighted means over the whole pool
             metrics |= weighted_pool_means(pool_values, info["weights"])
         if not info.get("set_metrics", True):
-            metrics |= {m: float("nan") for m in (*DISTRIBUTION_METRICS, "diversity")}
+            metrics |= {m: float("nan") for m in referee.distribution_names()}
         metrics |= info.get("extras", {})
         metrics["gap"] = metrics["proxy_prob"] - metrics["judge_prob"]
         rows.append({source.knob: knob, "pressure": knob * traj.knob_scale, **metrics})
@@ -94,13 +95,23 @@ def compute_cell(spec: CellSpec, referee: Referee, progress: bool = False) -> Ce
     # Real against real: every metric on held-out real digits, their label as target.
     x_real, y_real = real_sample(spec.domain, spec.n_samples, spec.seed)
     baseline = referee.evaluate(x_real, y_real, x_real)
+    null = real_null(referee, spec.n_samples)
     device = next(referee.proxy.parameters()).device
     meta = {"wall_seconds": round(time.time() - t0, 2), "device": str(device),
             "threads": torch.get_num_threads(), "machine": machine(device),
             "proxy_kind": "realness" if referee.realness else "classifier",
             "proxy_train_seconds": round(proxy_train_seconds, 2)}
     return CellResult(spec, rows, baseline, torch.stack(snaps), traj.target[:GRID_SAMPLES], meta,
-                      equal_proxy)
+                      equal_proxy, null)
+
+
+def real_null(referee: Referee, n: int) -> dict:
+    """The real-against-real null of every distribution metric at n (referees/null.py);
+    empty when n is too large for the held-out pool to give independent draws."""
+    try:
+        return referee.null(n)
+    except ValueError:
+        return {}
 
 
 def equal_proxy_points(referee: Referee, traj) -> list[dict]:
@@ -195,7 +206,8 @@ def write_cell(result: CellResult, suite_dir: Path) -> Path:
              "proxy_kind": result.meta.get("proxy_kind", "classifier"), "pressure": source.pressure, **spec.canonical(),
              "versions": spec.versions()}, indent=2, sort_keys=True) + "\n")
         curve = {"schema": SCHEMA_VERSION, "cell_id": spec.cell_id, "knob": source.knob,
-                 "rows": result.rows, "baseline": result.baseline, "equal_proxy": result.equal_proxy}
+                 "rows": result.rows, "baseline": result.baseline, "equal_proxy": result.equal_proxy,
+                 "null": result.null}
         (tmp / "curve.json").write_text(json.dumps(curve, indent=1, allow_nan=True) + "\n")
         _write_csv(tmp / "curve.csv", result.rows)
         save_file({"snapshots": result.snapshots.contiguous(), "targets": result.targets.contiguous(),
@@ -245,16 +257,16 @@ def read_cell(folder: Path) -> dict:
 
 
 
-_REFEREES: dict[tuple[str, str, str], Referee] = {}   # per process: models load once
+_REFEREES: dict[tuple, Referee] = {}   # per process: models load once
 EXECUTORS = ("local", "ray")
 
 
 def compute_or_traceback(spec: CellSpec, device: str, progress: bool = False) -> CellResult | str:
     """The cell's result, or the traceback text if computing it raised."""
     try:
-        key = (spec.domain, spec.proxy, device)
+        key = (spec.domain, spec.proxy, device, spec.feature_spaces())
         if key not in _REFEREES:
-            _REFEREES[key] = Referee(spec.domain, spec.proxy, torch.device(device))
+            _REFEREES[key] = Referee(spec.domain, spec.proxy, torch.device(device), features=spec.feature_spaces())
         return compute_cell(spec, _REFEREES[key], progress)
     except KeyboardInterrupt:
         raise

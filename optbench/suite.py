@@ -34,7 +34,7 @@ from optbench.pressure import SOURCES
 
 # Bump when a code change alters the numbers a given spec produces: ids change with it,
 # so stale results are recomputed rather than silently reused.
-NUMBERS_VERSION = 1
+NUMBERS_VERSION = 2   # 2: four feature spaces, LDA two-sample test, starts without replacement, diversity by judge class
 
 # Sanity ceilings, checked before anything runs: past these a cell would run for minutes
 # and then die of memory (n_samples = 10_000_000 did, after 4 minutes).
@@ -49,7 +49,8 @@ SUITE_KEYS = {"name": "suite name (results/<name>/)", "description": "free text"
 CELL_KEYS = {"label": "free text", "domain": "domain name", "proxy": "proxy model name (a list: one curve each)",
              "source": "pressure source name", "n_samples": f"integer in 6..{MAX_SAMPLES}",
              "settings": "table of source settings", "seeds": "list of non-negative integers",
-             "proxy_training": "'shipped' (the packaged proxy) or 'per_seed' (a replicate trained per seed)"}
+             "proxy_training": "'shipped' (the packaged proxy) or 'per_seed' (a replicate trained per seed)",
+             "features": "list of feature spaces for FID/KID/PRDC/C2ST, the first primary"}
 PROXY_TRAINING = ("shipped", "per_seed")
 
 
@@ -75,6 +76,12 @@ class CellSpec:
     # "shipped": the packaged proxy; "per_seed": seed s gets its own replicate of the
     # proxy's recipe (models/replicates.py), so intervals include training variance.
     proxy_training: str = "shipped"
+    # Feature spaces of the distribution metrics (the first is the primary one, whose
+    # metrics keep their plain names); empty: the domain's FEATURE_SPACES.
+    features: tuple[str, ...] = ()
+
+    def feature_spaces(self) -> tuple[str, ...]:
+        return self.features or tuple(get_domain(self.domain).FEATURE_SPACES)
 
     @property
     def settings_dict(self) -> dict:
@@ -86,6 +93,8 @@ class CellSpec:
                "n_samples": self.n_samples, "seed": self.seed, "settings": self.settings_dict}
         if self.proxy_training != "shipped":   # only then, so shipped-proxy ids stay as they were
             out["proxy_training"] = self.proxy_training
+        if self.features:
+            out["features"] = list(self.features)
         return out
 
     def group_key(self) -> str:
@@ -98,7 +107,7 @@ class CellSpec:
         import torch
         dom = get_domain(self.domain)
         from optbench.pressure import SOURCES
-        models = sorted({self.proxy, *dom.JUDGES, dom.FEATURE_NET,
+        models = sorted({self.proxy, *dom.JUDGES, *self.feature_spaces(),
                          *SOURCES[self.source].models(self.settings_dict)})
         out = {"numbers": NUMBERS_VERSION, "torch": ".".join(torch.__version__.split(".")[:2]),
                "checkpoints": {m: model_hash(self.domain, m)[:16] for m in models}}
@@ -119,7 +128,7 @@ class CellSpec:
     def from_dict(cls, d: dict) -> "CellSpec":
         return cls(d["domain"], d["proxy"], d["source"], d["n_samples"], d["seed"],
                    tuple(sorted(d["settings"].items())), d.get("label", ""),
-                   d.get("proxy_training", "shipped"))
+                   d.get("proxy_training", "shipped"), tuple(d.get("features", ())))
 
 
 @dataclass(frozen=True)
@@ -265,6 +274,14 @@ def _expand_cell(where: str, cell: dict, seeds: tuple[int, ...]) -> list[CellSpe
                 raise SuiteError(f"{where}.proxy: {proxy!r} has no training recipe, so "
                                  f"proxy_training = 'per_seed' cannot replicate it; allowed: "
                                  f"{', '.join(p for p in trainable if p in usable)}")
+    spaces = tuple(get_domain(domain).FEATURE_SPACES)
+    features = cell.get("features", [])
+    if not isinstance(features, list) or not all(isinstance(f, str) for f in features):
+        raise SuiteError(f"{where}.features: expected a list of names; allowed: {', '.join(spaces)}")
+    for f in features:
+        _check_name(f"{where}.features", f, spaces)
+    if len(set(features)) != len(features):
+        raise SuiteError(f"{where}.features: names must be distinct, got {features!r}")
     n = cell["n_samples"]
     if not isinstance(n, int) or isinstance(n, bool) or not 6 <= n <= MAX_SAMPLES:
         raise SuiteError(f"{where}.n_samples: expected an integer >= 6 and <= {MAX_SAMPLES}, got {n!r}")
@@ -305,8 +322,8 @@ def _expand_cell(where: str, cell: dict, seeds: tuple[int, ...]) -> list[CellSpe
         curve = _curve_label(label, s, axes, source)
         for proxy in proxies:
             name = f"{curve} [{proxy}]" if len(proxies) > 1 else curve
-            specs += [CellSpec(domain, proxy, source.name, n, seed, tuple(sorted(s.items())), name, training)
-                      for seed in cell_seeds]
+            specs += [CellSpec(domain, proxy, source.name, n, seed, tuple(sorted(s.items())), name, training,
+                               tuple(features)) for seed in cell_seeds]
     return specs
 
 

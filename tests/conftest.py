@@ -20,3 +20,10 @@ def real_features(referee):
     from optbench.referees.distribution import extract
     x_test, _ = mnist.load_split("test")
     return extract(referee.feature_net, x_test), referee.ref_features
+
+# Nulls for the tests' odd sample sizes: 60 draws instead of 1,000 (seconds, not minutes
+# per size), cached for the session in one folder that subprocesses share. The shipped
+# nulls (n = 128, 200, 1,000 draws) are keyed by their draws and are not used here.
+import os, tempfile  # noqa: E401,E402
+os.environ.setdefault("OPTBENCH_NULL_DRAWS", "60")
+os.environ.setdefault("OPTBENCH_CACHE", tempfile.mkdtemp(prefix="optbench-test-cache-"))

@@ -47,7 +47,7 @@ def test_only_safetensors_are_loaded(ckpt_copy):
 
 
 def test_unknown_model_names_the_allowed_ones():
-    with pytest.raises(CheckpointError, match="allowed: diffusion_unet, gan_discriminator, .*judge_bncnn, .*proxy_cnn"):
+    with pytest.raises(CheckpointError, match="allowed: diffusion_unet, feature_ae, gan_discriminator, .*judge_bncnn, .*proxy_cnn"):
         load_model("mnist", "nope")
 
 

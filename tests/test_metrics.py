@@ -49,6 +49,42 @@ def test_kid_with_full_subsets_equals_unbiased_mmd():
     assert out["kid_std"] == pytest.approx(0.0, abs=1e-9)
 
 
+def test_fid_and_kid_equal_torchmetrics_with_random_subsets(real_features):
+    """Reference statistics computed once, KID's subsets indexed from precomputed kernels:
+    the same numbers as torchmetrics' own FID and KID (subsets drawn from seed 0)."""
+    import warnings
+
+    from torchmetrics.image.fid import FrechetInceptionDistance
+    from torchmetrics.image.kid import KernelInceptionDistance
+
+    from optbench.referees.distribution import KID_SEED
+
+    class _Precomputed(torch.nn.Module):   # identity "feature extractor" of d features
+        def __init__(self, d: int):
+            super().__init__()
+            self.num_features = d
+
+        def forward(self, feats):
+            return feats
+
+    fake, ref = real_features
+    fake = fake[:200] + 0.2 * torch.randn(fake[:200].shape, generator=torch.Generator().manual_seed(6))
+    ours = fid_kid(ref, fake)
+    d = ref.shape[1]
+    fid = FrechetInceptionDistance(feature=_Precomputed(d), normalize=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        kid = KernelInceptionDistance(feature=_Precomputed(d), subsets=100, subset_size=200, normalize=False)
+    for metric in (fid, kid):
+        metric.update(ref.double(), real=True)
+        metric.update(fake.double(), real=False)
+    torch.manual_seed(KID_SEED)
+    kid_mean, kid_std = kid.compute()
+    assert ours["fid"] == pytest.approx(float(fid.compute()), rel=1e-7)
+    assert ours["kid"] == pytest.approx(float(kid_mean), rel=1e-9)
+    assert ours["kid_std"] == pytest.approx(float(kid_std), rel=1e-9)
+
+
 def test_prdc_matches_reference_package():
     prdc_pkg = pytest.importorskip("prdc")
     rng = np.random.default_rng(3)
@@ -82,6 +118,26 @@ def test_within_class_diversity_matches_scipy_pdist():
     expected = np.mean([pdist(feats[labels == c]).mean() for c in (0, 1, 2)])
     ours = within_class_diversity(torch.from_numpy(feats), torch.from_numpy(labels))
     assert ours == pytest.approx(expected, rel=1e-12)
+
+
+def test_c2st_equals_scikit_learns_shrinkage_lda_cross_validated(real_features):
+    """The closed-form discriminant is scikit-learn's LinearDiscriminantAnalysis(lsqr,
+    shrinkage="auto") fold for fold: same subsample, same folds, same accuracy."""
+    from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+
+    from optbench.referees.distribution import C2ST_FOLDS, C2ST_SEED, c2st_accuracy
+    real, ref = real_features
+    g = torch.Generator().manual_seed(7)
+    for fake in (real[:128], real[128:256] + 0.15 * torch.randn(128, real.shape[1], generator=g)):
+        rng = np.random.default_rng(C2ST_SEED)
+        n = len(fake)
+        r = ref[rng.permutation(len(ref))[:n]].double().numpy()
+        f = fake[rng.permutation(n)].double().numpy()
+        x, y = np.concatenate([r, f]), np.r_[np.zeros(n), np.ones(n)]
+        folds = StratifiedKFold(C2ST_FOLDS, shuffle=True, random_state=C2ST_SEED)
+        theirs = cross_val_score(LinearDiscriminantAnalysis(solver="lsqr", shrinkage="auto"), x, y, cv=folds).mean()
+        assert c2st_accuracy(ref, fake) == pytest.approx(theirs, abs=1e-12)
 
 
 def test_c2st_matches_bayes_accuracy_of_gaussians():

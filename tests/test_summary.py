@@ -4,11 +4,11 @@ import math
 
 import pytest
 
-from optbench.report.summary import at_proxy_level, curve_stats, kid_threshold
+from optbench.report.summary import at_proxy_level, curve_stats, departure_threshold
 
 
-def cell(rows, baseline):
-    return {"spec": {"knob": "steps"}, "curve": {"rows": rows, "baseline": baseline}}
+def cell(rows, baseline, null=None):
+    return {"spec": {"knob": "steps"}, "curve": {"rows": rows, "baseline": baseline, "null": null or {}}}
 
 
 def row(steps, proxy, judge, kid):
@@ -23,10 +23,21 @@ ROWS = [row(0, 0.1, 0.1, 0.0), row(1, 0.5, 0.4, 0.05), row(2, 0.9, 0.6, 0.2),
 
 def test_curve_stats_reads_peak_crossing_and_gap():
     s = curve_stats(cell(ROWS, BASE))
-    assert kid_threshold(BASE) == pytest.approx(0.1)  # 10 x max(KID, its std)
+    assert departure_threshold(cell(ROWS, BASE)["curve"]) == pytest.approx(0.1)  # legacy: 10 x max(KID, std)
     assert s["judge_peak_at"] == 2 and s["judge_peak_prob"] == 0.6
     assert s["kid_cross_at"] == 2                     # first level with KID > 0.1
     assert s["gap_at_max"] == pytest.approx(0.7)
+
+
+def test_the_null_sets_the_departure_threshold_on_the_bad_side():
+    null = {"kid": {"mean": 0.0, "q01": -0.01, "q99": 0.03},
+            "precision": {"mean": 0.95, "q01": 0.9, "q99": 0.99}}
+    rows = [dict(r, precision=p) for r, p in zip(ROWS, (0.97, 0.95, 0.89, 0.2))]
+    c = cell(rows, BASE, null)
+    assert departure_threshold(c["curve"], "kid") == 0.03
+    assert curve_stats(c)["kid_cross_at"] == 1           # 0.05 > q99, where the legacy rule said 2
+    from optbench.report.summary import departs_at
+    assert departs_at(c, "precision") == 2               # low is bad: first below q01
 
 
 def test_kid_never_crossing_is_nan():

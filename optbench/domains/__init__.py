@@ -24,6 +24,9 @@ def referee_roles(name: str) -> dict[str, list[str]]:
     for judge in dom.ENSEMBLE:
         roles.setdefault(judge, []).append("judge ensemble member")
     roles.setdefault(dom.FEATURE_NET, []).append("feature net of FID/KID/PRDC/C2ST")
+    for space in getattr(dom, "FEATURE_SPACES", ()):
+        if space != dom.FEATURE_NET:
+            roles.setdefault(space, []).append("feature space of FID/KID/PRDC/C2ST")
     return roles
 
 

@@ -4,7 +4,7 @@ The array ships float64 in 0..255 and sorted by label, so it is shuffled with a 
 seed before splitting. Splits are fixed, disjoint and class-balanced (per class):
 
     proxy_train      100   the proxy classifiers' training data
-    judge_train      100   the judges' and the feature network's training data
+    judge_train      100   the judges' and the feature networks' training data
     generator_train  150   generators (GAN, diffusion) in later suites
     test              50   model accuracy, and real starting points for ascent
     reference        100   nothing is trained on it; every referee compares against it
@@ -69,4 +69,10 @@ JUDGES = ("judge_bncnn", "judge_robust", "judge_mlp")
 # MLP is reported on its own as a transfer probe (pixel ascent fools it about as
 # completely as the proxy; see README), so it does not dilute the ensemble.
 ENSEMBLE = ("judge_bncnn", "judge_robust")
-FEATURE_NET = "judge_bncnn"  # its 128-d pooled activation is the metric feature space
+FEATURE_NET = "judge_bncnn"  # its 128-d pooled activation is the primary metric feature space
+# Every distribution metric (FID, KID, PRDC, c2st) is computed in each of these spaces; the
+# first is the primary one (unsuffixed metric names), the others give "<metric>@<space>".
+# judge_bncnn is also half of the judge ensemble, so its space alone could flatter or
+# punish what fools the judges; judge_robust (64-d), judge_mlp (256-d) and an autoencoder
+# no classifier loss shaped (feature_ae, 32-d bottleneck) are the checks.
+FEATURE_SPACES = (FEATURE_NET, "judge_robust", "judge_mlp", "feature_ae")

@@ -1,5 +1,6 @@
-"""Small classifiers for 28x28 grey images. All take pixels in [0, 1] and normalize
-inside, so optimizers work in pixel space and never see the normalization."""
+"""Small classifiers (and one autoencoder) for 28x28 grey images. All take pixels in
+[0, 1]; the classifiers normalize inside, so optimizers work in pixel space and never see
+the normalization. Every referee network has `features(x)`: its metric feature space."""
 from __future__ import annotations
 
 import torch
@@ -69,6 +70,37 @@ class MLP(_BodyHead):
         self.head = nn.Linear(hidden, num_classes)
 
 
+class ConvAE(nn.Module):
+    """A small convolutional autoencoder; `features` is its bottleneck. A feature space
+    for the distribution metrics that no classifier shaped: it keeps what the pixels need
+    to be rebuilt, not what separates the classes, so it sees departures a judge's
+    penultimate layer is trained to ignore. Output in [0, 1] (sigmoid). The features are
+    standardized with the bottleneck's mean and std on the training split (set after
+    training), so KID's polynomial kernel sees the same scale as in the judges' spaces."""
+
+    def __init__(self, width: int = 16, latent: int = 32):
+        super().__init__()
+        w = width
+        self.encoder = nn.Sequential(
+            nn.Conv2d(1, w, 3, stride=2, padding=1), nn.ReLU(),           # 28 -> 14
+            nn.Conv2d(w, 2 * w, 3, stride=2, padding=1), nn.ReLU(),       # 14 -> 7
+            nn.Flatten(), nn.Linear(2 * w * 7 * 7, latent),
+        )
+        self.decoder = nn.Sequential(
+            nn.Linear(latent, 2 * w * 7 * 7), nn.ReLU(), nn.Unflatten(1, (2 * w, 7, 7)),
+            nn.ConvTranspose2d(2 * w, w, 4, stride=2, padding=1), nn.ReLU(),  # 7 -> 14
+            nn.ConvTranspose2d(w, 1, 4, stride=2, padding=1), nn.Sigmoid(),  # 14 -> 28
+        )
+        self.register_buffer("code_mean", torch.zeros(latent))
+        self.register_buffer("code_std", torch.ones(latent))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return (self.encoder(x) - self.code_mean) / self.code_std
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.encoder(x))
+
+
 class ProxyEnsemble(nn.Module):
     """k independently trained SmallCNN members as one proxy. reduce="mean": the mean of
     the members' logits; reduce="min": the per-class minimum of the members'
@@ -92,7 +124,7 @@ class ProxyEnsemble(nn.Module):
 
 
 ARCHITECTURES: dict[str, type[nn.Module]] = {"SmallCNN": SmallCNN, "BNCNN": BNCNN, "MLP": MLP,
-                                             "ProxyEnsemble": ProxyEnsemble}
+                                             "ProxyEnsemble": ProxyEnsemble, "ConvAE": ConvAE}
 
 
 def build(arch: str, **kwargs) -> nn.Module:

@@ -200,6 +200,10 @@ def train_feature_ae_checkpoint(domain: str, root=None, log=print) -> dict:
             log(f"  feature_ae epoch {epoch + 1}/{r['epochs']} loss {total / len(x):.5f}")
     seconds = time.time() - t0
     model.eval()
+    with torch.no_grad():   # standardize the features (not the codes the decoder reads)
+        codes = model.encoder(x)
+        model.code_mean.copy_(codes.mean(0))
+        model.code_std.copy_(codes.std(0))
     x_test, _ = dom.load_split("test")
     noise = torch.rand(x_test.shape, generator=torch.Generator().manual_seed(0))
     entry = {"arch": r["arch"], "arch_kwargs": r["arch_kwargs"], "recipe": {"role": "feature net", **r},

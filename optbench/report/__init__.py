@@ -11,9 +11,10 @@ from pathlib import Path
 from optbench.report.goodhart import fit_curves, fits_figure, fits_markdown
 from optbench.report.grids import cell_grid
 from optbench.report.plots import curves_figure, equal_proxy_by_source, equal_proxy_figure
+from optbench.report.controls import CONTROLS_NOTE, control_pairs, controls_figure, controls_markdown, controls_table
 from optbench.report.summary import (EQUAL_PROXY_NOTE, equal_proxy_markdown, equal_proxy_table,
-                                     incomplete_cells, load_cells, summarize, summary_markdown,
-                                     tidy_csv)
+                                     group_cells, incomplete_cells, load_cells, summarize,
+                                     summary_markdown, tidy_csv)
 from optbench.storage import StorageError, suite_lock, write_atomic
 
 
@@ -44,9 +45,17 @@ def _write_outputs(suite_dir: Path) -> dict:
     md += [summary_markdown(rows)]
     if fits:
         md += ["## Goodhart-law fits", "", fits_markdown(fits)]
-    if len({c["spec"]["knob"] for c in cells}) > 1:
+    if len({c["spec"]["knob"] for c in cells}) > 1 or any(c["curve"].get("equal_proxy") for c in cells):
         md += ["## Equal proxy score", "", EQUAL_PROXY_NOTE, "",
                equal_proxy_markdown(equal_proxy_table(cells))]
+        spaces = [k for k in cells[0]["curve"]["rows"][0] if k == "kid" or k.startswith("kid@")]
+        if len(spaces) > 1:
+            md += ["KID at equal proxy score in every feature space (`kid`: the primary space):", "",
+                   equal_proxy_markdown(equal_proxy_table(cells, metrics=spaces), metrics=spaces)]
+    controls = controls_table(group_cells(cells))
+    if controls:
+        md += ["## Controls: pressure-attributable departure", "", CONTROLS_NOTE, "",
+               controls_markdown(controls)]
     staging = Path(tempfile.mkdtemp(prefix=".plots-new.", dir=suite_dir))
     try:
         _draw_plots(cells, fits, suite_dir, staging)
@@ -87,6 +96,8 @@ def _draw_plots(cells: list[dict], fits, suite_dir: Path, plots: Path) -> None:
                                     "(mean over seeds; dashed grey: judge = proxy)")
     if fits:
         fits_figure(cells, fits, plots / "goodhart.png")
+    if control_pairs(group_cells(cells)):
+        controls_figure(group_cells(cells), plots / "controls.png")
     for generator in sorted({(c["spec"]["domain"], c["spec"]["settings"]["generator"]) for c in cells
                              if "generator" in c["spec"]["settings"]}):
         generator_sheet(*generator, plots / f"samples_{generator[1]}.png")

@@ -25,6 +25,12 @@ from optbench.models.checkpoints import read_manifest
 from optbench.report.intervals import mean_ci
 
 CONTROL_METRICS = ("kid", "judge_prob", "c2st", "precision")
+CONTROLS_NOTE = ("Each treated curve minus a control, paired by seed (same start digits and "
+                 "targets): an untrained proxy of the same architecture pushed the same way, or "
+                 "matched noise (random-sign steps of lr per pixel, no proxy). 'Same step' "
+                 "compares the two at one step; 'same L2' reads the control at the treated "
+                 "curve's mean L2 distance from the start (linear between its levels; n/a beyond "
+                 "its reach). Brackets: Student-t 95% interval over the paired differences.")
 
 
 def is_untrained_control(spec: dict) -> bool:

@@ -12,7 +12,7 @@ import warnings  # noqa: E402
 import numpy as np  # noqa: E402
 
 from optbench.report.intervals import INTERVAL_METHOD, mean_ci  # noqa: E402
-from optbench.report.summary import group_cells, kid_threshold  # noqa: E402
+from optbench.report.summary import departure_threshold, group_cells  # noqa: E402
 
 PANELS = [("proxy_prob", "proxy: target probability", "linear"),
           ("judge_prob", "judges (ensemble): target probability", "linear"),
@@ -56,7 +56,7 @@ def curves_figure(cells: list[dict], out: Path, title: str = "") -> None:
             if metric != "distance" and None not in base:
                 ax.axhline(np.mean(base), color=color, ls=":", lw=1)
             if metric == "kid":
-                thr = np.mean([kid_threshold(m["curve"]["baseline"]) for m in members])
+                thr = np.mean([departure_threshold(m["curve"], "kid") for m in members])
                 ax.axhline(thr, color=color, ls="--", lw=0.8, alpha=0.7)
     for ax, (metric, name, yscale) in zip(axes.flat, PANELS):
         ax.set_xscale("symlog", linthresh=1)  # log axis that still shows level 0

@@ -11,15 +11,38 @@ from pathlib import Path
 import numpy as np
 
 from optbench.report.intervals import INTERVAL_METHOD, mean_ci, seeds_text
+from optbench.referees.null import departure_side
 from optbench.runner import cell_is_complete, read_cell
 
-KID_FACTOR = 10.0   # "left the distribution": KID above 10x the real-against-real scale
+LEGACY_KID_FACTOR = 10.0   # results made before nulls were stored: KID above 10x its real scale
 
 
-def kid_threshold(baseline: dict) -> float:
-    """KID_FACTOR times the real-against-real KID. KID is unbiased and can be ~0 or
-    negative for real data, so the scale is max(KID, its std over subsets)."""
-    return KID_FACTOR * max(baseline["kid"], baseline["kid_std"])
+def departure_threshold(curve: dict, metric: str = "kid") -> float:
+    """The value beyond which `metric` has "left the data": the 99th percentile of its
+    real-against-real null at the curve's sample size (the 1st for metrics where low is
+    bad; referees/null.py). Curves computed before nulls were stored fall back, for KID
+    only, to the old rule: 10x max(real-against-real KID, its subset std)."""
+    null = (curve.get("null") or {}).get(metric)
+    if null is not None:
+        return null["q01"] if departure_side(metric) == "low" else null["q99"]
+    if metric == "kid" and "kid" in curve.get("baseline", {}):
+        base = curve["baseline"]
+        return LEGACY_KID_FACTOR * max(base["kid"], base["kid_std"])
+    return math.nan
+
+
+def departs_at(cell: dict, metric: str = "kid") -> float:
+    """The first pressure level at which `metric` lies beyond its departure threshold."""
+    curve, knob = cell["curve"], cell["spec"]["knob"]
+    thr, low = departure_threshold(curve, metric), departure_side(metric) == "low"
+    crossed = [r[knob] for r in curve["rows"] if (r.get(metric, math.nan) < thr if low
+                                                   else r.get(metric, math.nan) > thr)]
+    return crossed[0] if crossed else math.nan
+
+
+def kid_spaces(cell: dict) -> list[str]:
+    """KID's key in every feature space the cell measured (the plain one first)."""
+    return [k for k in cell["curve"]["rows"][0] if k == "kid" or k.startswith("kid@")]
 
 
 def cell_folders(suite_dir: Path) -> list[Path]:
@@ -49,13 +72,15 @@ def curve_stats(cell: dict) -> dict:
     base = cell["curve"]["baseline"]
     judge = [r["judge_prob"] for r in rows]
     peak = int(np.nanargmax(judge)) if np.isfinite(judge).any() else 0
-    threshold = kid_threshold(base)
-    crossed = [r[knob] for r in rows if r["kid"] > threshold]
+    threshold = departure_threshold(cell["curve"], "kid")
+    null = (cell["curve"].get("null") or {}).get("kid", {})
     last = rows[-1]
     # Set metrics (KID, FID) at the highest level where they are defined.
     last_set = next((r for r in reversed(rows) if math.isfinite(r["kid"])), last)
     return {"judge_peak_at": rows[peak][knob], "judge_peak_prob": judge[peak],
-            "kid_cross_at": crossed[0] if crossed else math.nan,
+            "kid_cross_at": departs_at(cell, "kid"),
+            **{f"{k}_cross_at": departs_at(cell, k) for k in kid_spaces(cell) if k != "kid"},
+            "kid_null_mean": null.get("mean", math.nan),
             "gap_at_max": last["gap"], "proxy_prob_at_max": last["proxy_prob"],
             "judge_prob_at_max": last["judge_prob"], "kid_at_max": last_set["kid"],
             "fid_at_max": last_set["fid"], "diverged_at_max": last["diverged_frac"],
@@ -76,7 +101,7 @@ def _is_single_judge(key: str) -> bool:
 
 SUMMARY_COLUMNS = ["judge_peak_at", "judge_peak_prob", "kid_cross_at", "gap_at_max",
                    "proxy_prob_at_max", "judge_prob_at_max", "kid_at_max", "fid_at_max",
-                   "diverged_at_max", "baseline_kid", "baseline_fid"]
+                   "diverged_at_max", "baseline_kid", "baseline_fid", "kid_threshold", "kid_null_mean"]
 
 
 def group_cells(cells: list[dict]) -> dict[str, list[dict]]:
@@ -96,7 +121,7 @@ def summarize(cells: list[dict]) -> list[dict]:
         per_seed = [curve_stats(c) for c in members]
         columns = SUMMARY_COLUMNS + [k for k in per_seed[0] if k not in SUMMARY_COLUMNS
                                      and (k.endswith("_at_max") or k.endswith("_real")
-                                          or k == "cell_seconds")]
+                                          or k.endswith("_cross_at") or k == "cell_seconds")]
         row = {"label": spec["label"], "source": spec["source"], "proxy": spec["proxy"],
                "knob": spec["knob"], "n_samples": spec["n_samples"], "seeds": len(members),
                "kid_crossed_seeds": sum(math.isfinite(p["kid_cross_at"]) for p in per_seed)}
@@ -141,8 +166,8 @@ def _fmt(v: float, lo: float, hi: float, digits: int = 3, missing: str = "n/a") 
 
 def summary_markdown(rows: list[dict]) -> str:
     lines = [
-        "| curve | seeds | judge prob peaks at | judge peak prob | KID > 10x real at | "
-        "gap at max | proxy prob at max | judge prob at max | KID at max | real-vs-real KID |",
+        "| curve | seeds | judge prob peaks at | judge peak prob | KID beyond its null's q99 at | "
+        "gap at max | proxy prob at max | judge prob at max | KID at max | KID real-vs-real null: mean, q99 |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
@@ -153,7 +178,7 @@ def summary_markdown(rows: list[dict]) -> str:
         lines.append(f"| {r['label']} | {r['seeds']} | {r['knob']} {c('judge_peak_at')} | "
                      f"{c('judge_peak_prob')} | {r['knob']} {crossed} | {c('gap_at_max')} | "
                      f"{c('proxy_prob_at_max')} | {c('judge_prob_at_max')} | {c('kid_at_max')} | "
-                     f"{c('baseline_kid', 2)} |")
+                     f"{r['kid_null_mean']:.2g}, {r['kid_threshold']:.2g} |")
     judge_cols = [k for k in rows[0] if k.startswith("judge_") and k.endswith("_prob_at_max")
                   and k != "judge_prob_at_max"]
     if judge_cols:
@@ -164,6 +189,15 @@ def summary_markdown(rows: list[dict]) -> str:
         for r in rows:
             cells = [f"{_fmt(r[n + '_prob_at_max'], r[n + '_prob_at_max_lo'], r[n + '_prob_at_max_hi'])}"
                      f" (real {r.get(n + '_prob_real', math.nan):.3f})" for n in names]
+            lines.append(f"| {r['label']} | " + " | ".join(cells) + " |")
+    spaces = [k[:-len("_cross_at")] for k in rows[0] if k.startswith("kid@") and k.endswith("_cross_at")]
+    if spaces:
+        lines += ["", "Where KID first lies beyond its null's q99, in every feature space (the "
+                  "plain `kid` is the primary space):", "",
+                  "| curve | kid | " + " | ".join(spaces) + " |", "|---|---|" + "---|" * len(spaces)]
+        for r in rows:
+            cells = [_fmt(r[f"{k}_cross_at"], r[f"{k}_cross_at_lo"], r[f"{k}_cross_at_hi"], missing="never")
+                     for k in ["kid", *spaces]]
             lines.append(f"| {r['label']} | " + " | ".join(cells) + " |")
     online = [r for r in rows if "retrain_seconds_at_max" in r]
     if online:
@@ -183,9 +217,10 @@ def summary_markdown(rows: list[dict]) -> str:
                  f"{seeds_text(r['seeds'] for r in rows)}, none shown for one seed or when all "
                  "seeds agree. "
                  "'judge prob' is the judge ensemble's mean probability of the target class; "
-                 "'gap' is proxy minus judge probability. KID is compared with 10x the "
-                 "real-against-real KID scale (max of KID and its subset std) at the same "
-                 "sample size; 'never' means no level crossed it; 'n/a' means the metric is undefined "
+                 "'gap' is proxy minus judge probability. KID is compared with the 99th "
+                 "percentile of its real-against-real null at the same sample size (1,000 sets "
+                 "of held-out real digits; referees/null.py), whose mean and q99 are in the last "
+                 "column; 'never' means no level crossed it; 'n/a' means the metric is undefined "
                  "there (set metrics of best-of-n beyond n = pool / samples; per-sample metrics of "
                  "selection levels resting on fewer than min_ess pool samples, see `ess`).")
     return "\n".join(lines) + "\n"

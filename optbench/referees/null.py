@@ -1,0 +1,177 @@
+"""Null distributions: what each distribution metric reads when nothing left the data.
+
+"Left the data" means a metric beyond the 99th percentile of its real-against-real null
+at the same sample size n: above q99 for the metrics that grow with departure (fid, kid,
+c2st), below q01 for those that shrink (precision, recall, density, coverage). The null
+is estimated by resampling: `NULL_DRAWS` sets of n real digits, each drawn without
+replacement from the null pool (test and generator_train, 2,000 digits that no referee
+or feature net was trained on), each scored against the reference set by the same code
+as `Referee.distribution`. The reference set is fixed, so the null is conditional on it,
+as every comparison is. Sets drawn from a finite pool vary a little less than sets from
+the whole distribution (about n / 2,000 less variance: 6% at n = 128), so n may be at
+most half the pool.
+
+`false_positive_rate` checks the threshold on real digits outside the pool (proxy_train):
+about 1% of sets of them should be flagged, per metric.
+
+Nulls are cheap to look up and slow to compute (a minute or two per n), so they are
+shipped for the suites' sample sizes (optbench/checkpoints/<domain>/null_<n>.json) and
+otherwise cached on disk ($OPTBENCH_CACHE/null, default ~/.cache/optbench/null), keyed by
+everything that changes them. `ship_nulls()` (benchmarks/calibrate_null.py) rewrites the
+shipped files after a change to the metrics or the feature nets.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from optbench.cache import cache_dir, entry_lock, key_hash
+from optbench.domains import get_domain
+from optbench.models.checkpoints import PACKAGED, model_hash
+
+NULL_VERSION = 1          # bump when the statistic or its estimation changes
+NULL_DRAWS = 1000
+NULL_SEED = 0
+NULL_SPLITS = ("test", "generator_train")
+FPR_SPLIT = "proxy_train"  # real digits outside the null pool, for checking the threshold
+SHIPPED_N = (128, 200)     # the suites' sample sizes
+HEAD = 5                   # first draws stored with a null, so a recomputation can be checked
+# The side on which a metric that left the data lies, relative to its null.
+DEPARTURE_SIDE = {"fid": "high", "kid": "high", "c2st": "high",
+                  "precision": "low", "recall": "low", "density": "low", "coverage": "low"}
+
+
+def departure_side(metric: str) -> str | None:
+    """"high", "low", or None (kid_std, diversity, ...) for a metric key, "@space" or not."""
+    return DEPARTURE_SIDE.get(metric.split("@")[0])
+
+
+def departed(null: dict, metric: str, value: float) -> bool | None:
+    """Whether `value` of `metric` lies beyond its null's 99% threshold (None when the
+    metric has no side or no null)."""
+    side = departure_side(metric)
+    if side is None or metric not in null:
+        return None
+    return value > null[metric]["q99"] if side == "high" else value < null[metric]["q01"]
+
+
+def pool_features(referee, splits: tuple[str, ...]) -> dict[str, torch.Tensor]:
+    dom = get_domain(referee.domain)
+    return referee.features(torch.cat([dom.load_split(s)[0] for s in splits]))
+
+
+def metric_draws(referee, feats: dict[str, torch.Tensor], n: int, draws: int,
+                 seed: int) -> dict[str, np.ndarray]:
+    """Every distribution metric (every space) of `draws` sets of n rows of `feats`, set j
+    drawn without replacement with the generator seeded [seed, j] (so the first k sets do
+    not depend on `draws`)."""
+    size = len(next(iter(feats.values())))
+    if not 6 <= n <= size // 2:
+        raise ValueError(f"n: expected 6..{size // 2} (half the pool of {size} real digits), got {n}")
+    values: dict[str, list[float]] = {}
+    for j in range(draws):
+        idx = torch.from_numpy(np.random.default_rng([seed, j]).choice(size, n, replace=False))
+        out = referee.distribution_of_features({s: f[idx] for s, f in feats.items()})
+        for k, v in out.items():
+            if k != "diversity":
+                values.setdefault(k, []).append(v)
+    return {k: np.asarray(v) for k, v in values.items()}
+
+
+def _summary(v: np.ndarray, n: int) -> dict:
+    return {"mean": float(v.mean()), "std": float(v.std(ddof=1)), "q01": float(np.quantile(v, 0.01)),
+            "q99": float(np.quantile(v, 0.99)), "draws": len(v), "n": n}
+
+
+def _compute(referee, n: int, draws: int, seed: int) -> tuple[dict, dict]:
+    values = metric_draws(referee, pool_features(referee, NULL_SPLITS), n, draws, seed)
+    return ({m: _summary(v, n) for m, v in values.items()},
+            {m: v[:HEAD].tolist() for m, v in values.items()})
+
+
+def null_distribution(referee, n: int, draws: int = NULL_DRAWS, seed: int = NULL_SEED) -> dict[str, dict]:
+    """Per distribution metric (every feature space): mean, std, q01, q99 of the metric
+    over `draws` sets of n real digits from the null pool, and draws and n."""
+    return _compute(referee, n, draws, seed)[0]
+
+
+def false_positive_rate(referee, null: dict, n: int, sets: int = 200, seed: int = 1) -> dict[str, float]:
+    """Per metric with a departure side: the share of `sets` sets of n real proxy_train
+    digits (outside the null pool) that `null` flags as having left the data."""
+    dom = get_domain(referee.domain)
+    values = metric_draws(referee, referee.features(dom.load_split(FPR_SPLIT)[0]), n, sets, seed)
+    return {m: float(np.mean([departed(null, m, x) for x in v]))
+            for m, v in values.items() if departure_side(m) and m in null}
+
+
+def null_key(referee, n: int, draws: int = NULL_DRAWS, seed: int = NULL_SEED) -> dict:
+    """Everything that changes a null: a cached or shipped null is used only if its key
+    equals this one."""
+    from optbench.suite import NUMBERS_VERSION
+    return {"null_version": NULL_VERSION, "numbers": NUMBERS_VERSION,
+            "torch": ".".join(torch.__version__.split(".")[:2]), "domain": referee.domain,
+            "n": n, "draws": draws, "seed": seed, "pool": list(NULL_SPLITS),
+            "spaces": [[s, model_hash(referee.domain, s, referee.checkpoint_root)] for s in referee.spaces]}
+
+
+def shipped_path(domain: str, n: int) -> Path:
+    return PACKAGED / domain / f"null_{n}.json"
+
+
+def _read(path: Path, key: dict) -> dict | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data["metrics"] if isinstance(data, dict) and data.get("key") == key else None
+
+
+def _write(path: Path, key: dict, metrics: dict, head: dict) -> None:
+    """Atomically: a reader sees the old file or the new one, never half of one."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({"key": key, "metrics": metrics, "head": head}, indent=1, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def null_draws() -> int:
+    """NULL_DRAWS, or $OPTBENCH_NULL_DRAWS: the tests use fewer draws so that each odd
+    sample size they try costs seconds, not minutes. The count is part of a null's key,
+    so nulls of different sizes are never mixed."""
+    return int(os.environ.get("OPTBENCH_NULL_DRAWS") or NULL_DRAWS)
+
+
+def cached_null(referee, n: int, draws: int | None = None, seed: int = NULL_SEED) -> dict[str, dict]:
+    """The null for n: the shipped one if its key matches, else the disk cache's, else
+    computed once (under a lock, so two processes that need it compute it once) and cached."""
+    draws = draws or null_draws()
+    key = null_key(referee, n, draws, seed)
+    shipped = shipped_path(referee.domain, n)
+    if shipped.exists() and (null := _read(shipped, key)) is not None:
+        return null
+    path = cache_dir("null") / f"{referee.domain}_{n}_{key_hash(key)}.json"
+    if (null := _read(path, key)) is not None:
+        return null
+    with entry_lock(path):
+        if (null := _read(path, key)) is not None:   # another process wrote it meanwhile
+            return null
+        null, head = _compute(referee, n, draws, seed)
+        _write(path, key, null, head)
+    return null
+
+
+def ship_nulls(domain: str = "mnist", ns: tuple[int, ...] = SHIPPED_N, log=print) -> None:
+    """Recompute the shipped nulls (optbench/checkpoints/<domain>/null_<n>.json)."""
+    import time
+
+    from optbench.referees import Referee
+    referee = Referee(domain, get_domain(domain).DEFAULT_PROXY)
+    for n in ns:
+        t0 = time.time()
+        key = null_key(referee, n)
+        null, head = _compute(referee, n, NULL_DRAWS, NULL_SEED)
+        _write(shipped_path(domain, n), key, null, head)
+        log(f"{shipped_path(domain, n)}: {NULL_DRAWS} draws of n = {n} in {time.time() - t0:.0f} s")
