@@ -105,7 +105,9 @@ def test_cli_run_then_plot_writes_summary_and_plots(tmp_path, capsys):
     assert [r["label"] for r in summary] == ["tiny start=real", "tiny start=noise"]
     assert all(r["seeds"] == 2 for r in summary)
     summary_md = (out / "summary.md").read_text()
-    assert summary_md.count("| tiny start=") == 6  # three tables (summary, judges, fits), two curves each
+    # six tables, two curves each: summary, judges, KID departure per feature space, fits,
+    # equal proxy score, and KID at equal proxy score per feature space
+    assert summary_md.count("| tiny start=") == 12
     assert "## Goodhart-law fits" in summary_md
     assert f"optbench run {suite_file} --out {tmp_path} --device cpu" in summary_md
     import csv

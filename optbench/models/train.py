@@ -97,6 +97,15 @@ def predict(model: torch.nn.Module, x: torch.Tensor, batch: int = 500) -> torch.
     return torch.cat([model(x[i:i + batch]).argmax(1) for i in range(0, len(x), batch)])
 
 
+def descend(loss: torch.Tensor, opt: torch.optim.Optimizer, sched) -> float:
+    """One optimizer and scheduler step on `loss`; returns its value."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    sched.step()
+    return loss.item()
+
+
 def train_one(domain: str, name: str, recipe: Recipe, log=print) -> torch.nn.Module:
     dom = get_domain(domain)
     x, y = dom.load_split(recipe.split)
@@ -117,12 +126,7 @@ def train_one(domain: str, name: str, recipe: Recipe, log=print) -> torch.nn.Mod
                 model.eval()  # attack the current weights without touching BN statistics
                 xb = pgd_l2(model, xb, yb, recipe.adv_eps_l2, recipe.adv_steps, gen)
             model.train()
-            loss = F.cross_entropy(model(xb), yb)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += loss.item() * len(idx)
+            total += descend(F.cross_entropy(model(xb), yb), opt, sched) * len(idx)
         if epoch == recipe.epochs - 1 or epoch % 10 == 0:
             log(f"  {name} epoch {epoch + 1}/{recipe.epochs} loss {total / len(x):.4f}")
     model.eval()
@@ -190,12 +194,7 @@ def train_feature_ae_checkpoint(domain: str, root=None, log=print) -> dict:
         total = 0.0
         for i in range(0, len(x), r["batch_size"]):
             xb = x[order[i:i + r["batch_size"]]]
-            loss = F.mse_loss(model(xb), xb)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += loss.item() * len(xb)
+            total += descend(F.mse_loss(model(xb), xb), opt, sched) * len(xb)
         if epoch == r["epochs"] - 1 or epoch % 10 == 0:
             log(f"  feature_ae epoch {epoch + 1}/{r['epochs']} loss {total / len(x):.5f}")
     seconds = time.time() - t0

@@ -73,7 +73,7 @@ def curves_figure(cells: list[dict], out: Path, title: str = "") -> None:
     fig.legend(handles, labels, loc="lower center", ncol=min(5, len(labels)), fontsize=8,
                frameon=False)
     fig.suptitle(title + f"\nlines: mean over seeds; bands: {INTERVAL_METHOD}; dotted: real-vs-real "
-                 "baseline; dashed (KID): 10x baseline threshold", fontsize=10)
+                 "baseline; dashed (KID): its real-against-real null q99 (departure threshold)", fontsize=10)
     rows_of_legend = (len(labels) + 4) // 5
     fig.tight_layout(rect=(0, 0.035 * rows_of_legend, 1, 1))
     fig.savefig(out, dpi=110)

@@ -1,0 +1,59 @@
+"""Where the feature spaces agree: every proxy variant's KID at equal proxy score in
+each feature space, as a ratio to a reference curve's, paired by seed, with Student-t
+intervals over the per-seed ratios. Writes <suite>/feature_spaces.md.
+
+    .venv/bin/python benchmarks/feature_spaces.py results/crux_quick --reference "pixel ascent [proxy_cnn]"
+"""
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+from optbench.report.intervals import mean_ci, seeds_text
+from optbench.report.summary import equal_proxy_value, group_cells, load_cells
+
+
+def _fmt(t) -> str:
+    m, lo, hi = t
+    if not math.isfinite(m):
+        return "not reached"
+    return f"{m:.3g}" if not (math.isfinite(lo) and lo != hi) else f"{m:.3g} [{lo:.3g}, {hi:.3g}]"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("suite_dir", type=Path)
+    ap.add_argument("--reference", required=True, help="label of the curve the others are divided by")
+    ap.add_argument("--level", type=float, default=0.99)
+    args = ap.parse_args()
+    cells = load_cells(args.suite_dir)
+    groups = {m[0]["spec"]["label"]: m for m in group_cells(cells).values()}
+    ref = {c["spec"]["seed"]: c for c in groups[args.reference]}
+    spaces = [k for k in cells[0]["curve"]["rows"][0] if k == "kid" or k.startswith("kid@")]
+    names = ["judge_bncnn (primary)" if k == "kid" else k.split("@")[1] for k in spaces]
+    lines = [f"# KID at proxy probability {args.level} in every feature space", "",
+             f"Suite `{args.suite_dir.name}`. Each sample stopped where its own proxy probability first "
+             f"reached {args.level}; KID of that set against the reference digits, in each feature space. "
+             f"'ratio' is the curve's KID over `{args.reference}`'s, per seed (same start digits and "
+             f"targets), then averaged; brackets: Student-t 95% interval over seeds "
+             f"{seeds_text(len(m) for m in groups.values())}.", "",
+             "| curve | " + " | ".join(f"KID {n}" for n in names) + " | " +
+             " | ".join(f"ratio to reference, {n}" for n in names) + " |",
+             "|---|" + "---|" * (2 * len(spaces))]
+    for label, members in groups.items():
+        kids = [_fmt(mean_ci([equal_proxy_value(c, k, args.level) for c in members])) for k in spaces]
+        ratios = []
+        for k in spaces:
+            per_seed = [equal_proxy_value(c, k, args.level) / equal_proxy_value(ref[c["spec"]["seed"]], k, args.level)
+                        for c in members if c["spec"]["seed"] in ref]
+            ratios.append(_fmt(mean_ci(per_seed)))
+        lines.append(f"| {label} | " + " | ".join(kids) + " | " + " | ".join(ratios) + " |")
+    lines += ["", f"Made by `.venv/bin/python benchmarks/feature_spaces.py {args.suite_dir} --reference "
+              f"\"{args.reference}\" --level {args.level}`."]
+    (args.suite_dir / "feature_spaces.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
