@@ -180,6 +180,6 @@ def controls_figure(groups: dict[str, list[dict]], out, metric: str = "kid") -> 
             ax.grid(alpha=0.3)
         row[0].legend(fontsize=7)
     fig.suptitle(f"{metric}: treated curves and their controls (mean over seeds, Student-t 95% bands)")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.4 / fig.get_figheight()))   # leave the title its own space
     fig.savefig(out, dpi=110)
     plt.close(fig)
