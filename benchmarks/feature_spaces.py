@@ -11,14 +11,11 @@ import math
 from pathlib import Path
 
 from optbench.report.intervals import mean_ci, seeds_text
-from optbench.report.summary import equal_proxy_value, group_cells, load_cells
+from optbench.report.summary import _fmt, equal_proxy_value, group_cells, kid_spaces, load_cells
 
 
-def _fmt(t) -> str:
-    m, lo, hi = t
-    if not math.isfinite(m):
-        return "not reached"
-    return f"{m:.3g}" if not (math.isfinite(lo) and lo != hi) else f"{m:.3g} [{lo:.3g}, {hi:.3g}]"
+def _cell(t) -> str:
+    return _fmt(*t, missing="not reached")
 
 
 def main() -> None:
@@ -30,7 +27,7 @@ def main() -> None:
     cells = load_cells(args.suite_dir)
     groups = {m[0]["spec"]["label"]: m for m in group_cells(cells).values()}
     ref = {c["spec"]["seed"]: c for c in groups[args.reference]}
-    spaces = [k for k in cells[0]["curve"]["rows"][0] if k == "kid" or k.startswith("kid@")]
+    spaces = kid_spaces(cells[0])
     names = ["judge_bncnn (primary)" if k == "kid" else k.split("@")[1] for k in spaces]
     lines = [f"# KID at proxy probability {args.level} in every feature space", "",
              f"Suite `{args.suite_dir.name}`. Each sample stopped where its own proxy probability first "
@@ -42,12 +39,12 @@ def main() -> None:
              " | ".join(f"ratio to reference, {n}" for n in names) + " |",
              "|---|" + "---|" * (2 * len(spaces))]
     for label, members in groups.items():
-        kids = [_fmt(mean_ci([equal_proxy_value(c, k, args.level) for c in members])) for k in spaces]
+        kids = [_cell(mean_ci([equal_proxy_value(c, k, args.level) for c in members])) for k in spaces]
         ratios = []
         for k in spaces:
             per_seed = [equal_proxy_value(c, k, args.level) / equal_proxy_value(ref[c["spec"]["seed"]], k, args.level)
                         for c in members if c["spec"]["seed"] in ref]
-            ratios.append(_fmt(mean_ci(per_seed)))
+            ratios.append(_cell(mean_ci(per_seed)))
         lines.append(f"| {label} | " + " | ".join(kids) + " | " + " | ".join(ratios) + " |")
     lines += ["", f"Made by `.venv/bin/python benchmarks/feature_spaces.py {args.suite_dir} --reference "
               f"\"{args.reference}\" --level {args.level}`."]

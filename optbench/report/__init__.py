@@ -13,7 +13,7 @@ from optbench.report.grids import cell_grid
 from optbench.report.plots import curves_figure, equal_proxy_by_source, equal_proxy_figure
 from optbench.report.controls import CONTROLS_NOTE, control_pairs, controls_figure, controls_markdown, controls_table
 from optbench.report.summary import (EQUAL_PROXY_NOTE, equal_proxy_markdown, equal_proxy_table,
-                                     group_cells, incomplete_cells, load_cells, summarize,
+                                     group_cells, incomplete_cells, kid_spaces, load_cells, summarize,
                                      summary_markdown, tidy_csv)
 from optbench.storage import StorageError, suite_lock, write_atomic
 
@@ -48,7 +48,7 @@ def _write_outputs(suite_dir: Path) -> dict:
     if len({c["spec"]["knob"] for c in cells}) > 1 or any(c["curve"].get("equal_proxy") for c in cells):
         md += ["## Equal proxy score", "", EQUAL_PROXY_NOTE, "",
                equal_proxy_markdown(equal_proxy_table(cells))]
-        spaces = [k for k in cells[0]["curve"]["rows"][0] if k == "kid" or k.startswith("kid@")]
+        spaces = kid_spaces(cells[0])
         if len(spaces) > 1:
             md += ["KID at equal proxy score in every feature space (`kid`: the primary space):", "",
                    equal_proxy_markdown(equal_proxy_table(cells, metrics=spaces), metrics=spaces)]

@@ -23,6 +23,7 @@ import numpy as np
 
 from optbench.models.checkpoints import read_manifest
 from optbench.report.intervals import mean_ci
+from optbench.report.summary import _fmt
 
 CONTROL_METRICS = ("kid", "judge_prob", "c2st", "precision")
 CONTROLS_NOTE = ("Each treated curve minus a control, paired by seed (same start digits and "
@@ -113,13 +114,8 @@ def controls_table(groups: dict[str, list[dict]], metrics=CONTROL_METRICS) -> li
             for kind, t, c in control_pairs(groups)]
 
 
-def _f(v: tuple[float, float, float], digits: int = 3) -> str:
-    mean, lo, hi = v
-    if not math.isfinite(mean):
-        return "n/a"
-    f = f"{{:.{digits}g}}"
-    return f.format(mean) if not (math.isfinite(lo) and lo != hi) else \
-        f"{f.format(mean)} [{f.format(lo)}, {f.format(hi)}]"
+def _f(v: tuple[float, float, float]) -> str:
+    return _fmt(*v)
 
 
 def controls_markdown(rows: list[dict], metrics=("kid", "judge_prob")) -> str:
