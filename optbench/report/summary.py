@@ -32,12 +32,21 @@ def departure_threshold(curve: dict, metric: str = "kid") -> float:
 
 
 def departs_at(cell: dict, metric: str = "kid") -> float:
-    """The first pressure level at which `metric` lies beyond its departure threshold."""
+    """The first pressure level from which `metric` lies beyond its departure threshold at
+    that level and at every later one where it is defined. Staying beyond is required for
+    two reasons: on real data each level crosses the q99 threshold with probability 1%, so
+    "first crossing anywhere" has a false-positive rate of up to 1% per level; and a curve
+    can start off the data and come back (an unconditional diffusion model at w = 0, then
+    the conditional one at w = 1), which is not a departure caused by pressure."""
     curve, knob = cell["curve"], cell["spec"]["knob"]
     thr, low = departure_threshold(curve, metric), departure_side(metric) == "low"
-    crossed = [r[knob] for r in curve["rows"] if (r.get(metric, math.nan) < thr if low
-                                                   else r.get(metric, math.nan) > thr)]
-    return crossed[0] if crossed else math.nan
+    defined = [(r[knob], r[metric]) for r in curve["rows"] if math.isfinite(r.get(metric, math.nan))]
+    at = math.nan
+    for level, value in reversed(defined):
+        if not (value < thr if low else value > thr):
+            break
+        at = level
+    return at
 
 
 def kid_spaces(cell: dict) -> list[str]:
@@ -166,7 +175,7 @@ def _fmt(v: float, lo: float, hi: float, digits: int = 3, missing: str = "n/a") 
 
 def summary_markdown(rows: list[dict]) -> str:
     lines = [
-        "| curve | seeds | judge prob peaks at | judge peak prob | KID beyond its null's q99 at | "
+        "| curve | seeds | judge prob peaks at | judge peak prob | KID beyond its null's q99 from | "
         "gap at max | proxy prob at max | judge prob at max | KID at max | KID real-vs-real null: mean, q99 |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -192,8 +201,8 @@ def summary_markdown(rows: list[dict]) -> str:
             lines.append(f"| {r['label']} | " + " | ".join(cells) + " |")
     spaces = [k[:-len("_cross_at")] for k in rows[0] if k.startswith("kid@") and k.endswith("_cross_at")]
     if spaces:
-        lines += ["", "Where KID first lies beyond its null's q99, in every feature space (the "
-                  "plain `kid` is the primary space):", "",
+        lines += ["", "The level from which KID lies beyond its null's q99 at every higher level, in every "
+                  "feature space (the plain `kid` is the primary space):", "",
                   "| curve | kid | " + " | ".join(spaces) + " |", "|---|---|" + "---|" * len(spaces)]
         for r in rows:
             cells = [_fmt(r[f"{k}_cross_at"], r[f"{k}_cross_at_lo"], r[f"{k}_cross_at_hi"], missing="never")
@@ -220,7 +229,8 @@ def summary_markdown(rows: list[dict]) -> str:
                  "'gap' is proxy minus judge probability. KID is compared with the 99th "
                  "percentile of its real-against-real null at the same sample size (1,000 sets "
                  "of held-out real digits; referees/null.py), whose mean and q99 are in the last "
-                 "column; 'never' means no level crossed it; 'n/a' means the metric is undefined "
+                 "column; a curve has left the data from the first level after which KID stays "
+                 "beyond it at every higher level, and 'never' means no level starts such a run; 'n/a' means the metric is undefined "
                  "there (set metrics of best-of-n beyond n = pool / samples; per-sample metrics of "
                  "selection levels resting on fewer than min_ess pool samples, see `ess`).")
     return "\n".join(lines) + "\n"
@@ -228,13 +238,15 @@ def summary_markdown(rows: list[dict]) -> str:
 
 def at_proxy_level(rows: list[dict], metric: str, level: float) -> float:
     """`metric` where the curve first reaches proxy probability `level`, interpolating
-    linearly between the two pressure levels around the crossing; NaN if never reached."""
+    linearly between the two pressure levels around the crossing; NaN if never reached, and
+    NaN if the first level is already there (a curve that starts at w = 3: the crossing
+    lies somewhere before it and cannot be located)."""
     prev = None
     for r in rows:
         p = r["proxy_prob"]
         if p >= level:
-            if prev is None or prev["proxy_prob"] >= level:
-                return r.get(metric, math.nan)
+            if prev is None:
+                return math.nan
             f = (level - prev["proxy_prob"]) / (p - prev["proxy_prob"])
             return prev.get(metric, math.nan) + f * (r.get(metric, math.nan) - prev.get(metric, math.nan))
         prev = r
@@ -254,6 +266,8 @@ EQUAL_PROXY_NOTE = ("Referee metrics at equal proxy probability. 'stopped': iter
                     "threshold, linearly between pressure levels. Mean over the seeds that reached "
                     f"it, with a {INTERVAL_METHOD} (the number of seeds is under each table). "
                     "'not reached': no seed got there, and (k/n) counts the seeds that did; "
+                    "'before the first level': the curve starts above the threshold, so its "
+                    "crossing cannot be located; "
                     "'n/a': the metric is undefined there (best-of-n set metrics beyond n = pool / "
                     "samples); 'not measured': the results predate the metric.")
 
@@ -303,6 +317,8 @@ def equal_proxy_table(cells: list[dict], levels=(0.5, 0.9, 0.99),
                 row[f"{m}@{level}_reached"] = sum(math.isfinite(v) for v in vals)
                 row[f"{m}@{level}_measured"] = any(m in r for c in members for r in c["curve"]["rows"])
                 row[f"{m}@{level}_proxy_reached"] = sum(_reached(c, level) for c in members)
+                row[f"{m}@{level}_at_first"] = 0 if stopped else sum(
+                    c["curve"]["rows"][0]["proxy_prob"] >= level for c in members)
         out.append(row)
     return out
 
@@ -318,7 +334,8 @@ def equal_proxy_markdown(rows: list[dict], levels=(0.5, 0.9, 0.99),
                 mean, lo, hi = r[f"{m}@{lv}"]
                 n = r[f"{m}@{lv}_reached"]
                 missing = ("not measured" if not r.get(f"{m}@{lv}_measured", True) else
-                           "not reached" if not r.get(f"{m}@{lv}_proxy_reached", 0) else "n/a")
+                           "not reached" if not r.get(f"{m}@{lv}_proxy_reached", 0) else
+                           "before the first level" if r.get(f"{m}@{lv}_at_first", 0) else "n/a")
                 cell = _fmt(mean, lo, hi, missing=missing)
                 cells.append(cell + (f" ({n}/{r['seeds']})" if 0 < n < r["seeds"] else ""))
         lines.append(f"| {r['label']} | " + " | ".join(cells) + " |")
