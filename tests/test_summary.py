@@ -79,3 +79,18 @@ def test_a_curve_that_starts_above_the_threshold_says_so():
     assert table["kid@0.99"][0] == pytest.approx(0.05 * (0.99 - 0.95) / (0.995 - 0.95))
     line = equal_proxy_markdown([table]).splitlines()[2]
     assert line.count("before the first level") == 8 and "not reached" not in line
+
+
+def test_departure_table_counts_the_seeds_that_depart_in_each_space():
+    from optbench.report.summary import summarize, summary_markdown
+    null = {"kid": {"mean": 0.0, "q01": -0.01, "q99": 0.03}, "kid@other": {"mean": 0.0, "q01": -0.1, "q99": 0.3}}
+
+    def seed_cell(other_at_end):
+        rows = [dict(row(s, p, 0.5, k), **{"kid@other": o}) for s, p, k, o in
+                [(0, 0.1, 0.0, 0.0), (1, 0.5, 0.05, 0.5), (2, 0.9, 0.2, other_at_end)]]
+        c = cell(rows, BASE, null)
+        c["spec"].update(label="c", source="pixel_ascent", proxy="p", domain="d", n_samples=8, settings={})
+        return c
+    md = summary_markdown(summarize([seed_cell(0.1), seed_cell(0.1), seed_cell(0.9)]))
+    line = [ln for ln in md.splitlines() if ln.startswith("| c | 1 |")]
+    assert line == ["| c | 1 | 1 (1/3 seeds) |"]   # kid departs at 1 in every seed; kid@other in one

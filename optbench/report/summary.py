@@ -133,7 +133,9 @@ def summarize(cells: list[dict]) -> list[dict]:
                                           or k.endswith("_cross_at") or k == "cell_seconds")]
         row = {"label": spec["label"], "source": spec["source"], "proxy": spec["proxy"],
                "knob": spec["knob"], "n_samples": spec["n_samples"], "seeds": len(members),
-               "kid_crossed_seeds": sum(math.isfinite(p["kid_cross_at"]) for p in per_seed)}
+               "kid_crossed_seeds": sum(math.isfinite(p["kid_cross_at"]) for p in per_seed),
+               **{f"{k}_seeds": sum(math.isfinite(p[k]) for p in per_seed)
+                  for k in per_seed[0] if k.startswith("kid@") and k.endswith("_cross_at")}}
         for col in columns:
             mean, lo, hi = mean_ci([p[col] for p in per_seed])
             row[col], row[col + "_lo"], row[col + "_hi"] = mean, lo, hi
@@ -205,8 +207,10 @@ def summary_markdown(rows: list[dict]) -> str:
                   "feature space (the plain `kid` is the primary space):", "",
                   "| curve | kid | " + " | ".join(spaces) + " |", "|---|---|" + "---|" * len(spaces)]
         for r in rows:
+            seeds = [r["kid_crossed_seeds"], *(r.get(f"{k}_cross_at_seeds", r["seeds"]) for k in spaces)]
             cells = [_fmt(r[f"{k}_cross_at"], r[f"{k}_cross_at_lo"], r[f"{k}_cross_at_hi"], missing="never")
-                     for k in ["kid", *spaces]]
+                     + (f" ({n}/{r['seeds']} seeds)" if 0 < n < r["seeds"] else "")
+                     for k, n in zip(["kid", *spaces], seeds)]
             lines.append(f"| {r['label']} | " + " | ".join(cells) + " |")
     online = [r for r in rows if "retrain_seconds_at_max" in r]
     if online:
