@@ -437,6 +437,9 @@ def _run_locked(suite: Suite, suite_dir: Path, force: bool, device: str | None, 
     write_atomic(suite_dir / "suite.json", json.dumps(
         {"schema": SCHEMA_VERSION, "name": suite.name, "description": suite.description,
          "source_file": suite.path, "cells": [s.cell_id for s in suite.cells],
+         # A label names a curve in this suite; the cell id does not depend on it, so a
+         # cell resumed from another suite's folder keeps its old label in spec.json.
+         "labels": {s.cell_id: s.label for s in suite.cells},
          "command": command or f"optbench run {suite.path}"},
         indent=2) + "\n")
     counts["seconds"] = round(time.time() - t_suite, 1)

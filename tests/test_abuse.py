@@ -259,3 +259,24 @@ def test_metric_names_are_exactly_what_evaluate_returns(referee):
     assert set(got) == {"diverged_frac", "n_finite", *referee.metric_names()}
     nan = referee.evaluate(torch.full_like(x, math.nan), t, x)
     assert set(nan) == set(got) and nan["diverged_frac"] == 1
+
+
+def test_a_cell_resumed_from_another_suite_takes_this_suites_label(small_dir, tmp_path):
+    """Cell ids do not depend on labels, so a suite may resume cells copied from another
+    suite's folder; its tables and grids must name them as this suite does."""
+    import shutil
+    from optbench.report import write_suite_outputs
+    from optbench.report.summary import load_cells
+    other = parse_suite(SMALL.replace('name = "small"', 'name = "other"')
+                        .replace('label = "small"', 'label = "renamed"'))
+    ids = [c.cell_id for c in other.cells]
+    (tmp_path / "other").mkdir()
+    for cid in ids:
+        shutil.copytree(small_dir / cid, tmp_path / "other" / cid)
+    counts = run_suite(other, tmp_path, device="cpu", log=lambda *_: None)
+    assert counts["computed"] == 0 and counts["skipped"] == len(ids)
+    assert json.loads((small_dir / ids[0] / "spec.json").read_text())["label"].startswith("small")
+    assert {c["spec"]["label"] for c in load_cells(tmp_path / "other")} == {c.label for c in other.cells}
+    write_suite_outputs(tmp_path / "other")
+    summary = (tmp_path / "other" / "summary.md").read_text()
+    assert "renamed" in summary and "| small" not in summary

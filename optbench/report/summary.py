@@ -65,8 +65,15 @@ def cell_folders(suite_dir: Path) -> list[Path]:
 
 
 def load_cells(suite_dir: Path) -> list[dict]:
-    """Every complete cell under a suite folder, in suite order where known."""
-    return [read_cell(f) for f in cell_folders(suite_dir) if cell_is_complete(f)]
+    """Every complete cell under a suite folder, in suite order where known, labelled as
+    the suite labels it (suite.json), which may differ from the label the cell was first
+    computed under."""
+    suite_file = Path(suite_dir) / "suite.json"
+    labels = json.loads(suite_file.read_text()).get("labels", {}) if suite_file.exists() else {}
+    cells = [read_cell(f) for f in cell_folders(suite_dir) if cell_is_complete(f)]
+    for c in cells:
+        c["spec"]["label"] = labels.get(c["spec"]["cell_id"], c["spec"]["label"])
+    return cells
 
 
 def incomplete_cells(suite_dir: Path) -> list[str]:
