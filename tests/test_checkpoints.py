@@ -24,13 +24,14 @@ def test_shipped_checkpoints_match_their_manifest():
     assert total < 25 * 2**20   # the package ships every model; keep it small
 
 
-def test_corrupted_checkpoint_is_refused(ckpt_copy):
-    path = ckpt_copy / "mnist" / "proxy_cnn.safetensors"
+@pytest.mark.parametrize("name", ["proxy_cnn", "feature_ae"])
+def test_corrupted_checkpoint_is_refused(ckpt_copy, name):
+    path = ckpt_copy / "mnist" / f"{name}.safetensors"
     data = bytearray(path.read_bytes())
     data[-100] ^= 0xFF
     path.write_bytes(bytes(data))
-    with pytest.raises(CheckpointError, match="checksum mismatch .*proxy_cnn.safetensors.*refusing"):
-        load_model("mnist", "proxy_cnn", root=ckpt_copy)
+    with pytest.raises(CheckpointError, match=f"checksum mismatch .*{name}.safetensors.*refusing"):
+        load_model("mnist", name, root=ckpt_copy)
 
 
 def test_only_safetensors_are_loaded(ckpt_copy):

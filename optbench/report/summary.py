@@ -214,7 +214,7 @@ def summary_markdown(rows: list[dict]) -> str:
                   "feature space (the plain `kid` is the primary space):", "",
                   "| curve | kid | " + " | ".join(spaces) + " |", "|---|---|" + "---|" * len(spaces)]
         for r in rows:
-            seeds = [r["kid_crossed_seeds"], *(r.get(f"{k}_cross_at_seeds", r["seeds"]) for k in spaces)]
+            seeds = [r["kid_crossed_seeds"], *(r[f"{k}_cross_at_seeds"] for k in spaces)]
             cells = [_fmt(r[f"{k}_cross_at"], r[f"{k}_cross_at_lo"], r[f"{k}_cross_at_hi"], missing="never")
                      + (f" ({n}/{r['seeds']} seeds)" if 0 < n < r["seeds"] else "")
                      for k, n in zip(["kid", *spaces], seeds)]
