@@ -22,7 +22,8 @@ import torch
 
 from optbench.models import load_model
 from optbench.models.fixed_batch import CHUNK
-from optbench.pressure.pixel_ascent import pixel_ascent, target_score
+from optbench.pressure.pixel_ascent import pixel_ascent
+from optbench.proxies import ClassifierProxy
 from optbench.pressure.starts import make_starts
 from optbench.runner import setup_torch
 
@@ -30,7 +31,7 @@ from optbench.runner import setup_torch
 def bare_loop(model, x0, target, steps):
     x = x0.clone().requires_grad_(True)
     for _ in range(steps):
-        loss = -target_score(model(x), target, "logit").sum()
+        loss = -ClassifierProxy(model).score(model(x), target, "logit").sum()
         x.grad = None
         loss.backward()
 

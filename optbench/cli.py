@@ -101,9 +101,7 @@ def _results_folder(path: str) -> Path:
 
 
 def _cmd_train(a) -> int:
-    from optbench.models.train import RECIPES, train_domain
-    if a.domain not in RECIPES:
-        raise ValueError(f"domain: unknown value {a.domain!r}; allowed: {', '.join(RECIPES)}")
+    from optbench.training import train_domain
     train_domain(a.domain, only=a.only, root=a.out)
     return 0
 
@@ -174,21 +172,22 @@ def _cmd_compare(a) -> int:
 
 def _cmd_list(a) -> int:
     from optbench.domains import DOMAINS
-    from optbench.models.checkpoints import CheckpointError, read_manifest
+    from optbench.models.checkpoints import CheckpointError, catalog
     from optbench.pressure import SOURCES
     from optbench.referees import METRICS
     if a.what in ("domains", "all"):
         print("domains:")
-        for name, mod in DOMAINS.items():
-            print(f"  {name}: splits " + ", ".join(f"{k} {v * mod.NUM_CLASSES}" for k, v in
-                                                   mod.SPLITS_PER_CLASS.items()))
+        for name in DOMAINS:
+            dom = DOMAINS[name]
+            print(f"  {name}: {dom.num_classes} classes, shape {dom.shape}, splits "
+                  + ", ".join(f"{k} {v}" for k, v in dom.split_sizes().items()))
             try:
-                for m, e in read_manifest(name)["models"].items():
+                for m, e in catalog(name).items():
                     quality = (f"test accuracy {e['test_accuracy']}" if "test_accuracy" in e else
                                f"KID {e['sample_quality_1000']['kid']}" if "sample_quality_1000" in e else
                                f"final loss {e['final_loss']}" if "final_loss" in e else "")
-                    print(f"    model {m}: {e['arch']}, {quality + ', ' if quality else ''}"
-                          f"trained on {e['recipe']['split']}")
+                    trained = f"trained on {e['recipe']['split']}" if "recipe" in e else e.get("file", e.get("torchscript", ""))
+                    print(f"    model {m}: {e.get('arch', 'TorchScript')}, {quality + ', ' if quality else ''}{trained}")
             except CheckpointError as e:
                 print(f"    ({e})")
     if a.what in ("sources", "all"):
@@ -200,8 +199,8 @@ def _cmd_list(a) -> int:
                 print(f"    {k} = {st.default!r}  {st.kind.__name__}{allowed}  {st.doc}")
     if a.what in ("metrics", "all"):
         print("metrics:")
-        for k, v in METRICS.items():
-            print(f"  {k}: {v}")
+        for k, m in METRICS.items():
+            print(f"  {k}: {m.doc}" + ("  (plug-in)" if m.compute else ""))
     return 0
 
 

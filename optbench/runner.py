@@ -6,7 +6,6 @@ real name. `DONE` holds the sha256 of every other file; a folder whose files do 
 match it is treated as missing and recomputed."""
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import os
@@ -28,6 +27,7 @@ from tqdm.auto import tqdm
 from optbench.models.replicates import load_replicate
 from optbench.pressure import SOURCES
 from optbench.pressure.starts import real_sample
+from optbench.proxies import Proxy, as_proxy
 from optbench.referees import Referee
 from optbench.storage import (StorageError, SuiteBusyError, remove_stale_temporaries,  # noqa: F401
                               suite_lock, write_atomic)
@@ -68,21 +68,16 @@ def compute_cell(spec: CellSpec, referee: Referee, progress: bool = False) -> Ce
     """The cell as a pure function of its spec (the referee only caches models).
     `progress` shows a bar over pressure levels (for long cells on a terminal)."""
     t0 = time.time()
-    proxy_train_seconds = 0.0
-    if spec.proxy_training == "per_seed":   # this seed's own replicate of the proxy
-        device = next(referee.proxy.parameters()).device
-        model, proxy_train_seconds = load_replicate(spec.domain, spec.proxy, spec.seed, device)
-        referee = copy.copy(referee)
-        referee.proxy = model
+    proxy, proxy_train_seconds = cell_proxy(spec, referee)
     source = SOURCES[spec.source]
     settings = spec.settings_dict
-    traj = source.trajectory(referee.proxy, spec.domain, spec.n_samples, spec.seed, settings)
-    pool_values = pool_per_sample(referee, traj)
+    traj = source.trajectory(proxy, spec.domain, spec.n_samples, spec.seed, settings)
+    pool_values = pool_per_sample(referee, traj, proxy)
     rows, snaps = [], []
     for knob, x, *info in tqdm(traj.levels, desc=f"{spec.cell_id} levels", unit="level",
                                leave=False, disable=not progress):
         info = info[0] if info else {}
-        metrics = referee.evaluate(x, traj.target, traj.start)
+        metrics = referee.evaluate(x, traj.target, traj.start, proxy)
         if "weights" in info:   # selection: exact weighted means over the whole pool
             metrics |= weighted_pool_means(pool_values, info["weights"])
         if not info.get("set_metrics", True):
@@ -91,18 +86,27 @@ def compute_cell(spec: CellSpec, referee: Referee, progress: bool = False) -> Ce
         metrics["gap"] = metrics["proxy_prob"] - metrics["judge_prob"]
         rows.append({source.knob: knob, "pressure": knob * traj.knob_scale, **metrics})
         snaps.append(x[:GRID_SAMPLES])
-    equal_proxy = equal_proxy_points(referee, traj)
-    # Real against real: every metric on held-out real digits, their label as target.
+    equal_proxy = equal_proxy_points(referee, traj, proxy)
+    # Real against real: every metric on held-out real examples, their label as target.
     x_real, y_real = real_sample(spec.domain, spec.n_samples, spec.seed)
-    baseline = referee.evaluate(x_real, y_real, x_real)
+    baseline = referee.evaluate(x_real, y_real, x_real, proxy)
     null = real_null(referee, spec.n_samples)
-    device = next(referee.proxy.parameters()).device
+    device = proxy.device
     meta = {"wall_seconds": round(time.time() - t0, 2), "device": str(device),
             "threads": torch.get_num_threads(), "machine": machine(device),
-            "proxy_kind": "realness" if referee.realness else "classifier",
+            "proxy_kind": proxy.kind,
             "proxy_train_seconds": round(proxy_train_seconds, 2)}
     return CellResult(spec, rows, baseline, torch.stack(snaps), traj.target[:GRID_SAMPLES], meta,
                       equal_proxy, null)
+
+
+def cell_proxy(spec: CellSpec, referee: Referee) -> tuple[Proxy, float]:
+    """The proxy this cell pushes against: the referee's (the shipped model), or this
+    seed's own replicate of its recipe; and the seconds spent training it now."""
+    if spec.proxy_training != "per_seed":
+        return referee.proxy, 0.0
+    model, seconds = load_replicate(spec.domain, spec.proxy, spec.seed, referee.proxy.device)
+    return as_proxy(model, referee.proxy.kind), seconds
 
 
 def real_null(referee: Referee, n: int) -> dict:
@@ -114,7 +118,7 @@ def real_null(referee: Referee, n: int) -> dict:
         return {}
 
 
-def equal_proxy_points(referee: Referee, traj) -> list[dict]:
+def equal_proxy_points(referee: Referee, traj, proxy: Proxy) -> list[dict]:
     """Referee metrics on the samples stopped where their own proxy probability first
     reached each threshold (iterative sources; pressure/crossings.py), with the share of
     samples that got there and the steps it took them."""
@@ -125,17 +129,17 @@ def equal_proxy_points(referee: Referee, traj) -> list[dict]:
         point = {"threshold": t, "reached_frac": float(mask.double().mean()), "n_reached": int(mask.sum())}
         if x is not None:
             point |= {"steps_mean": float(steps.double().mean()), "steps_median": float(steps.double().median()),
-                      **referee.evaluate(x, traj.target[mask], traj.start[mask])}
+                      **referee.evaluate(x, traj.target[mask], traj.start[mask], proxy)}
         out.append(point)
     return out
 
 
-def pool_per_sample(referee: Referee, traj) -> list[dict] | None:
+def pool_per_sample(referee: Referee, traj, proxy: Proxy) -> list[dict] | None:
     """Per-sample metric values over a selection source's pool, one dict per target row."""
     if traj.pool is None:
         return None
-    logits = referee.logits(traj.pool)
-    return [referee.per_sample(logits, traj.pool, torch.full((len(traj.pool),), t))
+    logits = referee.logits(traj.pool, proxy)
+    return [referee.per_sample(logits, traj.pool, torch.full((len(traj.pool),), t), proxy)
             for t in traj.pool_targets]
 
 
@@ -264,6 +268,7 @@ EXECUTORS = ("local", "ray")
 def compute_or_traceback(spec: CellSpec, device: str, progress: bool = False) -> CellResult | str:
     """The cell's result, or the traceback text if computing it raised."""
     try:
+        spec.context.activate()   # a worker imports the suite's plug-ins first
         key = (spec.domain, spec.proxy, device, spec.feature_spaces())
         if key not in _REFEREES:
             _REFEREES[key] = Referee(spec.domain, spec.proxy, torch.device(device), features=spec.feature_spaces())

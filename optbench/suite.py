@@ -25,12 +25,13 @@ import itertools
 import json
 import math
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from optbench.domains import DOMAINS, get_domain, referee_as_proxy_error, referee_roles
-from optbench.models.checkpoints import CheckpointError, model_hash, read_manifest
+from optbench.domains import DOMAINS, DomainError, get_domain, referee_as_proxy_error, referee_roles
+from optbench.models.checkpoints import CheckpointError, catalog, model_hash
 from optbench.pressure import SOURCES
+from optbench.registry import PluginError, load_plugins
 
 # Bump when a code change alters the numbers a given spec produces: ids change with it,
 # so stale results are recomputed rather than silently reused.
@@ -40,12 +41,14 @@ NUMBERS_VERSION = 2   # 2: four feature spaces, LDA two-sample test, starts with
 # and then die of memory (n_samples = 10_000_000 did, after 4 minutes).
 MAX_SAMPLES = 1_000_000
 MAX_POOL = 4_194_304            # a selection source's pool_size (2^22)
-SAMPLE_FLOATS = 784             # floats per sample: an MNIST image, 1 x 28 x 28 (the only domain so far)
 FLOAT_COPIES = 16               # a generous working set: float copies held per sample
 CEILINGS = {"pool_size": MAX_POOL}   # settings (of any source) with a ceiling
 
 SUITE_KEYS = {"name": "suite name (results/<name>/)", "description": "free text",
-              "seeds": "list of non-negative integers", "cell": "array of [[cell]] tables"}
+              "seeds": "list of non-negative integers", "cell": "array of [[cell]] tables",
+              "plugins": "list of modules to import first (they register domains, sources, metrics)",
+              "pythonpath": "list of folders, relative to the suite file, put on sys.path",
+              "domains": "tables of domains read from files (optbench/domains/files.py)"}
 CELL_KEYS = {"label": "free text", "domain": "domain name", "proxy": "proxy model name (a list: one curve each)",
              "source": "pressure source name", "n_samples": f"integer in 6..{MAX_SAMPLES}",
              "settings": "table of source settings", "seeds": "list of non-negative integers",
@@ -54,14 +57,48 @@ CELL_KEYS = {"label": "free text", "domain": "domain name", "proxy": "proxy mode
 PROXY_TRAINING = ("shipped", "per_seed")
 
 
-# What each architecture can be as a proxy: a classifier (target classes) or a
-# discriminator ("realness"); generators and the noise-aware classifier cannot be proxies.
-PROXY_KINDS = {"SmallCNN": "classifier", "BNCNN": "classifier", "MLP": "classifier",
-               "ProxyEnsemble": "classifier", "DCGANDiscriminator": "realness"}
+
+
+def proxy_kind(entry: dict) -> str | None:
+    """What a catalog model can be as a proxy: its entry's "kind", else its class's
+    `proxy_kind` (None: a generator, autoencoder or noise-aware classifier, never a
+    proxy), else "classifier"."""
+    if "kind" in entry:
+        return entry["kind"]
+    if "arch" not in entry:
+        return "classifier"
+    from optbench.models.nets import ARCHITECTURES
+    try:
+        return getattr(ARCHITECTURES[entry["arch"]], "proxy_kind", "classifier")
+    except (KeyError, PluginError):
+        return None
 
 
 class SuiteError(ValueError):
     """A malformed suite file; the message names the file, the field and what is allowed."""
+
+
+@dataclass(frozen=True)
+class Context:
+    """What any process must do before it can compute a suite's cells: put folders on
+    sys.path, import the plug-ins, declare the suite's file-based domains. Every cell
+    carries it, so process-pool and Ray workers do the same as the parent. Not part of a
+    cell's id: the id holds what the plug-ins produce (model sha256s, data fingerprints)."""
+    pythonpath: tuple[str, ...] = ()
+    plugins: tuple[str, ...] = ()
+    domains: str = ""   # JSON: {name: table} with paths made absolute
+
+    def activate(self) -> None:
+        import sys
+        for folder in self.pythonpath:
+            if folder not in sys.path:
+                sys.path.insert(0, folder)
+        load_plugins(self.plugins)
+        if self.domains:
+            from optbench.domains.files import FileDomain
+            for name, table in json.loads(self.domains).items():
+                if name not in DOMAINS:
+                    DOMAINS.register(name, FileDomain(name, where=f"domains.{name}", **table))
 
 
 @dataclass(frozen=True)
@@ -77,11 +114,12 @@ class CellSpec:
     # proxy's recipe (models/replicates.py), so intervals include training variance.
     proxy_training: str = "shipped"
     # Feature spaces of the distribution metrics (the first is the primary one, whose
-    # metrics keep their plain names); empty: the domain's FEATURE_SPACES.
+    # metrics keep their plain names); empty: the domain's feature_spaces.
     features: tuple[str, ...] = ()
+    context: Context = field(default=Context(), compare=False, repr=False)
 
     def feature_spaces(self) -> tuple[str, ...]:
-        return self.features or tuple(get_domain(self.domain).FEATURE_SPACES)
+        return self.features or tuple(get_domain(self.domain).feature_spaces)
 
     @property
     def settings_dict(self) -> dict:
@@ -99,18 +137,17 @@ class CellSpec:
 
     def group_key(self) -> str:
         """Cells that differ only in seed form one curve."""
-        c = self.canonical()
-        c.pop("seed")
-        return json.dumps(c, sort_keys=True)
+        return curve_key(self.canonical())
 
     def versions(self) -> dict:
         import torch
         dom = get_domain(self.domain)
-        from optbench.pressure import SOURCES
-        models = sorted({self.proxy, *dom.JUDGES, *self.feature_spaces(),
+        models = sorted({self.proxy, *dom.judges, *self.feature_spaces(),
                          *SOURCES[self.source].models(self.settings_dict)})
         out = {"numbers": NUMBERS_VERSION, "torch": ".".join(torch.__version__.split(".")[:2]),
                "checkpoints": {m: model_hash(self.domain, m)[:16] for m in models}}
+        if dom.checkpoints is not None or type(dom).__module__.split(".")[0] != "optbench":
+            out["data"] = dom.fingerprint()   # a user's data can change under the same name
         if self.proxy_training == "per_seed":
             from optbench.models.replicates import replicate_hash
             out["replicate"] = replicate_hash(self.domain, self.proxy, self.seed)
@@ -129,6 +166,14 @@ class CellSpec:
         return cls(d["domain"], d["proxy"], d["source"], d["n_samples"], d["seed"],
                    tuple(sorted(d["settings"].items())), d.get("label", ""),
                    d.get("proxy_training", "shipped"), tuple(d.get("features", ())))
+
+
+def curve_key(spec: dict) -> str:
+    """The one definition of a curve: a cell's spec (CellSpec.canonical(), or a stored
+    spec.json) without its seed."""
+    return json.dumps({**{k: spec[k] for k in ("domain", "proxy", "source", "n_samples", "settings")},
+                       "proxy_training": spec.get("proxy_training", "shipped"),
+                       "features": list(spec.get("features", []))}, sort_keys=True)
 
 
 @dataclass(frozen=True)
@@ -227,10 +272,10 @@ def available_memory() -> int | None:
     return None
 
 
-def _check_memory(where: str, n_samples: int, pool_size: int) -> None:
+def _check_memory(where: str, n_samples: int, pool_size: int, sample_floats: int) -> None:
     """Refuse a cell that cannot fit in memory now, rather than minutes into running it."""
     have = available_memory()
-    need = (n_samples + pool_size) * SAMPLE_FLOATS * 4 * FLOAT_COPIES   # 4 bytes a float32
+    need = (n_samples + pool_size) * sample_floats * 4 * FLOAT_COPIES   # 4 bytes a float32
     if have is not None and need > have:
         what = f"n_samples + settings.pool_size: {n_samples + pool_size}" if pool_size else \
             f"n_samples: {n_samples}"
@@ -238,23 +283,30 @@ def _check_memory(where: str, n_samples: int, pool_size: int) -> None:
                          f"the {have / 2**30:.0f} GiB available; use fewer samples")
 
 
-def _expand_cell(where: str, cell: dict, seeds: tuple[int, ...]) -> list[CellSpec]:
+def _expand_cell(where: str, cell: dict, seeds: tuple[int, ...], context: Context) -> list[CellSpec]:
     _check_keys(where, cell, CELL_KEYS)
     for key in ("domain", "source", "n_samples"):
         if key not in cell:
             raise SuiteError(f"{where}: missing field {key!r}")
-    _check_name(f"{where}.domain", cell["domain"], DOMAINS)
-    _check_name(f"{where}.source", cell["source"], SOURCES)
-    domain, source = cell["domain"], SOURCES[cell["source"]]
+    domain, source = cell["domain"], cell["source"]
+    for key, registry in (("domain", DOMAINS), ("source", SOURCES)):
+        if not isinstance(cell[key], str):
+            raise SuiteError(f"{where}.{key}: expected a string, got {type(cell[key]).__name__}; "
+                             f"allowed: {', '.join(registry)}")
+        try:
+            registry.lookup(cell[key])
+        except (PluginError, DomainError) as e:
+            raise SuiteError(f"{where}.{key}: {e}{_suggest(cell[key], registry)}") from None
+    source, dom = SOURCES[source], get_domain(domain)
     try:
-        models = read_manifest(domain)["models"]
-    except CheckpointError as e:
+        models = catalog(domain)
+    except (CheckpointError, DomainError) as e:
         raise SuiteError(f"{where}.domain: {e}") from None
-    proxies = cell.get("proxy", get_domain(domain).DEFAULT_PROXY)
+    proxies = cell.get("proxy", dom.default_proxy)
     proxies = proxies if isinstance(proxies, list) else [proxies]   # a list is a grid axis
     if not proxies:
         raise SuiteError(f"{where}.proxy: empty list; give at least one model")
-    usable = sorted(m for m, e in models.items() if PROXY_KINDS.get(e["arch"]) in source.proxy_kinds
+    usable = sorted(m for m, e in models.items() if proxy_kind(e) in source.proxy_kinds
                     and m not in referee_roles(domain))
     for proxy in proxies:
         _check_name(f"{where}.proxy", proxy, sorted(models))
@@ -262,19 +314,22 @@ def _expand_cell(where: str, cell: dict, seeds: tuple[int, ...]) -> list[CellSpe
         if refereeing:
             raise SuiteError(f"{where}.proxy: {refereeing}; allowed: {', '.join(usable)}")
         if proxy not in usable:
-            raise SuiteError(f"{where}.proxy: {proxy!r} ({models[proxy]['arch']}) cannot be a proxy "
+            raise SuiteError(f"{where}.proxy: {proxy!r} ({models[proxy].get('arch', 'torchscript')}) cannot be a proxy "
                              f"for source {source.name!r}; allowed: {', '.join(usable)}")
     training = cell.get("proxy_training", "shipped")
     _check_name(f"{where}.proxy_training", training, PROXY_TRAINING)
     if training == "per_seed":
-        from optbench.models.train import ENSEMBLE_PROXIES, RECIPES
-        trainable = sorted([*RECIPES.get(domain, {}), *ENSEMBLE_PROXIES])
+        from optbench.training.classifiers import ENSEMBLE_PROXIES, recipes_for
+        try:
+            trainable = sorted([*recipes_for(domain), *ENSEMBLE_PROXIES])
+        except ValueError:   # a domain the shipped recipes do not fit
+            trainable = []
         for proxy in proxies:
             if proxy not in trainable:
                 raise SuiteError(f"{where}.proxy: {proxy!r} has no training recipe, so "
                                  f"proxy_training = 'per_seed' cannot replicate it; allowed: "
                                  f"{', '.join(p for p in trainable if p in usable)}")
-    spaces = tuple(get_domain(domain).FEATURE_SPACES)
+    spaces = tuple(dom.feature_spaces)
     features = cell.get("features", [])
     if not isinstance(features, list) or not all(isinstance(f, str) for f in features):
         raise SuiteError(f"{where}.features: expected a list of names; allowed: {', '.join(spaces)}")
@@ -308,11 +363,11 @@ def _expand_cell(where: str, cell: dict, seeds: tuple[int, ...]) -> list[CellSpe
                 raise SuiteError(f"{where}.settings.{key}: must be <= {CEILINGS[key]}, got {v!r}; "
                                  f"allowed: {setting.minimum or 0:g}..{CEILINGS[key]}")
         axes[key] = [float(v) if setting.kind is float else v for v in values]
-    _check_memory(where, n, max(axes.get("pool_size", [0])))
+    _check_memory(where, n, max(axes.get("pool_size", [0])), math.prod(dom.shape))
     specs = []
     for combo in itertools.product(*axes.values()):
         s = dict(zip(axes, combo))
-        problem = source.check(s)
+        problem = source.check(s, dom)
         if problem:
             raise SuiteError(f"{where}.settings.{problem}")
         for m in source.models(s):
@@ -323,8 +378,48 @@ def _expand_cell(where: str, cell: dict, seeds: tuple[int, ...]) -> list[CellSpe
         for proxy in proxies:
             name = f"{curve} [{proxy}]" if len(proxies) > 1 else curve
             specs += [CellSpec(domain, proxy, source.name, n, seed, tuple(sorted(s.items())), name, training,
-                               tuple(features)) for seed in cell_seeds]
+                               tuple(features), context) for seed in cell_seeds]
     return specs
+
+
+def _string_list(where: str, value) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise SuiteError(f"{where}: expected a list of non-empty strings, got {value!r}")
+    return value
+
+
+def _context(path: str, data: dict) -> Context:
+    """The suite's plug-ins and file-based domains, activated here (so parsing can check
+    names against them) and carried by every cell to the workers."""
+    base = Path(path).resolve().parent if path != "<suite>" else Path.cwd()
+    folders = tuple(str((base / p).resolve()) for p in _string_list(f"{path}: pythonpath", data.get("pythonpath", [])))
+    plugins = tuple(_string_list(f"{path}: plugins", data.get("plugins", [])))
+    tables = data.get("domains", {})
+    if not isinstance(tables, dict) or not all(isinstance(t, dict) for t in tables.values()):
+        raise SuiteError(f"{path}: domains: expected tables [domains.<name>]")
+    resolved = {}
+    for name, table in tables.items():
+        if name in DOMAINS and not is_file_domain(name):
+            raise SuiteError(f"{path}: domains.{name}: the name is taken by a registered domain; choose another")
+        t = dict(table)
+        for key in ("path", "checkpoints"):
+            if isinstance(t.get(key), str):
+                t[key] = str((base / Path(t[key]).expanduser()).resolve())
+        missing = [k for k in ("data", "path") if k not in t]
+        if missing:
+            raise SuiteError(f"{path}: domains.{name}: missing field {missing[0]!r}")
+        resolved[name] = t
+    context = Context(folders, plugins, json.dumps(resolved, sort_keys=True) if resolved else "")
+    try:
+        context.activate()
+    except (PluginError, DomainError) as e:
+        raise SuiteError(f"{path}: {e}") from None
+    return context
+
+
+def is_file_domain(name: str) -> bool:
+    from optbench.domains.files import FileDomain
+    return isinstance(DOMAINS[name], FileDomain)
 
 
 def parse_suite(text: str, path: str = "<suite>") -> Suite:
@@ -338,12 +433,13 @@ def parse_suite(text: str, path: str = "<suite>") -> Suite:
         raise SuiteError(f"{path}: name: expected a non-empty string of letters, digits, '-' "
                          f"or '_', got {name!r}")
     seeds = _check_seeds(f"{path}: seeds", data.get("seeds", [0]))
+    context = _context(path, data)
     cells = data.get("cell")
     if not isinstance(cells, list) or not cells:
         raise SuiteError(f"{path}: cell: expected at least one [[cell]] table")
     specs, owner = [], []   # owner[k]: the [[cell]] index that made specs[k]
     for i, cell in enumerate(cells):
-        expanded = _expand_cell(f"{path}: cell[{i}]", cell, seeds)
+        expanded = _expand_cell(f"{path}: cell[{i}]", cell, seeds, context)
         specs += expanded
         owner += [i] * len(expanded)
     ids = [s.cell_id for s in specs]

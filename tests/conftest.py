@@ -16,7 +16,8 @@ def referee():
 
 @pytest.fixture(scope="session")
 def real_features(referee):
-    from optbench.domains import mnist
+    from optbench.domains import get_domain
+    mnist = get_domain("mnist")
     from optbench.referees.distribution import extract
     x_test, _ = mnist.load_split("test")
     return extract(referee.feature_net, x_test), referee.ref_features

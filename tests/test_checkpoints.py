@@ -55,7 +55,7 @@ def test_unknown_model_names_the_allowed_ones():
 @pytest.mark.kernels
 def test_training_is_bit_identical_on_one_machine(tmp_path):
     # The MLP judge trains in about a second; the other recipes share its code path.
-    from optbench.models.train import train_domain
+    from optbench.training import train_domain
     a, b = (train_domain("mnist", only=["judge_mlp"], root=tmp_path / r, log=lambda *_: None)["judge_mlp"]
             for r in ("a", "b"))
     assert a["sha256"] == b["sha256"]
@@ -73,7 +73,7 @@ RETRAIN_TOLERANCE = {"accuracy": 0.01, "agreement": 0.98, "mean_prob_change": 0.
 @pytest.mark.parametrize("name", ["judge_mlp", "proxy_cnn"])
 def test_retrained_checkpoint_behaves_like_the_shipped_one(tmp_path, name):
     from optbench.domains import get_domain
-    from optbench.models.train import predict, train_domain
+    from optbench.training import predict, train_domain
     entry = train_domain("mnist", only=[name], root=tmp_path, log=lambda *_: None)[name]
     shipped = read_manifest("mnist")["models"][name]
     new, old = load_model("mnist", name, root=tmp_path), load_model("mnist", name)

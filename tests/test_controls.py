@@ -59,8 +59,9 @@ def test_random_sign_control_is_matched_noise_and_ignores_the_proxy(proxy):
 
 
 def test_untrained_control_is_the_proxy_recipe_at_initialisation():
-    from optbench.domains import mnist
-    from optbench.models.train import MNIST_RECIPES
+    from optbench.domains import get_domain
+    mnist = get_domain("mnist")
+    from optbench.training.classifiers import MNIST_RECIPES
     r = MNIST_RECIPES["proxy_cnn_untrained"]
     assert (r.arch, r.arch_kwargs, r.seed, r.epochs) == ("SmallCNN", MNIST_RECIPES["proxy_cnn"].arch_kwargs,
                                                          MNIST_RECIPES["proxy_cnn"].seed, 0)

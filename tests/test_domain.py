@@ -1,11 +1,12 @@
 import numpy as np
 
-from optbench.domains import mnist
+from optbench.domains import get_domain
+mnist = get_domain("mnist")
 
 
 def test_splits_are_disjoint_balanced_and_sized():
     seen = set()
-    for split, per_class in mnist.SPLITS_PER_CLASS.items():
+    for split, per_class in mnist.splits.items():
         idx = mnist.split_indices(split)
         assert not seen & set(idx.tolist()), f"{split} overlaps another split"
         seen |= set(idx.tolist())

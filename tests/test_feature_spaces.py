@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from optbench.domains import mnist, referee_as_proxy_error
+from optbench.domains import get_domain, referee_as_proxy_error
+
+mnist = get_domain("mnist")
 from optbench.models import load_model, read_manifest
 from optbench.models.checkpoints import PACKAGED, sha256_of
 from optbench.referees import DISTRIBUTION_METRICS, Referee
@@ -32,12 +34,12 @@ def direct_features(name: str, x: torch.Tensor) -> np.ndarray:
 
 
 def test_every_space_has_its_keys_and_the_primary_keeps_plain_names(referee):
-    assert referee.spaces == mnist.FEATURE_SPACES and referee.spaces[0] == mnist.FEATURE_NET
+    assert referee.spaces == mnist.feature_spaces and referee.spaces[0] == mnist.feature_net
     x, y = mnist.load_split("test")
     out = referee.evaluate(x[:32], y[:32], x[:32])
-    for space in mnist.FEATURE_SPACES:
+    for space in mnist.feature_spaces:
         for m in DISTRIBUTION_METRICS:
-            key = m if space == mnist.FEATURE_NET else f"{m}@{space}"
+            key = m if space == mnist.feature_net else f"{m}@{space}"
             assert key in referee.metric_names() and np.isfinite(out[key]), key
     assert "diversity" in out and not any(k.startswith("diversity@") for k in out)
     assert set(out) == {"diverged_frac", "n_finite", *referee.metric_names()}
@@ -76,13 +78,13 @@ def test_judge_readouts_from_the_shared_forward_pass_equal_the_models_own(refere
     x, y = mnist.load_split("test")
     x, t = perturbed(x[:40], 0.3, 3), (y[:40] + 1) % 10
     out = referee.evaluate(x, t, x)
-    for name in mnist.JUDGES:
+    for name in mnist.judges:
         with torch.no_grad():
             prob = target_readout(load_model("mnist", name)(x), t)["prob"]
         assert out[f"{name}_prob"] == pytest.approx(float(prob.double().mean()), rel=1e-6), name
 
 
-@pytest.mark.parametrize("name", mnist.FEATURE_SPACES)
+@pytest.mark.parametrize("name", mnist.feature_spaces)
 def test_every_feature_space_is_refused_as_a_proxy(name):
     assert referee_as_proxy_error("mnist", name) is not None
     with pytest.raises(ValueError, match="is a referee"):

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from optbench.models.checkpoints import load_model
-from optbench.models.gan import (GAN_RECIPE, DCGANDiscriminator, DCGANGenerator, generate,
-                                 sample_latents, train_gan)
+from optbench.models.gan import DCGANDiscriminator, DCGANGenerator, generate, sample_latents
 from optbench.pressure.generator import generator_finetune, latent_ascent
-from optbench.pressure.pixel_ascent import proxy_score
+from optbench.proxies import ClassifierProxy, RealnessProxy, as_proxy
+from optbench.training.gan import GAN_RECIPE, train_gan
 from optbench.pressure.selection import (best_of_n_mean, best_of_n_pool_weights, quantile_weights,
                                          quantilizer_mean, selection_levels, subpool_best)
 
@@ -62,9 +62,24 @@ def test_latent_ascent_per_sample_and_raises_score():
 def test_proxy_score_realness_objectives():
     _, D = _small_gan()
     x = torch.rand(4, 1, 28, 28)
-    torch.testing.assert_close(proxy_score(D, x, None, "logit"), D(x))
-    torch.testing.assert_close(proxy_score(D, x, None, "log_prob"),
+    proxy = as_proxy(D)
+    assert isinstance(proxy, RealnessProxy) and not proxy.has_classes
+    torch.testing.assert_close(proxy.score(D(x), None, "logit"), D(x))
+    torch.testing.assert_close(proxy.score(D(x), None, "log_prob"),
                                -torch.nn.functional.softplus(-D(x)))   # the non-saturating loss
+    torch.testing.assert_close(proxy.prob(D(x), None), 1 / (1 + torch.exp(-D(x))))
+
+
+def test_classifier_proxy_reads_out_like_softmax():
+    logits = torch.randn(6, 10, generator=torch.Generator().manual_seed(0))
+    target = torch.arange(6)
+    proxy = ClassifierProxy(torch.nn.Identity())
+    p = torch.exp(logits) / torch.exp(logits).sum(1, keepdim=True)
+    torch.testing.assert_close(proxy.prob(logits, target), p[torch.arange(6), target])
+    torch.testing.assert_close(proxy.score(logits, target, "log_prob"), p[torch.arange(6), target].log())
+    r = proxy.readout(logits, target)
+    assert torch.equal(r["hit"], logits.argmax(1) == target)
+    assert proxy.selection_scores(logits, "logit").shape == (10, 6)
 
 
 def test_gan_training_is_reproducible():

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from optbench.models import load_model
-from optbench.models.diffusion import NULL_CLASS, SCHEDULER_CONFIG
+from optbench.models.diffusion import NULL_CLASS, SCHEDULER_CONFIG, null_class
 from optbench.pressure.guidance import cfg_eps, guided_samples, initial_noise, make_ddim
 
 STEPS = 5
@@ -43,6 +43,7 @@ def test_unguided_sampling_matches_diffusers_loop(unet, clip):
 
 
 def test_unconditional_is_w_zero(unet):
+    assert null_class(unet) == NULL_CLASS == 10   # read from the model: its last class embedding
     labels = torch.arange(4) % 10
     x_T = initial_noise(4, seed=4)
     ((_, ours),) = guided_samples(unet, labels, x_T, [0.0], "cfg", "none", STEPS)

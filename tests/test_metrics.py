@@ -97,7 +97,8 @@ def test_prdc_matches_reference_package():
 
 
 def test_real_against_real_is_near_zero_kid_and_full_coverage(referee):
-    from optbench.domains import mnist
+    from optbench.domains import get_domain
+    mnist = get_domain("mnist")
     x_gen, _ = mnist.load_split("generator_train")
     real = referee.distribution(x_gen[:1000])     # 1,000 real digits vs the 1,000 reference
     noise = referee.distribution(torch.rand(1000, 1, 28, 28, generator=torch.Generator().manual_seed(4)))

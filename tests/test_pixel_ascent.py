@@ -34,7 +34,8 @@ def test_ascent_raises_the_proxy_score(proxy, start):
 
 
 def test_real_starts_never_target_their_own_class():
-    from optbench.domains import mnist
+    from optbench.domains import get_domain
+    mnist = get_domain("mnist")
     x_test, y_test = mnist.load_split("test")
     x0, target = make_starts("mnist", "real", 200, 5)
     labels = torch.stack([y_test[(x_test == x).flatten(1).all(1)][0] for x in x0])

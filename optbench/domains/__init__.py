@@ -1,39 +1,59 @@
-"""Domains: a data set plus its fixed splits. One module per domain."""
+"""Domains: a data set plus its fixed splits and the models that referee it.
+
+`DOMAINS` is a registry (optbench/registry.py): the shipped domains are lazy entries, a
+plug-in registers its own, and a suite may name one by import path."""
 from __future__ import annotations
 
-from types import ModuleType
-
-from optbench.domains import mnist
-
-DOMAINS: dict[str, ModuleType] = {"mnist": mnist}
+from optbench.domains.base import SPLITS, Domain, DomainError
+from optbench.registry import Registry
 
 
-def get_domain(name: str) -> ModuleType:
-    if name not in DOMAINS:
-        raise ValueError(f"unknown domain {name!r}; allowed: {', '.join(DOMAINS)}")
-    return DOMAINS[name]
+def _instance(name: str, obj) -> Domain:
+    """A registered Domain subclass is built once, with no arguments."""
+    if isinstance(obj, type) and issubclass(obj, Domain):
+        obj = obj()
+    if not isinstance(obj, Domain):
+        raise DomainError(f"{name!r} is a {type(obj).__name__}, not an optbench Domain "
+                          "(subclass optbench.domains.Domain)")
+    obj.check()
+    return obj
 
 
-def referee_roles(name: str) -> dict[str, list[str]]:
+DOMAINS = Registry("domain", check=_instance)
+DOMAINS.register("mnist", "optbench.domains.mnist:MNIST")
+DOMAINS.register("digits8", "optbench.domains.digits8:Digits8")
+
+__all__ = ["DOMAINS", "SPLITS", "Domain", "DomainError", "get_domain", "referee_roles",
+           "referee_as_proxy_error"]
+
+
+def get_domain(name: str | Domain) -> Domain:
+    if isinstance(name, Domain):
+        return name
+    return DOMAINS.lookup(name, "domain")
+
+
+def referee_roles(name: str | Domain) -> dict[str, list[str]]:
     """Every model of the domain that referees outputs, with its roles. None of them may
     ever be a proxy: a referee the optimizer has seen measures nothing."""
     dom = get_domain(name)
     roles: dict[str, list[str]] = {}
-    for judge in dom.JUDGES:
+    for judge in dom.judges:
         roles.setdefault(judge, []).append("judge")
-    for judge in dom.ENSEMBLE:
+    for judge in dom.ensemble:
         roles.setdefault(judge, []).append("judge ensemble member")
-    roles.setdefault(dom.FEATURE_NET, []).append("feature net of FID/KID/PRDC/C2ST")
-    for space in getattr(dom, "FEATURE_SPACES", ()):
-        if space != dom.FEATURE_NET:
+    roles.setdefault(dom.feature_net, []).append("feature net of FID/KID/PRDC/C2ST")
+    for space in dom.feature_spaces:
+        if space != dom.feature_net:
             roles.setdefault(space, []).append("feature space of FID/KID/PRDC/C2ST")
     return roles
 
 
-def referee_as_proxy_error(name: str, proxy: str) -> str | None:
+def referee_as_proxy_error(name: str | Domain, proxy: str) -> str | None:
     """The one-line reason `proxy` cannot be a proxy of domain `name`, or None."""
     roles = referee_roles(name).get(proxy)
     if not roles:
         return None
-    return (f"{proxy!r} is a referee of domain {name!r} ({', '.join(roles)}); the optimizer "
+    dom = get_domain(name)
+    return (f"{proxy!r} is a referee of domain {dom.name!r} ({', '.join(roles)}); the optimizer "
             "must never see a model that judges its outputs")

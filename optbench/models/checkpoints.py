@@ -31,11 +31,17 @@ def sha256_of(path: Path) -> str:
     return h.hexdigest()
 
 
-def checkpoint_dir(domain: str, root: Path | None = None) -> Path:
-    return Path(root or PACKAGED) / domain
+def checkpoint_dir(domain, root: Path | None = None) -> Path:
+    """`root`/<name> when given (a training run's output), else the domain's own folder
+    (the package's checkpoints/<name> for the shipped domains)."""
+    from optbench.domains import get_domain
+    dom = get_domain(domain)
+    return Path(root) / dom.name if root else dom.checkpoint_dir
 
 
-def read_manifest(domain: str, root: Path | None = None) -> dict:
+def read_manifest(domain, root: Path | None = None) -> dict:
+    from optbench.domains import get_domain
+    domain = get_domain(domain).name
     path = checkpoint_dir(domain, root) / MANIFEST
     if not path.exists():
         raise CheckpointError(f"no checkpoint manifest at {path}; run `optbench train {domain}`")
@@ -54,10 +60,12 @@ def read_manifest(domain: str, root: Path | None = None) -> dict:
     return manifest
 
 
-def save_model(model: torch.nn.Module, domain: str, name: str, entry: dict,
+def save_model(model: torch.nn.Module, domain, name: str, entry: dict,
                root: Path | None = None) -> dict:
     """Write `<name>.safetensors` and record it (with its sha256) in the manifest.
     `entry` must hold `arch` and `arch_kwargs`; anything else is kept as metadata."""
+    from optbench.domains import get_domain
+    domain = get_domain(domain).name
     folder = checkpoint_dir(domain, root)
     folder.mkdir(parents=True, exist_ok=True)
     file = folder / f"{name}.safetensors"
@@ -75,30 +83,89 @@ def save_model(model: torch.nn.Module, domain: str, name: str, entry: dict,
     return manifest["models"][name]
 
 
-def load_model(domain: str, name: str, device: str | torch.device | None = None,
-               root: Path | None = None) -> torch.nn.Module:
-    """Verify the checksum, then build the architecture and load its weights (eval mode,
-    gradients off for parameters)."""
-    manifest = read_manifest(domain, root)
-    if name not in manifest["models"]:
-        raise CheckpointError(f"no model {name!r} for domain {domain!r}; "
-                              f"allowed: {', '.join(sorted(manifest['models']))}")
-    entry = manifest["models"][name]
-    file = checkpoint_dir(domain, root) / entry["file"]
-    if file.suffix != ".safetensors":
-        raise CheckpointError(f"{file}: only .safetensors checkpoints are loaded")
+# Suffixes of pickle-based formats: never loaded (unpickling runs arbitrary code).
+PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".bin", ".ckpt")
+CONVERT = ("convert it once with: python -c \"import torch; from safetensors.torch import save_file; "
+           "save_file(torch.load('{f}', weights_only=True), '{stem}.safetensors')\" (a state dict), "
+           "or export it with torch.jit.script(model).save('{stem}.ts') and give it as torchscript")
+
+
+def refuse_pickle(file: Path, where: str = "") -> None:
+    if file.suffix.lower() in PICKLE_SUFFIXES:
+        raise CheckpointError(f"{where}{file}: a pickle-based file is never loaded (unpickling can run "
+                              f"any code); " + CONVERT.format(f=file, stem=file.with_suffix('')))
+
+
+def catalog(domain, root: Path | None = None) -> dict[str, dict]:
+    """Every model of the domain by name: its manifest's entries, then the models the
+    domain declares itself (`Domain.models`, e.g. from a suite file's [models] tables).
+    A declared model's sha256 is computed from its file when not given."""
+    from optbench.domains import get_domain
+    dom = get_domain(domain)
+    folder = checkpoint_dir(dom, root)
+    has_manifest = (folder / MANIFEST).exists()
+    models = dict(read_manifest(dom, root)["models"]) if has_manifest or not dom.models else {}
+    return {**models, **dom.declared_models()}
+
+
+def model_entry(domain, name: str, root: Path | None = None) -> dict:
+    models = catalog(domain, root)
+    if name not in models:
+        from optbench.domains import get_domain
+        raise CheckpointError(f"no model {name!r} for domain {get_domain(domain).name!r}; "
+                              f"allowed: {', '.join(sorted(models))}")
+    return models[name]
+
+
+def _verified(file: Path, sha256: str) -> Path:
+    refuse_pickle(file)
     if not file.exists():
         raise CheckpointError(f"checkpoint file missing: {file}")
     actual = sha256_of(file)
-    if actual != entry["sha256"]:
+    if actual != sha256:
         raise CheckpointError(f"checksum mismatch for {file}: manifest says sha256 "
-                              f"{entry['sha256'][:16]}..., file has {actual[:16]}...; "
+                              f"{sha256[:16]}..., file has {actual[:16]}...; "
                               "the file is corrupted or was replaced; refusing to load it")
-    model = build(entry["arch"], **entry["arch_kwargs"])
-    model.load_state_dict(load_file(str(file)), strict=True)
+    return file
+
+
+def load_model(domain, name: str, device: str | torch.device | None = None,
+               root: Path | None = None) -> torch.nn.Module:
+    """Verify the checksum, then build the architecture and load its weights (eval mode,
+    gradients off for parameters). An entry is either an architecture (a registered
+    name or an import path "module:Class") with arch_kwargs and a safetensors file, or a
+    TorchScript file ("torchscript"). Paths are relative to the domain's checkpoint
+    folder unless absolute."""
+    entry = model_entry(domain, name, root)
+    folder = checkpoint_dir(domain, root)
+    if "torchscript" in entry:
+        file = _verified(folder / entry["torchscript"], entry["sha256"])
+        model = load_torchscript(file)
+    else:
+        file = folder / entry["file"]
+        refuse_pickle(file)
+        if file.suffix != ".safetensors":
+            raise CheckpointError(f"{file}: only .safetensors checkpoints are loaded")
+        _verified(file, entry["sha256"])
+        model = build(entry["arch"], **entry.get("arch_kwargs", {}))
+        model.load_state_dict(load_file(str(file)), strict=True)
     model.eval().requires_grad_(False)
     return model.to(device) if device is not None else model
 
 
-def model_hash(domain: str, name: str, root: Path | None = None) -> str:
-    return read_manifest(domain, root)["models"][name]["sha256"]
+def load_torchscript(file: Path) -> torch.nn.Module:
+    """A TorchScript archive (torch.jit.save): a zip holding the model's code. A plain
+    torch.save pickle is refused, whatever its name."""
+    import zipfile
+    try:
+        names = zipfile.ZipFile(file).namelist()
+    except zipfile.BadZipFile:
+        names = []
+    if not any("/code/" in n for n in names):
+        raise CheckpointError(f"{file}: not a TorchScript archive (torch.jit.save); " +
+                              CONVERT.format(f=file, stem=file.with_suffix('')))
+    return torch.jit.load(str(file), map_location="cpu")
+
+
+def model_hash(domain, name: str, root: Path | None = None) -> str:
+    return model_entry(domain, name, root)["sha256"]

@@ -1,36 +1,39 @@
-"""A small DCGAN (Radford et al. 2016) for 28x28 digits: the generator and the
-discriminator that GAN pressure sources push against.
+"""A small DCGAN (Radford et al. 2016), sized from the domain's image shape (height and
+width multiples of 4): the generator and the discriminator that GAN pressure sources
+push against. The defaults are MNIST's 1x28x28 in [0, 1].
 
 The generator's batch norm is used in eval mode (running statistics) everywhere outside
 GAN training, so a sample depends only on its own latent: per-sample seeds hold in any
 batch. The discriminator has no batch norm for the same reason."""
 from __future__ import annotations
 
-import copy
-import platform
-import time
-
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from optbench.models.fixed_batch import map_fixed
+from optbench.models.nets import MNIST_SHAPE, Affine, _quarter
 
 LATENT_DIM = 64
 
 
 class DCGANGenerator(nn.Module):
-    """z (latent_dim) -> 7x7 -> 14x14 -> 28x28 pixels in [0, 1]."""
+    """z (latent_dim) -> H/4 x W/4 -> H/2 x W/2 -> H x W pixels in the domain's bounds
+    (for MNIST: 7x7 -> 14x14 -> 28x28 in [0, 1])."""
 
-    def __init__(self, latent_dim: int = LATENT_DIM, width: int = 64):
+    proxy_kind = None   # a generator, not a proxy
+
+    def __init__(self, latent_dim: int = LATENT_DIM, width: int = 64, out_shape=MNIST_SHAPE,
+                 bounds=(0.0, 1.0)):
         super().__init__()
-        w = width
+        w, c = width, out_shape[0]
+        h4, w4 = _quarter(out_shape, "DCGANGenerator")
         self.latent_dim = latent_dim
         self.net = nn.Sequential(
-            nn.Linear(latent_dim, 2 * w * 7 * 7, bias=False), nn.Unflatten(1, (2 * w, 7, 7)),
+            nn.Linear(latent_dim, 2 * w * h4 * w4, bias=False), nn.Unflatten(1, (2 * w, h4, w4)),
             nn.BatchNorm2d(2 * w), nn.ReLU(),
             nn.ConvTranspose2d(2 * w, w, 4, 2, 1, bias=False), nn.BatchNorm2d(w), nn.ReLU(),
-            nn.ConvTranspose2d(w, 1, 4, 2, 1), nn.Sigmoid(),
+            nn.ConvTranspose2d(w, c, 4, 2, 1), nn.Sigmoid(),
+            *([] if tuple(bounds) == (0.0, 1.0) else [Affine(*bounds)]),
         )
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
@@ -38,26 +41,25 @@ class DCGANGenerator(nn.Module):
 
 
 class DCGANDiscriminator(nn.Module):
-    """Pixels in [0, 1] -> one "real" logit per image."""
+    """Pixels in the domain's bounds -> one "real" logit per image."""
 
-    scores_realness = True   # referees read it as a realness proxy, not a classifier
+    proxy_kind = "realness"   # as a proxy it scores "real", not classes (optbench/proxies.py)
 
-    def __init__(self, width: int = 64):
+    def __init__(self, width: int = 64, in_shape=MNIST_SHAPE, bounds=(0.0, 1.0)):
         super().__init__()
-        w = width
+        w, c = width, in_shape[0]
+        h4, w4 = _quarter(in_shape, "DCGANDiscriminator")
+        self.lo, self.span = bounds[0], bounds[1] - bounds[0]
         self.net = nn.Sequential(
-            nn.Conv2d(1, w, 4, 2, 1), nn.LeakyReLU(0.2),
+            nn.Conv2d(c, w, 4, 2, 1), nn.LeakyReLU(0.2),
             nn.Conv2d(w, 2 * w, 4, 2, 1), nn.LeakyReLU(0.2),
-            nn.Flatten(), nn.Linear(2 * w * 7 * 7, 1),
+            nn.Flatten(), nn.Linear(2 * w * h4 * w4, 1),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if (self.lo, self.span) != (0.0, 1.0):   # to [0, 1] first; MNIST's path is unchanged
+            x = (x - self.lo) / self.span
         return self.net(x * 2 - 1).squeeze(1)
-
-
-def is_realness(model: nn.Module) -> bool:
-    """True for a proxy that scores "real" with one logit (a discriminator), not classes."""
-    return bool(getattr(model, "scores_realness", False))
 
 
 def sample_latents(n: int, seed: int, latent_dim: int = LATENT_DIM, offset: int = 0) -> torch.Tensor:
@@ -71,88 +73,3 @@ def sample_latents(n: int, seed: int, latent_dim: int = LATENT_DIM, offset: int 
 def generate(gen: nn.Module, z: torch.Tensor) -> torch.Tensor:
     """G(z) on fixed-shape chunks: an image does not depend on the batch it was made in."""
     return map_fixed(gen, z)
-
-
-def translate(x: torch.Tensor, max_shift: int, gen: torch.Generator) -> torch.Tensor:
-    """Differentiable random translation of the whole batch (DiffAugment-style, Zhao et al.
-    2020): with 1,500 training digits the discriminator overfits without it."""
-    dx, dy = (int(v) for v in torch.randint(-max_shift, max_shift + 1, (2,), generator=gen))
-    return torch.roll(F.pad(x, [max_shift] * 4), (dy, dx), dims=(2, 3))[
-        :, :, max_shift:-max_shift, max_shift:-max_shift]
-
-
-GAN_RECIPE = {"split": "generator_train", "steps": 8000, "batch_size": 64, "lr": 2e-4,
-              "betas": (0.5, 0.999), "seed": 31, "ema_decay": 0.999, "shift": 2,
-              "latent_dim": LATENT_DIM, "g_width": 64, "d_width": 64}
-
-
-def train_gan(x: torch.Tensor, recipe: dict, log=print) -> tuple[nn.Module, nn.Module, dict]:
-    """Non-saturating GAN loss (Goodfellow et al. 2014, sec. 3), Adam as in DCGAN; returns
-    the EMA generator, the discriminator and a record."""
-    r = recipe
-    torch.manual_seed(r["seed"])
-    gen = torch.Generator().manual_seed(r["seed"])
-    G = DCGANGenerator(r["latent_dim"], r["g_width"])
-    D = DCGANDiscriminator(r["d_width"])
-    G_ema = copy.deepcopy(G).requires_grad_(False)
-    opt_g = torch.optim.Adam(G.parameters(), lr=r["lr"], betas=tuple(r["betas"]))
-    opt_d = torch.optim.Adam(D.parameters(), lr=r["lr"], betas=tuple(r["betas"]))
-    t0, losses, run_d, run_g = time.time(), [], None, None
-    for step in range(r["steps"]):
-        real = x[torch.randint(0, len(x), (r["batch_size"],), generator=gen)]
-        z = torch.randn(r["batch_size"], r["latent_dim"], generator=gen)
-        fake = G(z)
-        # Discriminator: softplus(-D(real)) + softplus(D(fake)).
-        d_loss = (F.softplus(-D(translate(real, r["shift"], gen))).mean()
-                  + F.softplus(D(translate(fake.detach(), r["shift"], gen))).mean())
-        opt_d.zero_grad(set_to_none=True)
-        d_loss.backward()
-        opt_d.step()
-        # Generator: the non-saturating loss softplus(-D(G(z))).
-        g_loss = F.softplus(-D(translate(fake, r["shift"], gen))).mean()
-        opt_g.zero_grad(set_to_none=True)
-        g_loss.backward()
-        opt_g.step()
-        with torch.no_grad():
-            for pe, p in zip(G_ema.parameters(), G.parameters()):
-                pe.lerp_(p, 1 - r["ema_decay"])
-            for be, b in zip(G_ema.buffers(), G.buffers()):
-                be.copy_(b)
-        run_d = d_loss.item() if run_d is None else 0.99 * run_d + 0.01 * d_loss.item()
-        run_g = g_loss.item() if run_g is None else 0.99 * run_g + 0.01 * g_loss.item()
-        if (step + 1) % 500 == 0 or step + 1 == r["steps"]:
-            losses.append((step + 1, round(run_d, 4), round(run_g, 4)))
-            log(f"  gan step {step + 1}/{r['steps']} d_loss {run_d:.3f} g_loss {run_g:.3f} "
-                f"{(step + 1) / (time.time() - t0):.1f} steps/s")
-    G_ema.eval()
-    D.eval().requires_grad_(False)
-    return G_ema, D, {"losses": losses, "seconds": round(time.time() - t0, 1)}
-
-
-def train_gan_checkpoint(domain: str = "mnist", root=None, log=print, **overrides) -> dict:
-    """Train and ship `gan_generator` and `gan_discriminator`; record the generator's KID
-    and FID against the reference set (and real-vs-real for scale) in the manifest."""
-    from optbench.domains import get_domain
-    from optbench.models.checkpoints import load_model, save_model
-    from optbench.referees.distribution import extract, fid_kid
-    r = {**GAN_RECIPE, **overrides}
-    dom = get_domain(domain)
-    x, _ = dom.load_split(r["split"])
-    G, D, record = train_gan(x, r, log)
-    feature_net = load_model(domain, dom.FEATURE_NET)
-    ref = extract(feature_net, dom.load_split("reference")[0])
-    fake = generate(G, sample_latents(1000, seed=0, latent_dim=r["latent_dim"]))
-    quality = {k: round(v, 5) for k, v in fid_kid(ref, extract(feature_net, fake)).items()}
-    real = {k: round(v, 5) for k, v in fid_kid(ref, extract(feature_net, dom.load_split("test")[0])).items()}
-    log(f"  gan generator vs reference: {quality}; test digits vs reference: {real}")
-    versions = {"torch": torch.__version__, "python": platform.python_version()}
-    common = {"recipe": r, "train_seconds": record["seconds"], "loss_curve": record["losses"],
-              "threads": torch.get_num_threads(), "versions": versions}
-    g_entry = save_model(G, domain, "gan_generator", {
-        "arch": "DCGANGenerator", "arch_kwargs": {"latent_dim": r["latent_dim"], "width": r["g_width"]},
-        "sample_quality_1000": quality, "test_vs_reference": real,
-        "parameters": sum(p.numel() for p in G.parameters()), **common}, root=root)
-    save_model(D, domain, "gan_discriminator", {
-        "arch": "DCGANDiscriminator", "arch_kwargs": {"width": r["d_width"]},
-        "parameters": sum(p.numel() for p in D.parameters()), **common}, root=root)
-    return g_entry

@@ -1,17 +1,43 @@
-"""Small classifiers (and one autoencoder) for 28x28 grey images. All take pixels in
-[0, 1]; the classifiers normalize inside, so optimizers work in pixel space and never see
-the normalization. Every referee network has `features(x)`: its metric feature space."""
+"""Small classifiers (and one autoencoder), sized from the domain: `in_shape` (C, H, W),
+`num_classes`, and the normalization (`mean`, `std`) they apply inside, so optimizers
+work in the domain's own pixel space and never see it. The defaults are MNIST's, which
+the shipped MNIST checkpoints were built with. Every referee network has `features(x)`:
+its metric feature space."""
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import nn
 
-MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
+from optbench.registry import Registry
+
+MNIST_SHAPE, MNIST_MEAN, MNIST_STD = (1, 28, 28), 0.1307, 0.3081
 
 
 class _Normalize(nn.Module):
+    """(x - mean) / std with one number, or one per channel. Not a buffer, so it does not
+    enter (or change) a checkpoint's tensors: it is in the manifest's arch_kwargs."""
+
+    def __init__(self, mean=MNIST_MEAN, std=MNIST_STD, channels: int = 1, ndim: int = 4):
+        super().__init__()
+        if isinstance(mean, (list, tuple)):
+            view = (1, -1, 1, 1) if ndim == 4 else (1, -1)
+            mean, std = torch.tensor(mean).view(view), torch.tensor(std).view(view)
+        self.mean, self.std = mean, std
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - MNIST_MEAN) / MNIST_STD
+        if isinstance(self.mean, torch.Tensor):
+            return (x - self.mean.to(x.device)) / self.std.to(x.device)
+        return (x - self.mean) / self.std
+
+
+def _quarter(in_shape, arch: str) -> tuple[int, int]:
+    """H/4 and W/4: the size after two stride-2 stages; both must be whole."""
+    c, h, w = in_shape
+    if h % 4 or w % 4:
+        raise ValueError(f"{arch}: in_shape {tuple(in_shape)}: height and width must be multiples of 4")
+    return h // 4, w // 4
 
 
 class _BodyHead(nn.Module):
@@ -28,14 +54,16 @@ class SmallCNN(_BodyHead):
     """Two conv layers, max-pooling, two dense layers, no batch norm. `width` scales
     every layer, so proxies of several sizes share one architecture."""
 
-    def __init__(self, width: int = 32, num_classes: int = 10):
+    def __init__(self, width: int = 32, num_classes: int = 10, in_shape=MNIST_SHAPE,
+                 mean=MNIST_MEAN, std=MNIST_STD):
         super().__init__()
-        w = width
+        w, c = width, in_shape[0]
+        h4, w4 = in_shape[1] // 4, in_shape[2] // 4   # after two 2x2 max-pools (floor)
         self.body = nn.Sequential(
-            _Normalize(),
-            nn.Conv2d(1, w, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            _Normalize(mean, std, c),
+            nn.Conv2d(c, w, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
             nn.Conv2d(w, 2 * w, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Flatten(), nn.Linear(2 * w * 7 * 7, 4 * w), nn.ReLU(),
+            nn.Flatten(), nn.Linear(2 * w * h4 * w4, 4 * w), nn.ReLU(),
         )
         self.head = nn.Linear(4 * w, num_classes)
 
@@ -44,16 +72,17 @@ class BNCNN(_BodyHead):
     """Five 3x3 conv layers with batch norm and global average pooling. Its pooled
     128-d activation is the domain's feature space for FID/KID/PRDC."""
 
-    def __init__(self, width: int = 32, num_classes: int = 10):
+    def __init__(self, width: int = 32, num_classes: int = 10, in_shape=MNIST_SHAPE,
+                 mean=MNIST_MEAN, std=MNIST_STD):
         super().__init__()
-        w = width
+        w, c = width, in_shape[0]
 
         def block(cin: int, cout: int) -> list[nn.Module]:
             return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU()]
 
         self.body = nn.Sequential(
-            _Normalize(),
-            *block(1, w), *block(w, w), nn.MaxPool2d(2),
+            _Normalize(mean, std, c),
+            *block(c, w), *block(w, w), nn.MaxPool2d(2),
             *block(w, 2 * w), *block(2 * w, 2 * w), nn.MaxPool2d(2),
             *block(2 * w, 4 * w), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
         )
@@ -63,9 +92,11 @@ class BNCNN(_BodyHead):
 class MLP(_BodyHead):
     """Two hidden dense layers on the flattened image."""
 
-    def __init__(self, hidden: int = 256, num_classes: int = 10):
+    def __init__(self, hidden: int = 256, num_classes: int = 10, in_shape=MNIST_SHAPE,
+                 mean=MNIST_MEAN, std=MNIST_STD):
         super().__init__()
-        self.body = nn.Sequential(_Normalize(), nn.Flatten(), nn.Linear(784, hidden), nn.ReLU(),
+        self.body = nn.Sequential(_Normalize(mean, std, in_shape[0], ndim=len(in_shape) + 1), nn.Flatten(),
+                                  nn.Linear(math.prod(in_shape), hidden), nn.ReLU(),
                                   nn.Linear(hidden, hidden), nn.ReLU())
         self.head = nn.Linear(hidden, num_classes)
 
@@ -74,22 +105,27 @@ class ConvAE(nn.Module):
     """A small convolutional autoencoder; `features` is its bottleneck. A feature space
     for the distribution metrics that no classifier shaped: it keeps what the pixels need
     to be rebuilt, not what separates the classes, so it sees departures a judge's
-    penultimate layer is trained to ignore. Output in [0, 1] (sigmoid). The features are
-    standardized with the bottleneck's mean and std on the training split (set after
-    training), so KID's polynomial kernel sees the same scale as in the judges' spaces."""
+    penultimate layer is trained to ignore. Output in the domain's `bounds` (a scaled
+    sigmoid). The features are standardized with the bottleneck's mean and std on the
+    training split (set after training), so KID's polynomial kernel sees the same scale
+    as in the judges' spaces."""
 
-    def __init__(self, width: int = 16, latent: int = 32):
+    proxy_kind = None   # never a proxy: no classes, no score
+
+    def __init__(self, width: int = 16, latent: int = 32, in_shape=MNIST_SHAPE, bounds=(0.0, 1.0)):
         super().__init__()
-        w = width
+        w, c = width, in_shape[0]
+        h4, w4 = _quarter(in_shape, "ConvAE")
         self.encoder = nn.Sequential(
-            nn.Conv2d(1, w, 3, stride=2, padding=1), nn.ReLU(),           # 28 -> 14
+            nn.Conv2d(c, w, 3, stride=2, padding=1), nn.ReLU(),           # 28 -> 14
             nn.Conv2d(w, 2 * w, 3, stride=2, padding=1), nn.ReLU(),       # 14 -> 7
-            nn.Flatten(), nn.Linear(2 * w * 7 * 7, latent),
+            nn.Flatten(), nn.Linear(2 * w * h4 * w4, latent),
         )
         self.decoder = nn.Sequential(
-            nn.Linear(latent, 2 * w * 7 * 7), nn.ReLU(), nn.Unflatten(1, (2 * w, 7, 7)),
+            nn.Linear(latent, 2 * w * h4 * w4), nn.ReLU(), nn.Unflatten(1, (2 * w, h4, w4)),
             nn.ConvTranspose2d(2 * w, w, 4, stride=2, padding=1), nn.ReLU(),  # 7 -> 14
-            nn.ConvTranspose2d(w, 1, 4, stride=2, padding=1), nn.Sigmoid(),  # 14 -> 28
+            nn.ConvTranspose2d(w, c, 4, stride=2, padding=1), nn.Sigmoid(),  # 14 -> 28
+            *([] if tuple(bounds) == (0.0, 1.0) else [Affine(*bounds)]),
         )
         self.register_buffer("code_mean", torch.zeros(latent))
         self.register_buffer("code_std", torch.ones(latent))
@@ -99,6 +135,17 @@ class ConvAE(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.encoder(x))
+
+
+class Affine(nn.Module):
+    """[0, 1] -> [lo, hi]: a sigmoid output in a domain's own value range."""
+
+    def __init__(self, lo: float, hi: float):
+        super().__init__()
+        self.lo, self.hi = lo, hi
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.lo + (self.hi - self.lo) * x
 
 
 class ProxyEnsemble(nn.Module):
@@ -111,29 +158,29 @@ class ProxyEnsemble(nn.Module):
 
     REDUCTIONS = ("mean", "min")
 
-    def __init__(self, members: int = 5, width: int = 16, reduce: str = "mean", num_classes: int = 10):
+    def __init__(self, members: int = 5, width: int = 16, reduce: str = "mean", num_classes: int = 10,
+                 **shape):
         super().__init__()
         if reduce not in self.REDUCTIONS:
             raise ValueError(f"reduce: unknown value {reduce!r}; allowed: {', '.join(self.REDUCTIONS)}")
         self.reduce = reduce
-        self.members = nn.ModuleList(SmallCNN(width, num_classes) for _ in range(members))
+        self.members = nn.ModuleList(SmallCNN(width, num_classes, **shape) for _ in range(members))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         logits = torch.stack([m(x) for m in self.members])
         return logits.mean(0) if self.reduce == "mean" else logits.log_softmax(-1).amin(0)
 
 
-ARCHITECTURES: dict[str, type[nn.Module]] = {"SmallCNN": SmallCNN, "BNCNN": BNCNN, "MLP": MLP,
-                                             "ProxyEnsemble": ProxyEnsemble, "ConvAE": ConvAE}
+# Architectures by name; a manifest entry may also name a user's class by import path
+# ("mylab.nets:ResNet8"), which `build` imports.
+ARCHITECTURES = Registry("architecture")
+for _cls in (SmallCNN, BNCNN, MLP, ProxyEnsemble, ConvAE):
+    ARCHITECTURES.register(_cls.__name__, _cls)
+ARCHITECTURES.register("UNet2DModel", "optbench.models.diffusion:build_unet")  # diffusers' UNet
 
 
 def build(arch: str, **kwargs) -> nn.Module:
-    if arch == "UNet2DModel":  # diffusers' UNet, for the diffusion model
-        from optbench.models.diffusion import build_unet
-        return build_unet(**kwargs)
-    if arch not in ARCHITECTURES:
-        raise ValueError(f"unknown architecture {arch!r}; allowed: {', '.join(ARCHITECTURES)}")
-    return ARCHITECTURES[arch](**kwargs)
+    return ARCHITECTURES.lookup(arch, "arch")(**kwargs)
 
 
 class NoisyCNN(nn.Module):
@@ -141,10 +188,13 @@ class NoisyCNN(nn.Module):
     Nichol 2021, sec. 4): a CNN on x_t (model range [-1, 1]) whose conv blocks get a
     per-channel bias from a sinusoidal embedding of the timestep."""
 
-    def __init__(self, width: int = 32, num_classes: int = 10, num_timesteps: int = 1000):
+    proxy_kind = None   # takes (x_t, t): a guidance model, not a proxy
+
+    def __init__(self, width: int = 32, num_classes: int = 10, num_timesteps: int = 1000,
+                 in_shape=MNIST_SHAPE):
         super().__init__()
         w, self.num_timesteps = width, num_timesteps
-        self.convs = nn.ModuleList([nn.Conv2d(1, w, 3, padding=1), nn.Conv2d(w, 2 * w, 3, padding=1),
+        self.convs = nn.ModuleList([nn.Conv2d(in_shape[0], w, 3, padding=1), nn.Conv2d(w, 2 * w, 3, padding=1),
                                     nn.Conv2d(2 * w, 4 * w, 3, padding=1)])
         self.norms = nn.ModuleList([nn.GroupNorm(8, c) for c in (w, 2 * w, 4 * w)])
         self.time = nn.Sequential(nn.Linear(64, 4 * w), nn.SiLU())
@@ -167,9 +217,6 @@ class NoisyCNN(nn.Module):
         return self.head(h.mean((2, 3)))
 
 
-ARCHITECTURES["NoisyCNN"] = NoisyCNN
-
-from optbench.models.gan import DCGANDiscriminator, DCGANGenerator  # noqa: E402
-
-ARCHITECTURES["DCGANGenerator"] = DCGANGenerator
-ARCHITECTURES["DCGANDiscriminator"] = DCGANDiscriminator
+ARCHITECTURES.register("NoisyCNN", NoisyCNN)
+ARCHITECTURES.register("DCGANGenerator", "optbench.models.gan:DCGANGenerator")
+ARCHITECTURES.register("DCGANDiscriminator", "optbench.models.gan:DCGANDiscriminator")

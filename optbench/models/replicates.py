@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from optbench.cache import cache_dir, entry_lock, key_hash
-from optbench.models.checkpoints import CheckpointError, read_manifest, sha256_of
+from optbench.models.checkpoints import CheckpointError, catalog, sha256_of
 from optbench.models.nets import build
 
 REPLICATE_VERSION = 1        # bump when replicate training changes
@@ -28,8 +28,9 @@ def replicate_seed(recipe_seed: int, replicate: int) -> int:
 
 def _train(domain: str, name: str, replicate: int) -> torch.nn.Module:
     from optbench.models.nets import ProxyEnsemble
-    from optbench.models.train import ENSEMBLE_PROXIES, ENSEMBLE_SEEDS, RECIPES, train_one
-    recipes = RECIPES[domain]
+    from optbench.training.classifiers import (ENSEMBLE_PROXIES, ENSEMBLE_SEEDS, ensemble_kwargs,
+                                               recipes_for, train_one)
+    recipes = recipes_for(domain)
     quiet = lambda *a, **k: None  # noqa: E731
     if name in recipes:
         r = recipes[name]
@@ -38,7 +39,7 @@ def _train(domain: str, name: str, replicate: int) -> torch.nn.Module:
         base = recipes["proxy_cnn"]
         members = [train_one(domain, name, replace(base, seed=replicate_seed(s, replicate)), quiet)
                    for s in ENSEMBLE_SEEDS]
-        model = ProxyEnsemble(len(members), base.arch_kwargs["width"], ENSEMBLE_PROXIES[name])
+        model = ProxyEnsemble(**ensemble_kwargs(base, len(members), ENSEMBLE_PROXIES[name]))
         for m, trained in zip(model.members, members):
             m.load_state_dict(trained.state_dict())
         model._train_seconds = sum(m._train_seconds for m in members)
@@ -48,8 +49,8 @@ def _train(domain: str, name: str, replicate: int) -> torch.nn.Module:
 
 
 def _key(domain: str, name: str, replicate: int) -> dict:
-    from optbench.models.train import RECIPES
-    recipe = RECIPES[domain].get(name)
+    from optbench.training.classifiers import recipes_for
+    recipe = recipes_for(domain).get(name)
     return {"domain": domain, "name": name, "replicate": replicate, "version": REPLICATE_VERSION,
             "recipe": asdict(recipe) if recipe else None,
             "torch": ".".join(torch.__version__.split(".")[:2])}
@@ -59,7 +60,7 @@ def load_replicate(domain: str, name: str, replicate: int,
                    device: str | torch.device | None = None) -> tuple[torch.nn.Module, float]:
     """Replicate `replicate` of proxy `name`, and the seconds spent training it now (0
     when it came from the cache). Eval mode, parameters frozen."""
-    entry = read_manifest(domain)["models"][name]
+    entry = catalog(domain)[name]
     path = cache_dir(f"replicates/{domain}") / f"{name}-r{replicate}-{key_hash(_key(domain, name, replicate))}.safetensors"
     sha = path.with_name(path.name + ".sha256")
     seconds = 0.0

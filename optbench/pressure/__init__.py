@@ -8,10 +8,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
-import torch
-
 import functools
 
+import torch
+
+from optbench.domains import get_domain
+from optbench.proxies import Proxy
+from optbench.registry import PluginError, Registry
 from optbench.pressure.budget import NORMS
 from optbench.pressure.crossings import Crossings
 from optbench.pressure.guidance import BASE_MODELS, CLIPPING, GUIDANCE, PRECISIONS, guided_samples, initial_noise
@@ -50,7 +53,8 @@ class Source:
     pressure: str
     doc: str
     settings: dict[str, Setting] = field(default_factory=dict)
-    check: Callable[[dict], str | None] = lambda s: None   # cross-field rules
+    # Cross-field rules on (settings, domain): the problem as "<setting>: ...", or None.
+    check: Callable[[dict, Any], str | None] = lambda s, dom: None
     trajectory: Callable[..., Trajectory] | None = None
     models: Callable[[dict], tuple[str, ...]] = lambda s: ()  # checkpoints it loads itself
     distance: str = "l2"            # the metric that is the source's own distance d
@@ -61,15 +65,16 @@ class Source:
     version: int = 1
 
 
-def _pixel_ascent_trajectory(proxy: torch.nn.Module, domain: str, n: int, seed: int,
+def _pixel_ascent_trajectory(proxy: Proxy, domain: str, n: int, seed: int,
                              s: dict) -> Trajectory:
     x0, target = make_starts(domain, s["start"], n, seed)
-    device = next(proxy.parameters()).device
+    device = proxy.device
     x0, target = x0.to(device), target.to(device)
     crossings = Crossings(n)
     levels = pixel_ascent(proxy, x0, target, log_levels(s["max_steps"]), lr=s["lr"],
                           optimizer=s["optimizer"], objective=s["objective"],
-                          norm=s["norm"], eps=s["eps"], crossings=crossings, noise_seed=seed)
+                          norm=s["norm"], eps=s["eps"], crossings=crossings, noise_seed=seed,
+                          bounds=get_domain(domain).bounds)
     return Trajectory(x0.cpu(), target.cpu(), ((k, x.cpu()) for k, x in levels), s["lr"],
                       crossings=crossings)
 
@@ -89,21 +94,21 @@ PIXEL_ASCENT = Source(
         "norm": Setting(str, "none", NORMS, doc="budget norm; 'none' is free ascent"),
         "eps": Setting(float, 0.0, minimum=0.0, doc="budget radius (pixels in [0, 1])"),
     },
-    check=lambda s: ("eps: must be > 0 when norm is 'l2' or 'linf'"
+    check=lambda s, dom: ("eps: must be > 0 when norm is 'l2' or 'linf'"
                      if s["norm"] != "none" and s["eps"] <= 0 else None),
     trajectory=_pixel_ascent_trajectory,
 )
 
-def _online_trajectory(proxy: torch.nn.Module, domain: str, n: int, seed: int,
+def _online_trajectory(proxy: Proxy, domain: str, n: int, seed: int,
                        s: dict) -> Trajectory:
-    from optbench.domains import get_domain
     from optbench.pressure.online import online_pixel_ascent
     x0, target = make_starts(domain, s["start"], n, seed)
-    device = next(proxy.parameters()).device
-    real_x, real_y = get_domain(domain).load_split("proxy_train")
+    device = proxy.device
+    dom = get_domain(domain)
+    real_x, real_y = dom.load_split("proxy_train")
     levels = online_pixel_ascent(proxy, x0.to(device), target.to(device), log_levels(s["max_steps"]),
                                  s["lr"], s["objective"], s["retrain_every"], s["retrain_steps"],
-                                 s["retrain_lr"], real_x, real_y, seed)
+                                 s["retrain_lr"], real_x, real_y, seed, bounds=dom.bounds)
     return Trajectory(x0, target, ((k, x.cpu(), info) for k, x, info in levels), s["lr"])
 
 
@@ -138,13 +143,14 @@ def _guidance_models(s: dict) -> tuple[str, ...]:
     return ("diffusion_unet", "noisy_classifier") if s["guidance"] == "classifier" else ("diffusion_unet",)
 
 
-def _guidance_trajectory(proxy: torch.nn.Module, domain: str, n: int, seed: int,
+def _guidance_trajectory(proxy: Proxy, domain: str, n: int, seed: int,
                          s: dict) -> Trajectory:
-    device = next(proxy.parameters()).device
+    device = proxy.device
+    dom = get_domain(domain)
     unet = _cached_model(domain, "diffusion_unet", str(device))
     clf = _cached_model(domain, "noisy_classifier", str(device)) if s["guidance"] == "classifier" else None
-    labels = (torch.arange(n) % 10).to(device)       # balanced classes
-    x_T = initial_noise(n, seed).to(device)
+    labels = (torch.arange(n) % dom.num_classes).to(device)       # balanced classes
+    x_T = initial_noise(n, seed, dom.shape).to(device)
     levels = guided_samples(unet, labels, x_T, s["scales"], s["guidance"], s["clip"],
                             s["ddim_steps"], s["base"], clf, (s["interval_lo"], s["interval_hi"]),
                             s["precision"])
@@ -157,7 +163,7 @@ def _guidance_trajectory(proxy: torch.nn.Module, domain: str, n: int, seed: int,
     return Trajectory(first.cpu(), labels.cpu(), all_levels(), 1.0)
 
 
-def _guidance_check(s: dict) -> str | None:
+def _guidance_check(s: dict, dom) -> str | None:
     if s["guidance"] == "cfg" and s["base"] != "cond":
         return "base: classifier-free guidance needs base = 'cond'"
     if s["interval_lo"] > s["interval_hi"]:
@@ -190,5 +196,15 @@ GUIDANCE_SOURCE = Source(
 from optbench.pressure.gan_sources import (BEST_OF_N, GENERATOR_FINETUNE, LATENT_ASCENT,  # noqa: E402
                                            QUANTILIZER)
 
-SOURCES: dict[str, Source] = {s.name: s for s in (PIXEL_ASCENT, ONLINE_ASCENT, GUIDANCE_SOURCE, LATENT_ASCENT,
-                                                  GENERATOR_FINETUNE, BEST_OF_N, QUANTILIZER)}
+def _source(name: str, obj) -> Source:
+    if not isinstance(obj, Source):
+        raise PluginError(f"{name!r} is a {type(obj).__name__}, not an optbench.pressure.Source")
+    return obj
+
+
+# Pressure sources by name; a plug-in adds one with SOURCES.register(name, Source(...)),
+# and a suite may name one by import path ("mylab.search:ANNEALING").
+SOURCES = Registry("pressure source", check=_source)
+for _s in (PIXEL_ASCENT, ONLINE_ASCENT, GUIDANCE_SOURCE, LATENT_ASCENT, GENERATOR_FINETUNE, BEST_OF_N,
+           QUANTILIZER):
+    SOURCES.register(_s.name, _s)

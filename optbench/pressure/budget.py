@@ -6,9 +6,10 @@ import torch
 NORMS = ("none", "l2", "linf")
 
 
-def project(x: torch.Tensor, start: torch.Tensor, norm: str, eps: float) -> torch.Tensor:
+def project(x: torch.Tensor, start: torch.Tensor, norm: str, eps: float,
+            bounds: tuple[float, float] = (0.0, 1.0)) -> torch.Tensor:
     """Nearest point to `x` within the `norm` ball of radius `eps` around `start`,
-    then clipped to the pixel range [0, 1]."""
+    then clipped to the domain's value range `bounds`."""
     if norm == "l2":
         delta = x - start
         size = delta.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *[1] * (x.dim() - 1))
@@ -17,4 +18,4 @@ def project(x: torch.Tensor, start: torch.Tensor, norm: str, eps: float) -> torc
         x = start + (x - start).clamp(-eps, eps)
     elif norm != "none":
         raise ValueError(f"unknown norm {norm!r}; allowed: {', '.join(NORMS)}")
-    return x.clamp(0.0, 1.0)
+    return x.clamp(*bounds)

@@ -7,7 +7,8 @@ import math
 import numpy as np
 import torch
 
-from optbench.models.gan import generate, is_realness, sample_latents
+from optbench.domains import get_domain
+from optbench.models.gan import generate, sample_latents
 from optbench.pressure import Setting, Source, Trajectory, _cached_model
 from optbench.pressure.crossings import Crossings
 from optbench.pressure.generator import generator_finetune, latent_ascent
@@ -16,23 +17,21 @@ from optbench.pressure.selection import (best_of_n_kl_bound, best_of_n_pool_weig
                                          effective_sample_size, quantile_weights, selection_levels,
                                          subpool_best)
 
-NUM_CLASSES = 10
+
+def _generator(proxy, domain: str, s: dict) -> torch.nn.Module:
+    return _cached_model(domain, s["generator"], str(proxy.device))
 
 
-def _generator(proxy: torch.nn.Module, domain: str, s: dict) -> torch.nn.Module:
-    return _cached_model(domain, s["generator"], str(next(proxy.parameters()).device))
-
-
-def _balanced_targets(proxy: torch.nn.Module, n: int) -> torch.Tensor:
-    """Target class per sample (i mod 10); zeros for a discriminator, which has none."""
-    return torch.zeros(n, dtype=torch.long) if is_realness(proxy) else torch.arange(n) % NUM_CLASSES
+def _balanced_targets(proxy, domain: str, n: int) -> torch.Tensor:
+    """Target class per sample (i mod classes); zeros for a proxy without classes."""
+    return proxy.targets(n, get_domain(domain).num_classes)
 
 
 def _latent_trajectory(proxy, domain: str, n: int, seed: int, s: dict) -> Trajectory:
     G = _generator(proxy, domain, s)
-    device = next(proxy.parameters()).device
+    device = proxy.device
     z0 = sample_latents(n, seed, G.latent_dim).to(device)
-    target = _balanced_targets(proxy, n)
+    target = _balanced_targets(proxy, domain, n)
     crossings = Crossings(n)
     levels = latent_ascent(G, proxy, z0, target.to(device), log_levels(s["max_steps"]), s["lr"], s["objective"],
                            crossings)
@@ -43,11 +42,11 @@ def _latent_trajectory(proxy, domain: str, n: int, seed: int, s: dict) -> Trajec
 
 def _finetune_trajectory(proxy, domain: str, n: int, seed: int, s: dict) -> Trajectory:
     G = _generator(proxy, domain, s)
-    device = next(proxy.parameters()).device
+    device = proxy.device
     z_eval = sample_latents(n, seed, G.latent_dim).to(device)
-    realness = is_realness(proxy)
-    target = _balanced_targets(proxy, n) if realness else torch.full((n,), s["target_class"])
-    levels = generator_finetune(G, proxy, z_eval, None if realness else s["target_class"],
+    classes = proxy.has_classes
+    target = torch.full((n,), s["target_class"]) if classes else _balanced_targets(proxy, domain, n)
+    levels = generator_finetune(G, proxy, z_eval, s["target_class"] if classes else None,
                                 log_levels(s["max_steps"]), s["lr"], s["batch_size"], seed, s["objective"])
     start = generate(G, z_eval).cpu()
     return Trajectory(start, target, ((k, x.cpu(), info) for k, x, info in levels), s["lr"])
@@ -55,15 +54,10 @@ def _finetune_trajectory(proxy, domain: str, n: int, seed: int, s: dict) -> Traj
 
 @torch.no_grad()
 def _pool_scores(proxy, pool: torch.Tensor, objective: str) -> np.ndarray:
-    """(targets, N) selection scores: one row for a discriminator, one per class for a
-    classifier (its logit or log-probability)."""
-    device = next(proxy.parameters()).device
-    out = torch.cat([proxy(pool[i:i + 1024].to(device)).float().cpu() for i in range(0, len(pool), 1024)])
-    if is_realness(proxy):
-        return out[None].double().numpy()
-    if objective == "log_prob":
-        out = out.log_softmax(1)
-    return out.T.double().numpy()
+    """(targets, N) selection scores: one row per target the proxy's kind has (one per
+    class for a classifier, one for a discriminator)."""
+    out = torch.cat([proxy(pool[i:i + 1024].to(proxy.device)).float().cpu() for i in range(0, len(pool), 1024)])
+    return proxy.selection_scores(out, objective).double().numpy()
 
 
 def _selection_trajectory(mode: str):
@@ -72,7 +66,7 @@ def _selection_trajectory(mode: str):
         if N < n:
             raise ValueError(f"pool_size: must be >= n_samples ({n}), got {N}")
         G = _generator(proxy, domain, s)
-        device = next(proxy.parameters()).device
+        device = proxy.device
         pool = generate(G, sample_latents(N, seed, G.latent_dim).to(device)).cpu()
         scores = _pool_scores(proxy, pool, s["objective"])
         T = len(scores)
@@ -162,8 +156,8 @@ GENERATOR_FINETUNE = Source(
         "objective": Setting(str, "log_prob", OBJECTIVES, doc="log_prob on a discriminator is the non-saturating GAN loss"),
         "target_class": Setting(int, 0, minimum=0, doc="the class pushed for, when the proxy is a classifier"),
     },
-    check=lambda s: (f"target_class: must be in 0..{NUM_CLASSES - 1}, got {s['target_class']}"
-                     if s["target_class"] >= NUM_CLASSES else None),
+    check=lambda s, dom: (f"target_class: must be in 0..{dom.num_classes - 1}, got {s['target_class']}"
+                          if s["target_class"] >= dom.num_classes else None),
     trajectory=_finetune_trajectory,
     models=_generator_models,
     distance="param_l2",

@@ -14,15 +14,16 @@ import torch
 from optbench.models.fixed_batch import map_fixed, score_and_grad
 from optbench.models.gan import generate
 from optbench.pressure.crossings import Crossings
-from optbench.pressure.pixel_ascent import proxy_score, proxy_score_and_prob
+from optbench.proxies import Proxy, as_proxy
 
 
-def latent_ascent(G: torch.nn.Module, proxy: torch.nn.Module, z0: torch.Tensor,
+def latent_ascent(G: torch.nn.Module, proxy: Proxy | torch.nn.Module, z0: torch.Tensor,
                   target: torch.Tensor | None, levels: list[int], lr: float, objective: str,
                   crossings: Crossings | None = None) -> Iterator[tuple[int, torch.Tensor, dict]]:
     """Adam on the latents z (generator and proxy frozen). Yields (steps, G(z), info) with
     the mean latent distance ||z - z0|| as the source's own distance. `crossings` records
     each sample where its proxy probability first reaches each threshold."""
+    proxy = as_proxy(proxy)
     z = z0.clone().requires_grad_(True)
     opt = torch.optim.Adam([z], lr=lr)
 
@@ -33,7 +34,7 @@ def latent_ascent(G: torch.nn.Module, proxy: torch.nn.Module, z0: torch.Tensor,
     step = 0
     for level in levels:
         while step < level:
-            _, grad, prob = score_and_grad(lambda zc, tc: proxy_score_and_prob(proxy, G(zc), tc, objective),
+            _, grad, prob = score_and_grad(lambda zc, tc: proxy.score_and_prob(G(zc), tc, objective),
                                            z, target, aux=True)
             record(step, prob)
             z.grad = grad.neg_()
@@ -41,7 +42,7 @@ def latent_ascent(G: torch.nn.Module, proxy: torch.nn.Module, z0: torch.Tensor,
             step += 1
         if step == levels[-1] and crossings is not None:
             with torch.no_grad():
-                prob = map_fixed(lambda zc, tc: proxy_score_and_prob(proxy, G(zc), tc, objective)[1],
+                prob = map_fixed(lambda zc, tc: proxy.score_and_prob(G(zc), tc, objective)[1],
                                  z.detach(), target)
             record(step, prob)
         with torch.no_grad():
@@ -58,7 +59,7 @@ def parameter_distance(model: torch.nn.Module, reference: dict[str, torch.Tensor
     return sq ** 0.5
 
 
-def generator_finetune(G0: torch.nn.Module, proxy: torch.nn.Module, z_eval: torch.Tensor,
+def generator_finetune(G0: torch.nn.Module, proxy: Proxy | torch.nn.Module, z_eval: torch.Tensor,
                        target_class: int | None, levels: list[int], lr: float,
                        batch_size: int, seed: int, objective: str
                        ) -> Iterator[tuple[int, torch.Tensor, dict]]:
@@ -68,6 +69,7 @@ def generator_finetune(G0: torch.nn.Module, proxy: torch.nn.Module, z_eval: torc
     ascends the raw logit. For a classifier, the fixed target class's score. Training latents
     come from one seeded stream; the fixed `z_eval` latents are rendered at every level.
     The source's own distance is the L2 change of the generator's weights."""
+    proxy = as_proxy(proxy)
     G = copy.deepcopy(G0).eval().requires_grad_(True)   # eval: batch norm stays frozen
     start = {n: p.detach().clone() for n, p in G.named_parameters()}
     opt = torch.optim.Adam(G.parameters(), lr=lr, betas=(0.5, 0.999))
@@ -78,7 +80,7 @@ def generator_finetune(G0: torch.nn.Module, proxy: torch.nn.Module, z_eval: torc
         while step < level:
             z = torch.randn(batch_size, z_eval.shape[1], generator=gen).to(device)
             target = None if target_class is None else torch.full((batch_size,), target_class, device=device)
-            score = proxy_score(proxy, G(z), target, objective)
+            score = proxy.score(proxy(G(z)), target, objective)
             loss = -score.mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -24,7 +24,7 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
-from optbench.models.diffusion import NULL_CLASS, SCHEDULER_CONFIG, to_pixels
+from optbench.models.diffusion import SCHEDULER_CONFIG, null_class, to_pixels
 from optbench.models.fixed_batch import CHUNK, chunks, pad_rows
 
 CLIPPING = ("none", "clip_eps", "clip")
@@ -42,7 +42,8 @@ def make_ddim(clip: str):
 
 
 def initial_noise(n: int, seed: int, shape=(1, 28, 28)) -> torch.Tensor:
-    """x_T with one generator per sample: sample i is the same in any batch."""
+    """x_T of the domain's `shape`, with one generator per sample: sample i is the same
+    in any batch."""
     return torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(
         int(np.random.SeedSequence([seed, i]).generate_state(1)[0]))) for i in range(n)])
 
@@ -66,7 +67,7 @@ def _autocast(device: torch.device, precision: str):
 
 def cfg_eps(unet, labels: torch.Tensor, w: float, interval: tuple[float, float], precision: str):
     """Classifier-free guided noise prediction; one UNet call on the doubled batch."""
-    null = torch.full_like(labels, NULL_CLASS)
+    null = torch.full_like(labels, null_class(unet))
 
     def eps_fn(x, t):
         w_t = w if interval[0] <= float(t) <= interval[1] else 1.0
@@ -84,7 +85,7 @@ def cfg_eps(unet, labels: torch.Tensor, w: float, interval: tuple[float, float],
 def classifier_eps(unet, classifier, scheduler, labels: torch.Tensor, s: float, base: str,
                    interval: tuple[float, float], precision: str):
     """Classifier-guided noise prediction (Dhariwal and Nichol 2021, eq. 14)."""
-    cond = labels if base == "cond" else torch.full_like(labels, NULL_CLASS)
+    cond = labels if base == "cond" else torch.full_like(labels, null_class(unet))
 
     def eps_fn(x, t):
         with torch.no_grad(), _autocast(x.device, precision):

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from optbench.models.fixed_batch import score_and_grad
-from optbench.pressure.pixel_ascent import target_score
+from optbench.proxies import ClassifierProxy
 
 MAX_BUFFER = 4096   # newest stored outputs kept as negatives
 
@@ -31,12 +31,14 @@ def complementary_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tens
 def online_pixel_ascent(proxy: torch.nn.Module, start: torch.Tensor, target: torch.Tensor,
                         levels: list[int], lr: float, objective: str, retrain_every: int,
                         retrain_steps: int, retrain_lr: float, real_x: torch.Tensor,
-                        real_y: torch.Tensor, seed: int, batch_size: int = 64
-                        ) -> Iterator[tuple[int, torch.Tensor, dict]]:
+                        real_y: torch.Tensor, seed: int, batch_size: int = 64,
+                        bounds: tuple[float, float] = (0.0, 1.0)) -> Iterator[tuple[int, torch.Tensor, dict]]:
     """Yield (steps, x, info) per level; info's extras hold the online proxy's own scores
     (proxy_prob and friends: what the optimizer sees), the frozen proxy's probability,
     and the compute spent on retraining."""
+    proxy = getattr(proxy, "model", proxy)   # the module under a Proxy: it is retrained
     online = copy.deepcopy(proxy).eval().requires_grad_(True)   # eval: batch norm stays fixed
+    read = ClassifierProxy(online)
     opt_model = torch.optim.Adam(online.parameters(), lr=retrain_lr)
     x = start.clone().requires_grad_(True)
     opt_x = torch.optim.Adam([x], lr=lr, fused=x.device.type in ("cpu", "cuda"))  # as pixel_ascent
@@ -47,11 +49,11 @@ def online_pixel_ascent(proxy: torch.nn.Module, start: torch.Tensor, target: tor
     for level in levels:
         while step < level:
             # autograd.grad on x only: the proxy's weights get no gradient here
-            _, grad = score_and_grad(lambda xc, tc: target_score(online(xc), tc, objective), x, target)
+            _, grad = score_and_grad(lambda xc, tc: read.score(online(xc), tc, objective), x, target)
             x.grad = grad.neg_()
             opt_x.step()
             with torch.no_grad():
-                x.clamp_(0.0, 1.0)
+                x.clamp_(*bounds)
             step += 1
             if step % retrain_every == 0:
                 t0 = time.time()

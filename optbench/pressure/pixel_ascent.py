@@ -8,12 +8,10 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from optbench.models.gan import is_realness
-from optbench.pressure.budget import project
 from optbench.models.fixed_batch import map_fixed, score_and_grad
+from optbench.pressure.budget import project
 from optbench.pressure.crossings import Crossings
-
-OBJECTIVES = ("logit", "log_prob")
+from optbench.proxies import OBJECTIVES, Proxy, as_proxy  # noqa: F401
 # "random_sign" is the matched-noise control: every pixel moves by +-lr each step with a
 # random sign, which is the size of Adam's early steps, and the proxy is never consulted.
 OPTIMIZERS = ("adam", "sgd", "random_sign")
@@ -29,33 +27,6 @@ def log_levels(max_steps: int) -> list[int]:
     return levels + [max_steps]
 
 
-def target_score(logits: torch.Tensor, target: torch.Tensor, objective: str) -> torch.Tensor:
-    if objective == "log_prob":
-        logits = logits.log_softmax(1)
-    return logits.gather(1, target[:, None]).squeeze(1)
-
-
-def proxy_score(proxy: torch.nn.Module, x: torch.Tensor, target: torch.Tensor | None,
-                objective: str) -> torch.Tensor:
-    """Per-sample score to ascend. A realness proxy (discriminator) gives D(x) ("logit")
-    or log sigmoid D(x) ("log_prob"); a classifier its target logit or log-probability."""
-    out = proxy(x)
-    if is_realness(proxy):
-        return out if objective == "logit" else torch.nn.functional.logsigmoid(out)
-    return target_score(out, target, objective)
-
-
-def proxy_score_and_prob(proxy: torch.nn.Module, x: torch.Tensor, target: torch.Tensor | None,
-                         objective: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """proxy_score and, from the same forward pass, the probability the referees call
-    proxy_prob (softmax target probability, or sigmoid(D(x)) for a discriminator)."""
-    out = proxy(x)
-    if is_realness(proxy):
-        score = out if objective == "logit" else torch.nn.functional.logsigmoid(out)
-        return score, torch.sigmoid(out)
-    return target_score(out, target, objective), out.softmax(1).gather(1, target[:, None]).squeeze(1)
-
-
 def sign_noise(generators: list[torch.Generator], shape: tuple[int, ...]) -> torch.Tensor:
     """One +-1 tensor per sample, each from its own generator, so a sample's noise does
     not depend on the batch it is in."""
@@ -69,11 +40,11 @@ def sample_generators(seed: int, n: int) -> list[torch.Generator]:
             for i in range(n)]
 
 
-def pixel_ascent(proxy: torch.nn.Module, start: torch.Tensor, target: torch.Tensor,
+def pixel_ascent(proxy: Proxy | torch.nn.Module, start: torch.Tensor, target: torch.Tensor,
                  levels: list[int], lr: float = 0.01, optimizer: str = "adam",
                  objective: str = "logit", norm: str = "none", eps: float = 0.0,
-                 crossings: Crossings | None = None, noise_seed: int = 0
-                 ) -> Iterator[tuple[int, torch.Tensor]]:
+                 crossings: Crossings | None = None, noise_seed: int = 0,
+                 bounds: tuple[float, float] = (0.0, 1.0)) -> Iterator[tuple[int, torch.Tensor]]:
     """Yield (steps, x) at every level in `levels` (sorted, starting at 0).
 
     Each sample's loss term depends only on its own pixels, and the proxy runs on chunks
@@ -83,7 +54,10 @@ def pixel_ascent(proxy: torch.nn.Module, start: torch.Tensor, target: torch.Tens
 
     `crossings` records each sample at the first step where its proxy probability
     reaches each threshold (exact equal-proxy points). "random_sign" takes steps of +-lr
-    per pixel with per-sample random signs (seeded by `noise_seed` and the sample's row)."""
+    per pixel with per-sample random signs (seeded by `noise_seed` and the sample's row).
+    Every step ends inside the domain's `bounds`."""
+    proxy = as_proxy(proxy)
+    lo, hi = bounds
     x = start.clone().requires_grad_(True)
     if optimizer == "random_sign":
         opt, gens = None, sample_generators(noise_seed, len(x))
@@ -92,7 +66,7 @@ def pixel_ascent(proxy: torch.nn.Module, start: torch.Tensor, target: torch.Tens
                if optimizer == "adam" else torch.optim.SGD([x], lr=lr))
 
     def score(xc, tc):
-        return proxy_score_and_prob(proxy, xc, tc, objective)
+        return proxy.score_and_prob(xc, tc, objective)
 
     def record(step: int, prob: torch.Tensor) -> None:
         if crossings is not None:
@@ -113,9 +87,9 @@ def pixel_ascent(proxy: torch.nn.Module, start: torch.Tensor, target: torch.Tens
                 opt.step()
             with torch.no_grad():
                 if norm == "none":
-                    x.clamp_(0.0, 1.0)  # in place: the common case costs one pass
+                    x.clamp_(lo, hi)  # in place: the common case costs one pass
                 else:
-                    x.copy_(project(x, start, norm, eps))
+                    x.copy_(project(x, start, norm, eps, bounds))
             step += 1
         if step == levels[-1]:   # the last outputs get no gradient step: score them once
             record(step, _probs(proxy, x, target, objective))
@@ -124,4 +98,4 @@ def pixel_ascent(proxy: torch.nn.Module, start: torch.Tensor, target: torch.Tens
 
 @torch.no_grad()
 def _probs(proxy, x, target, objective) -> torch.Tensor:
-    return map_fixed(lambda xc, tc: proxy_score_and_prob(proxy, xc, tc, objective)[1], x.detach(), target)
+    return map_fixed(lambda xc, tc: proxy.score_and_prob(xc, tc, objective)[1], x.detach(), target)

@@ -20,8 +20,8 @@ def make_starts(domain: str, start: str, n: int, seed: int) -> tuple[torch.Tenso
 
     real:  a held-out test-split image, distinct within a seed for the first len(test)
            samples; the target is a random other class than its label.
-    noise: uniform noise in [0, 1]; any target.
-    mean:  the mean generator-train image; any target.
+    noise: uniform noise in the domain's bounds; any target.
+    mean:  the mean generator-train example; any target.
     """
     dom = get_domain(domain)
     if start == "real":
@@ -32,18 +32,19 @@ def make_starts(domain: str, start: str, n: int, seed: int) -> tuple[torch.Tenso
         perm = np.random.default_rng([seed, START_STREAM]).permutation(len(x_test))
         picks = torch.from_numpy(perm[np.arange(n) % len(x_test)])
         # 1..9 classes on: never the true class
-        offsets = torch.tensor([int(_rng(seed, i).integers(1, dom.NUM_CLASSES)) for i in range(n)])
+        offsets = torch.tensor([int(_rng(seed, i).integers(1, dom.num_classes)) for i in range(n)])
         x0 = x_test[picks].clone()
-        target = (y_test[picks] + offsets) % dom.NUM_CLASSES
+        target = (y_test[picks] + offsets) % dom.num_classes
         return x0, target
-    targets = torch.tensor([int(_rng(seed, i).integers(0, dom.NUM_CLASSES)) for i in range(n)])
+    targets = torch.tensor([int(_rng(seed, i).integers(0, dom.num_classes)) for i in range(n)])
     if start == "noise":
-        x0 = torch.stack([torch.from_numpy(_rng(seed, i).random(dom.IMAGE_SHAPE, dtype=np.float32))
+        x0 = torch.stack([torch.from_numpy(_rng(seed, i).random(dom.shape, dtype=np.float32))
                           for i in range(n)])
-        return x0, targets
+        lo, hi = dom.bounds
+        return (x0 if (lo, hi) == (0.0, 1.0) else lo + (hi - lo) * x0), targets
     if start == "mean":
         x_gen, _ = dom.load_split("generator_train")
-        return x_gen.mean(0, keepdim=True).repeat(n, 1, 1, 1), targets
+        return x_gen.mean(0, keepdim=True).repeat(n, *[1] * len(dom.shape)), targets
     raise ValueError(f"unknown start {start!r}; allowed: {', '.join(STARTS)}")
 
 

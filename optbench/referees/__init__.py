@@ -7,7 +7,7 @@ import torch
 
 from optbench.domains import get_domain, referee_as_proxy_error
 from optbench.models.checkpoints import load_model
-from optbench.models.gan import is_realness
+from optbench.proxies import Proxy, as_proxy
 from optbench.referees.classifiers import logits_of, target_readout
 from optbench.referees.distribution import Reference, distribution_metrics, extract, within_class_diversity
 
@@ -20,57 +20,37 @@ def space_metric(metric: str, space: str, primary: str) -> str:
     """The key of `metric` in feature space `space`: "kid" in the primary space, else "kid@<space>"."""
     return metric if space == primary else f"{metric}@{space}"
 
-METRICS = {
-    "proxy_prob": "proxy's mean probability of the target class (a discriminator proxy: mean sigmoid(D(x)))",
-    "proxy_logit": "proxy's mean target logit",
-    "proxy_hit": "share of samples the proxy classifies as the target",
-    "judge_<name>_prob": "one judge's mean target probability",
-    "judge_<name>_agree": "share of samples where that judge's class equals the proxy's",
-    "judge_prob": "judge ensemble (mean probability over the domain's ENSEMBLE judges): mean target probability",
-    "judge_conf": "judge ensemble's mean top-class probability: how surely the judges see a digit of some class",
-    "judge_hit": "share of samples the judge ensemble classifies as the target",
-    "judge_agree": "share of samples where the ensemble's class equals the proxy's",
-    "gap": "proxy_prob - judge_prob, the Goodhart gap",
-    "fid": "Frechet distance to the reference set in the feature net's space (torchmetrics)",
-    "kid": "kernel (polynomial MMD) distance to the reference set, unbiased (torchmetrics)",
-    "kid_std": "KID's standard deviation over subsets",
-    "precision": "share of outputs inside the reference k-NN manifold (Naeem et al. 2020)",
-    "recall": "share of reference points inside the outputs' k-NN manifold",
-    "density": "how many reference balls hold each output, normalised (1 = like real data)",
-    "coverage": "share of reference points with an output inside their k-NN ball",
-    "c2st": "classifier two-sample test: 5-fold held-out accuracy of a fresh linear discriminant (Ledoit-Wolf shrinkage) telling outputs from reference digits in feature space (0.5 = indistinguishable)",
-    "<metric>@<space>": "a distribution metric (fid ... c2st) in another feature space than the primary one (the domain's FEATURE_SPACES)",
-    "diversity": "mean pairwise feature distance between outputs of the same target class",
-    "out_of_range": "share of pixels outside [0, 1] (by more than 1/255)",
-    "l2": "mean L2 distance from the starting point (pixels in [0, 1])",
-    "linf": "mean Linf distance from the starting point",
-    "diverged_frac": "share of samples with NaN or inf pixels or proxy logits; excluded from the rest",
-}
+from optbench.referees.metrics import METRICS, Batch, computed_metrics  # noqa: E402,F401
 
 
 class Referee:
-    """Scores batches of outputs for one domain. Built once; caches reference features."""
+    """Scores batches of outputs for one domain. Built once; caches reference features.
 
-    def __init__(self, domain: str, proxy: str, device: str | torch.device = "cpu",
+    The judges and feature nets are the referee's own; the proxy is the cell's, passed
+    to `evaluate` (default: the one the referee was built with), so a per-seed replicate
+    is scored without touching the referee."""
+
+    def __init__(self, domain: str, proxy: str | Proxy, device: str | torch.device = "cpu",
                  checkpoint_root=None, *, features: tuple[str, ...] | None = None):
         """`features`: the feature spaces of the distribution metrics, a subset of the
-        domain's FEATURE_SPACES (default: all); the first is the primary space."""
+        domain's feature_spaces (default: all); the first is the primary space."""
         dom = get_domain(domain)
-        refereeing = referee_as_proxy_error(domain, proxy)
-        if refereeing:
-            raise ValueError(f"proxy: {refereeing}")
-        self.domain, self.checkpoint_root = domain, checkpoint_root
-        self.spaces = tuple(dom.FEATURE_SPACES if features is None else features)
-        unknown = [s for s in self.spaces if s not in dom.FEATURE_SPACES]
+        if isinstance(proxy, str):
+            refereeing = referee_as_proxy_error(domain, proxy)
+            if refereeing:
+                raise ValueError(f"proxy: {refereeing}")
+        self.domain, self.checkpoint_root = dom.name, checkpoint_root
+        self.spaces = tuple(dom.feature_spaces if features is None else features)
+        unknown = [s for s in self.spaces if s not in dom.feature_spaces]
         if not self.spaces or unknown or len(set(self.spaces)) < len(self.spaces):
-            raise ValueError(f"features: expected distinct names from {', '.join(dom.FEATURE_SPACES)}, "
+            raise ValueError(f"features: expected distinct names from {', '.join(dom.feature_spaces)}, "
                              f"got {features!r}")
-        self.proxy = load_model(domain, proxy, device, root=checkpoint_root)
+        self.bounds = dom.bounds
+        self.proxy = (load_proxy(domain, proxy, device, root=checkpoint_root) if isinstance(proxy, str)
+                      else as_proxy(proxy))
         self.judges = {name: load_model(domain, name, device, root=checkpoint_root)
-                       for name in dom.JUDGES}
-        self.ensemble = dom.ENSEMBLE
-        # A GAN discriminator scores "real" (one logit), not classes.
-        self.realness = is_realness(self.proxy)
+                       for name in dom.judges}
+        self.ensemble = dom.ensemble
         self.feature_nets = {name: self.judges[name] if name in self.judges else
                              load_model(domain, name, device, root=checkpoint_root) for name in self.spaces}
         self.feature_net = self.feature_nets[self.spaces[0]]   # the primary space
@@ -88,7 +68,7 @@ class Referee:
         per = ["proxy_prob", "proxy_logit", "proxy_hit",
                *(f"{n}_{m}" for n in self.judges for m in ("prob", "agree")),
                "judge_prob", "judge_hit", "judge_agree", "judge_conf", "out_of_range"]
-        return [*per, "gap", "l2", "linf", *self.distribution_names()]
+        return [*per, "gap", "l2", "linf", *self.distribution_names(), *(m.name for m in computed_metrics())]
 
     def features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """x's features in every feature space."""
@@ -118,18 +98,18 @@ class Referee:
             self._nulls[n] = cached_null(self, n)
         return self._nulls[n]
 
-    def logits(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def logits(self, x: torch.Tensor, proxy: Proxy | None = None) -> dict[str, torch.Tensor]:
         """Every classifier's raw output on x, computed once so read-outs for several
         targets (best-of-n per target class) reuse them."""
-        return self._forward(x, with_features=False)[0]
+        return self._forward(x, proxy or self.proxy, with_features=False)[0]
 
     @torch.no_grad()
-    def _forward(self, x: torch.Tensor, with_features: bool = True
+    def _forward(self, x: torch.Tensor, proxy: Proxy, with_features: bool = True
                  ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """Logits of every classifier and (optionally) features in every space, with one
         forward pass per network: a judge that is also a feature space gives its logits
         as head(features), which is its forward."""
-        logits, feats = {"proxy": logits_of(self.proxy, x)}, {}
+        logits, feats = {"proxy": logits_of(proxy.model, x)}, {}
         for name, judge in self.judges.items():
             if with_features and name in self.feature_nets and hasattr(judge, "head"):
                 feats[name] = extract(judge, x)
@@ -145,24 +125,20 @@ class Referee:
         return torch.stack([logits[name].softmax(1) for name in self.ensemble]).mean(0)
 
     def per_sample(self, logits: dict[str, torch.Tensor], x: torch.Tensor,
-                   target: torch.Tensor) -> dict[str, torch.Tensor]:
+                   target: torch.Tensor, proxy: Proxy | None = None) -> dict[str, torch.Tensor]:
         """Per-sample values of every metric that has one (finite samples only).
 
-        A realness proxy (a GAN discriminator) has no target class: its probability is
-        sigmoid(D(x)), and the target becomes the judge ensemble's own class, so
-        judge_prob is the judges' confidence that x is a digit of some class."""
+        A proxy without classes (a GAN discriminator) has no target class: its
+        probability is sigmoid(D(x)), and the target becomes the judge ensemble's own
+        class, so judge_prob is the judges' confidence that x is an example of some class."""
+        proxy = proxy or self.proxy
         ens = self.ensemble_probs(logits)
         ens_pred = ens.argmax(1)
-        out = {}
-        if self.realness:
+        if not proxy.has_classes:
             target = ens_pred
-            d = logits["proxy"]
-            out |= {"proxy_prob": torch.sigmoid(d), "proxy_logit": d, "proxy_hit": d > 0}
-            proxy_pred = None
-        else:
-            r = target_readout(logits["proxy"], target)
-            out |= {"proxy_prob": r["prob"], "proxy_logit": r["logit"], "proxy_hit": r["pred"] == target}
-            proxy_pred = r["pred"]
+        r = proxy.readout(logits["proxy"], target)
+        out = {"proxy_prob": r["prob"], "proxy_logit": r["logit"], "proxy_hit": r["hit"]}
+        proxy_pred = r["pred"]
         nan = torch.full((len(x),), float("nan"))
         for name in self.judges:
             r = target_readout(logits[name], target)
@@ -172,20 +148,24 @@ class Referee:
         out["judge_hit"] = ens_pred == target
         out["judge_agree"] = nan if proxy_pred is None else ens_pred == proxy_pred
         out["judge_conf"] = ens.amax(1)
-        out["out_of_range"] = ((x < -1 / 255) | (x > 1 + 1 / 255)).flatten(1).double().mean(1)
+        lo, hi = self.bounds
+        tol = (hi - lo) / 255   # one grey level of an 8-bit image of the range
+        out["out_of_range"] = ((x < lo - tol) | (x > hi + tol)).flatten(1).double().mean(1)
         return {k: v.double() for k, v in out.items()}
 
-    def evaluate(self, x: torch.Tensor, target: torch.Tensor, start: torch.Tensor) -> dict[str, float]:
-        logits, feats = self._forward(x)
-        proxy_out = logits["proxy"] if self.realness else logits["proxy"].amax(1)
-        finite = torch.isfinite(x).flatten(1).all(1) & torch.isfinite(proxy_out)
+    def evaluate(self, x: torch.Tensor, target: torch.Tensor, start: torch.Tensor,
+                 proxy: Proxy | None = None) -> dict[str, float]:
+        proxy = proxy or self.proxy
+        logits, feats = self._forward(x, proxy)
+        finite = torch.isfinite(x).flatten(1).all(1) & proxy.finite(logits["proxy"])
         out = {"diverged_frac": float(1 - finite.double().mean()), "n_finite": int(finite.sum())}
         if not finite.any():   # every sample diverged: recorded as such, every metric NaN
             return out | {k: float("nan") for k in self.metric_names()}
         x, target, start = x[finite], target[finite], start[finite]
+        target_in = target
         logits = {k: v[finite] for k, v in logits.items()}
         feats = {k: v[finite] for k, v in feats.items()}
-        out |= {k: _mean(v) for k, v in self.per_sample(logits, x, target).items()}
+        out |= {k: _mean(v) for k, v in self.per_sample(logits, x, target, proxy).items()}
         # Diversity is grouped by the judge ensemble's class, for outputs and for the
         # real baseline alike: grouping outputs by target but real digits by label made
         # unchanged real starts read 8.2 against a baseline of 3.0.
@@ -194,7 +174,18 @@ class Referee:
         delta = (x - start).flatten(1)
         out["l2"], out["linf"] = _mean(delta.norm(dim=1)), _mean(delta.abs().amax(1))
         out |= self.distribution_of_features(feats, target)
+        if computed_metrics():   # plug-in metrics, on the same finite outputs and features
+            batch = Batch(x, target_in, start, feats, self.ensemble_probs(logits))
+            out |= {m.name: float(m.compute(batch)) for m in computed_metrics()}
         return out
+
+
+def load_proxy(domain: str, name: str, device=None, root=None) -> Proxy:
+    """A model of the domain's catalog as a Proxy of its kind (manifest "kind", else the
+    module's `proxy_kind`)."""
+    from optbench.models.checkpoints import model_entry
+    kind = model_entry(domain, name, root).get("kind")
+    return as_proxy(load_model(domain, name, device, root=root), kind)
 
 
 def _mean(t: torch.Tensor) -> float:

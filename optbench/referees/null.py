@@ -168,7 +168,7 @@ def ship_nulls(domain: str = "mnist", ns: tuple[int, ...] = SHIPPED_N, log=print
     import time
 
     from optbench.referees import Referee
-    referee = Referee(domain, get_domain(domain).DEFAULT_PROXY)
+    referee = Referee(domain, get_domain(domain).default_proxy)
     for n in ns:
         t0 = time.time()
         key = null_key(referee, n)

@@ -21,7 +21,7 @@ import math
 
 import numpy as np
 
-from optbench.models.checkpoints import read_manifest
+from optbench.models.checkpoints import CheckpointError, catalog
 from optbench.report.intervals import mean_ci
 from optbench.report.summary import _fmt
 
@@ -35,7 +35,10 @@ CONTROLS_NOTE = ("Each treated curve minus a control, paired by seed (same start
 
 
 def is_untrained_control(spec: dict) -> bool:
-    entry = read_manifest(spec["domain"])["models"].get(spec["proxy"], {})
+    try:
+        entry = catalog(spec["domain"]).get(spec["proxy"], {})
+    except (CheckpointError, ValueError):   # a plug-in domain not loaded here
+        entry = {}
     return (entry.get("recipe") or {}).get("role") == "control"
 
 

@@ -14,16 +14,14 @@ import numpy as np  # noqa: E402
 from optbench.report.intervals import INTERVAL_METHOD, mean_ci  # noqa: E402
 from optbench.report.summary import departure_threshold, group_cells  # noqa: E402
 
-PANELS = [("proxy_prob", "proxy: target probability", "linear"),
-          ("judge_prob", "judges (ensemble): target probability", "linear"),
-          ("kid", "KID to reference (symlog)", "symlog"),
-          ("fid", "FID to reference (log)", "log"),
-          ("precision", "precision (in-manifold share)", "linear"),
-          ("recall", "recall (reference covered by outputs)", "linear"),
-          ("c2st", "two-sample test accuracy (0.5 = like real)", "linear"),
-          ("diversity", "within-class diversity (feature distance)", "linear"),
-          ("distance", "the source's own distance d", "linear"),
-          ("gap", "proxy minus judge probability (Goodhart gap)", "linear")]
+PANEL_COLUMNS = 5
+
+
+def curve_panels() -> list[tuple[str, str, str]]:
+    """(metric, title, y scale) of every metric in the registry that has a panel
+    (referees/metrics.py): a plug-in metric gets one without editing this file."""
+    from optbench.referees.metrics import panels
+    return [(m.name, m.panel, m.yscale) for m in panels()]
 
 
 def _metric(member: dict, metric: str) -> str:
@@ -43,12 +41,16 @@ def _band(members: list[dict], metric: str, knob: str):
 def curves_figure(cells: list[dict], out: Path, title: str = "") -> None:
     groups = list(group_cells(cells).values())
     knob = groups[0][0]["spec"]["knob"]
-    fig, axes = plt.subplots(2, 5, figsize=(20, 7.2))
+    panels = curve_panels()
+    rows = -(-len(panels) // PANEL_COLUMNS)
+    fig, axes = plt.subplots(rows, PANEL_COLUMNS, figsize=(20, 3.6 * rows), squeeze=False)
+    for ax in axes.flat[len(panels):]:
+        ax.axis("off")
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for g, members in enumerate(groups):
         color = colors[g % len(colors)]
         label = f"{members[0]['spec']['label']} ({len(members)} seeds)"
-        for ax, (metric, name, yscale) in zip(axes.flat, PANELS):
+        for ax, (metric, name, yscale) in zip(axes.flat, panels):
             x, mean, lo, hi = _band(members, metric, knob)
             ax.plot(x, mean, color=color, label=label, marker=".", ms=4)
             ax.fill_between(x, lo, hi, color=color, alpha=0.2, lw=0)
@@ -58,7 +60,7 @@ def curves_figure(cells: list[dict], out: Path, title: str = "") -> None:
             if metric == "kid":
                 thr = np.mean([departure_threshold(m["curve"], "kid") for m in members])
                 ax.axhline(thr, color=color, ls="--", lw=0.8, alpha=0.7)
-    for ax, (metric, name, yscale) in zip(axes.flat, PANELS):
+    for ax, (metric, name, yscale) in zip(axes.flat, panels):
         ax.set_xscale("symlog", linthresh=1)  # log axis that still shows level 0
         ax.set_xlim(left=0)
         if yscale == "symlog":  # KID is unbiased, so it can be slightly negative

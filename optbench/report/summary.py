@@ -101,7 +101,8 @@ def curve_stats(cell: dict) -> dict:
             "judge_prob_at_max": last["judge_prob"], "kid_at_max": last_set["kid"],
             "fid_at_max": last_set["fid"], "diverged_at_max": last["diverged_frac"],
             "baseline_kid": base["kid"], "baseline_fid": base["fid"], "kid_threshold": threshold,
-            **{f"{k}_at_max": v for k, v in last.items() if _is_single_judge(k) or k in EXTRA_AT_MAX},
+            **{f"{k}_at_max": v for k, v in last.items() if _is_single_judge(k) or k in EXTRA_AT_MAX
+               or k in _plugin_at_max()},
             "cell_seconds": cell.get("meta", {}).get("wall_seconds", math.nan),
             **{f"{k}_real": v for k, v in base.items() if _is_single_judge(k) or k == "judge_prob"}}
 
@@ -109,6 +110,12 @@ def curve_stats(cell: dict) -> dict:
 # Source-specific numbers worth a column when a curve has them.
 EXTRA_AT_MAX = ("frozen_proxy_prob", "retrain_updates", "retrain_samples", "retrain_seconds",
                 "latent_l2", "param_l2", "kl", "c2st", "judge_conf")
+
+
+def _plugin_at_max() -> set[str]:
+    """Metrics of the registry marked `at_max` (plug-ins'): a summary column each."""
+    from optbench.referees.metrics import METRICS
+    return {k for k in METRICS if METRICS[k].at_max}
 
 
 def _is_single_judge(key: str) -> bool:
@@ -121,12 +128,11 @@ SUMMARY_COLUMNS = ["judge_peak_at", "judge_peak_prob", "kid_cross_at", "gap_at_m
 
 
 def group_cells(cells: list[dict]) -> dict[str, list[dict]]:
+    """Cells that differ only in seed, as one curve (suite.curve_key)."""
+    from optbench.suite import curve_key
     groups: dict[str, list[dict]] = defaultdict(list)
     for c in cells:
-        s = c["spec"]
-        key = json.dumps({**{k: s[k] for k in ("domain", "proxy", "source", "n_samples", "settings")},
-                          "proxy_training": s.get("proxy_training", "shipped")}, sort_keys=True)
-        groups[key].append(c)
+        groups[curve_key(c["spec"])].append(c)
     return groups
 
 
@@ -219,6 +225,13 @@ def summary_markdown(rows: list[dict]) -> str:
                      + (f" ({n}/{r['seeds']} seeds)" if 0 < n < r["seeds"] else "")
                      for k, n in zip(["kid", *spaces], seeds)]
             lines.append(f"| {r['label']} | " + " | ".join(cells) + " |")
+    extra = sorted(k for k in _plugin_at_max() if f"{k}_at_max" in rows[0])
+    if extra:
+        lines += ["", "Plug-in metrics at the highest pressure:", "",
+                  "| curve | " + " | ".join(extra) + " |", "|---|" + "---|" * len(extra)]
+        for r in rows:
+            lines.append(f"| {r['label']} | " + " | ".join(
+                _fmt(r[f"{k}_at_max"], r[f"{k}_at_max_lo"], r[f"{k}_at_max_hi"]) for k in extra) + " |")
     online = [r for r in rows if "retrain_seconds_at_max" in r]
     if online:
         lines += ["", "Online proxies: compute spent on retraining over the whole run, and the "

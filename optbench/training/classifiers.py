@@ -1,11 +1,13 @@
-"""Training recipes for each domain's shipped models: the proxy, the judges and the
-feature network. `optbench train mnist` runs them all; the same seed gives the same
-weights on CPU."""
+"""Training recipes for a domain's classifiers (the proxy, its variants and control, the
+judges) and its autoencoder feature net. MNIST's recipes are written out; any other
+image domain gets the same recipes sized from its shape (`standard_recipes`). The same
+seed gives the same weights on one machine."""
 from __future__ import annotations
 
+import math
 import platform
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import torch
 import torch.nn.functional as F
@@ -60,7 +62,32 @@ MNIST_RECIPES: dict[str, Recipe] = {
 ENSEMBLE_MEMBERS = 5
 ENSEMBLE_SEEDS = tuple(range(51, 51 + ENSEMBLE_MEMBERS))
 ENSEMBLE_PROXIES = {"proxy_ens_mean": "mean", "proxy_ens_min": "min"}
-RECIPES = {"mnist": MNIST_RECIPES}
+
+
+def standard_recipes(domain) -> dict[str, Recipe]:
+    """MNIST's recipes for another image domain: the architectures sized from its shape
+    and normalization; L2 budgets scaled by sqrt(pixels / 784) (a budget of the same
+    per-pixel size); shifts scaled to its width; epochs raised so a small training split
+    gets about as many steps as MNIST's 1,000 digits."""
+    dom = get_domain(domain)
+    if not dom.is_image:
+        raise ValueError(f"domain {dom.name!r}: the shipped recipes are for images (C, H, W); "
+                         f"shape {dom.shape} needs its own models")
+    shape = dom.model_shape_kwargs()
+    scale = math.sqrt(math.prod(dom.shape) / 784)
+    n_train = len(dom.split_indices("proxy_train"))
+    out = {}
+    for name, r in MNIST_RECIPES.items():
+        epochs = max(r.epochs, round(r.epochs * 1000 / n_train)) if r.epochs else 0
+        out[name] = replace(r, arch_kwargs={**r.arch_kwargs, **shape}, epochs=epochs,
+                            shift=min(r.shift, round(r.shift * dom.shape[-1] / 28)),
+                            adv_eps_l2=round(r.adv_eps_l2 * scale, 3))
+    return out
+
+
+def recipes_for(domain) -> dict[str, Recipe]:
+    dom = get_domain(domain)
+    return MNIST_RECIPES if dom.name == "mnist" else standard_recipes(dom)
 
 
 def random_shift(x: torch.Tensor, max_shift: int, gen: torch.Generator) -> torch.Tensor:
@@ -138,21 +165,21 @@ def train_ensemble_checkpoints(domain: str, root=None, log=print) -> dict:
     """Train ENSEMBLE_MEMBERS copies of the proxy's recipe with other seeds and ship them as
     two proxies, the mean-logit and the worst-case (min) ensemble."""
     from optbench.models.nets import ProxyEnsemble
-    base = MNIST_RECIPES["proxy_cnn"]
+    base = recipes_for(domain)["proxy_cnn"]
     members = [train_one(domain, f"member {i}", Recipe(**{**asdict(base), "seed": s}), log)
                for i, s in enumerate(ENSEMBLE_SEEDS)]
     dom = get_domain(domain)
     x_test, y_test = dom.load_split("test")
     entries = {}
     for name, reduce in ENSEMBLE_PROXIES.items():
-        model = ProxyEnsemble(len(members), base.arch_kwargs["width"], reduce)
+        kwargs = ensemble_kwargs(base, len(members), reduce)
+        model = ProxyEnsemble(**kwargs)
         for m, trained in zip(model.members, members):
             m.load_state_dict(trained.state_dict())
         model.eval()
         acc = float((predict(model, x_test) == y_test).float().mean())
         entries[name] = save_model(model, domain, name, {
-            "arch": "ProxyEnsemble",
-            "arch_kwargs": {"members": len(members), "width": base.arch_kwargs["width"], "reduce": reduce},
+            "arch": "ProxyEnsemble", "arch_kwargs": kwargs,
             "recipe": {**asdict(base), "seeds": list(ENSEMBLE_SEEDS)},
             "test_accuracy": round(acc, 4),
             "member_test_accuracy": [round(float((predict(m, x_test) == y_test).float().mean()), 4) for m in members],
@@ -161,6 +188,12 @@ def train_ensemble_checkpoints(domain: str, root=None, log=print) -> dict:
             "versions": {"torch": torch.__version__, "python": platform.python_version()}}, root=root)
         log(f"  {name}: test accuracy {acc:.4f}")
     return entries
+
+
+def ensemble_kwargs(base: Recipe, members: int, reduce: str) -> dict:
+    """ProxyEnsemble's arguments: k members of the proxy's recipe (and its sizing)."""
+    return {"members": members, "width": base.arch_kwargs["width"], "reduce": reduce,
+            **{k: v for k, v in base.arch_kwargs.items() if k != "width"}}
 
 
 # The autoencoder feature space (not a classifier, so not a Recipe): MSE reconstruction on
@@ -178,8 +211,11 @@ def reconstruction_mse(model: torch.nn.Module, x: torch.Tensor) -> float:
 def train_feature_ae_checkpoint(domain: str, root=None, log=print) -> dict:
     """Train the autoencoder feature net and ship it, with its test reconstruction error
     (and, for scale, the error on uniform noise) in the manifest."""
-    r = FEATURE_AE
     dom = get_domain(domain)
+    r = FEATURE_AE if dom.name == "mnist" else {
+        **FEATURE_AE, "arch_kwargs": {**FEATURE_AE["arch_kwargs"], "in_shape": list(dom.shape),
+                                      "bounds": list(dom.bounds),
+                                      "latent": min(32, max(8, math.prod(dom.shape) // 4))}}
     x, _ = dom.load_split(r["split"])
     torch.manual_seed(r["seed"])
     gen = torch.Generator().manual_seed(r["seed"])
@@ -215,65 +251,3 @@ def train_feature_ae_checkpoint(domain: str, root=None, log=print) -> dict:
     log(f"  feature_ae: test reconstruction MSE {entry['test_reconstruction_mse']}, "
         f"noise {entry['noise_reconstruction_mse']}, {seconds:.1f} s")
     return save_model(model, domain, "feature_ae", entry, root=root)
-
-
-def _diffusion_trainers() -> dict:
-    """Trainers that are not a single classifier recipe. `gan` ships gan_generator and
-    gan_discriminator; `ensembles` ships proxy_ens_mean and proxy_ens_min; `feature_ae`
-    is the autoencoder feature net."""
-    from optbench.models.diffusion import train_diffusion_checkpoint, train_noisy_classifier_checkpoint
-    from optbench.models.gan import train_gan_checkpoint
-    # The diffusion UNet takes about an hour on one CPU core, the GAN 11 minutes.
-    return {"noisy_classifier": train_noisy_classifier_checkpoint,
-            "diffusion_unet": train_diffusion_checkpoint,
-            "gan": train_gan_checkpoint,
-            "feature_ae": train_feature_ae_checkpoint,
-            "ensembles": lambda domain, root=None, log=print: train_ensemble_checkpoints(domain, root, log)}
-
-
-def train_domain(domain: str, only: list[str] | None = None, root=None, log=print) -> dict:
-    """Train every model of `domain` (or those in `only`), write checkpoints and manifest."""
-    recipes = RECIPES[domain]
-    others = _diffusion_trainers() if domain == "mnist" else {}
-    names = only or [*recipes, *others]
-    unknown = [n for n in names if n not in recipes and n not in others]
-    if unknown:
-        raise ValueError(f"unknown model {unknown[0]!r}; allowed: {', '.join([*recipes, *others])}")
-    entries = {}
-    for name in names:
-        if name in others:
-            log(f"training {name}")
-            entries[name] = others[name](domain, root=root, log=log)
-    names = [n for n in names if n in recipes]
-    if not names:
-        return entries
-    dom = get_domain(domain)
-    x_test, y_test = dom.load_split("test")
-    trained: dict[str, torch.nn.Module] = {}
-    for name in names:
-        log(f"training {name} ({recipes[name].arch}) on {recipes[name].split}")
-        trained[name] = train_one(domain, name, recipes[name], log)
-    # Agreement with the proxy on clean data needs the proxy; train it if not in `only`.
-    proxy = trained.get("proxy_cnn")
-    if proxy is None:  # from `root` if it has one, else the shipped proxy
-        from optbench.models.checkpoints import CheckpointError, load_model
-        try:
-            proxy = load_model(domain, "proxy_cnn", root=root)
-        except CheckpointError:
-            proxy = load_model(domain, "proxy_cnn")
-    proxy_pred = predict(proxy, x_test)
-    for name, model in trained.items():
-        r = recipes[name]
-        pred = predict(model, x_test)
-        entry = {
-            "arch": r.arch, "arch_kwargs": r.arch_kwargs, "recipe": asdict(r),
-            "test_accuracy": round(float((pred == y_test).float().mean()), 4),
-            "agreement_with_proxy_clean": round(float((pred == proxy_pred).float().mean()), 4),
-            "train_seconds": round(model._train_seconds, 1),
-            "parameters": sum(p.numel() for p in model.parameters()),
-            "versions": {"torch": torch.__version__, "python": platform.python_version()},
-        }
-        entries[name] = save_model(model, domain, name, entry, root=root)
-        log(f"  {name}: test accuracy {entry['test_accuracy']:.4f}, "
-            f"agreement with proxy {entry['agreement_with_proxy_clean']:.4f}")
-    return entries

@@ -1,0 +1,123 @@
+"""Registries: names -> objects, filled by the package and by users' plug-ins.
+
+Every plug-in point (domains, pressure sources, metrics, architectures, proxy kinds) is
+one `Registry`. A suite file reaches a user's object in either of two ways:
+
+    plugins = ["mylab.optbench_ext"]    # imported first; it calls SOURCES.register(...)
+    domain = "mylab.data:Cifar10Folder" # or names the object by import path directly
+
+An entry may itself be a "module:attr" string, imported on first use, so the package's
+registries cost nothing until read (the lazy entries of lm-evaluation-harness). Process
+pool and Ray workers import the same plug-ins before computing a cell (runner.py).
+Written here because the plug-in points need one uniform rule for names and import
+paths; importlib does the work."""
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Any, Callable, Iterator, Mapping
+
+
+class PluginError(ValueError):
+    """A plug-in that cannot be imported or is not what its registry holds."""
+
+
+def import_object(path: str) -> Any:
+    """The object named by "package.module:attr" (attr may be dotted)."""
+    module, sep, attr = path.partition(":")
+    if not sep or not module or not attr:
+        raise PluginError(f"{path!r}: expected an import path 'module:attr'")
+    try:
+        obj = importlib.import_module(module)
+    except ImportError as e:
+        raise PluginError(f"{path!r}: cannot import module {module!r} ({e}); is it on "
+                          "PYTHONPATH or installed?") from None
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise PluginError(f"{path!r}: module {module!r} has no attribute {attr!r}")
+        obj = getattr(obj, part)
+    return obj
+
+
+def load_plugins(modules: tuple[str, ...] | list[str]) -> None:
+    """Import each plug-in module (once); their import registers what they define."""
+    for name in modules:
+        if name in sys.modules:
+            continue
+        try:
+            importlib.import_module(name)
+        except ImportError as e:
+            raise PluginError(f"plugin {name!r}: cannot import it ({e}); is it on PYTHONPATH "
+                              "or installed?") from None
+
+
+def is_import_path(name: str) -> bool:
+    return isinstance(name, str) and ":" in name
+
+
+class Registry(Mapping):
+    """A read-only mapping name -> object with `register` for plug-ins. A key that is not
+    registered but looks like "module:attr" is imported (and checked) on lookup."""
+
+    def __init__(self, kind: str, check: Callable[[str, Any], Any] | None = None):
+        self.kind = kind
+        self._entries: dict[str, Any] = {}
+        self._checked: set[str] = set()   # entries already validated
+        self._check = check   # validates (and may convert) an object on first lookup
+
+    def register(self, name: str, obj: Any = None, *, replace: bool = False):
+        """Register `obj` (an object or a lazy "module:attr" string) under `name`; with
+        no `obj`, a decorator. Registering a taken name is an error unless `replace`."""
+        if obj is None:
+            return lambda o: (self.register(name, o, replace=replace), o)[1]
+        if name in self._entries and not replace and self._entries[name] is not obj:
+            raise PluginError(f"{self.kind} {name!r} is already registered; pass replace=True "
+                              "to override it")
+        self._entries[name] = obj
+        self._checked.discard(name)
+        return obj
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in self._entries:
+            if not is_import_path(name):
+                raise KeyError(name)
+            self._entries[name] = name   # named by import path: resolved like a lazy entry
+        if name not in self._checked:
+            obj = self._entries[name]
+            if isinstance(obj, str):   # a lazy entry: import it once
+                obj = import_object(obj)
+            self._entries[name] = self._validated(name, obj)
+            self._checked.add(name)
+        return self._entries[name]
+
+    def _validated(self, name: str, obj: Any) -> Any:
+        return self._check(name, obj) if self._check else obj
+
+    def __contains__(self, name: object) -> bool:
+        if not isinstance(name, str):
+            return False
+        if name in self._entries:
+            return True
+        if is_import_path(name):
+            try:
+                self[name]
+            except PluginError:
+                return False
+            return True
+        return False
+
+    def __iter__(self) -> Iterator[str]:
+        return iter([k for k in self._entries if not is_import_path(k)])
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def lookup(self, name: str, where: str = "") -> Any:
+        """The entry, or a PluginError naming `where`, the value and the allowed names."""
+        try:
+            return self[name]
+        except KeyError:
+            raise PluginError(f"{where + ': ' if where else ''}unknown {self.kind} {name!r}; allowed: "
+                              f"{', '.join(self)}, or an import path 'module:attr'") from None
+        except PluginError as e:
+            raise PluginError(f"{where + ': ' if where else ''}{e}") from None

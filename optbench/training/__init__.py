@@ -1,0 +1,91 @@
+"""Training a domain's models: `optbench train <domain>`.
+
+Nothing here is imported when suites run (the one exception: a per-seed proxy
+replicate, models/replicates.py, imports its recipe's trainer when it is first needed).
+What each model is for is in README "Shipped models"; how each is trained is its recipe,
+recorded in the domain's manifest beside its sha256."""
+from __future__ import annotations
+
+import platform
+
+import torch
+
+from optbench.domains import get_domain
+from optbench.models.checkpoints import save_model
+from optbench.training.classifiers import (ENSEMBLE_PROXIES, ENSEMBLE_SEEDS, Recipe, predict,  # noqa: F401
+                                           recipes_for, train_ensemble_checkpoints,
+                                           train_feature_ae_checkpoint, train_one)
+
+
+def other_trainers(domain) -> dict:
+    """Trainers that are not a single classifier recipe. `gan` ships gan_generator and
+    gan_discriminator; `ensembles` ships proxy_ens_mean and proxy_ens_min; `feature_ae`
+    is the autoencoder feature net; the diffusion model and its noise-aware classifier
+    are MNIST's only (about an hour on one CPU core)."""
+    from optbench.training.gan import train_gan_checkpoint
+    out = {"feature_ae": train_feature_ae_checkpoint, "gan": train_gan_checkpoint,
+           "ensembles": lambda domain, root=None, log=print: train_ensemble_checkpoints(domain, root, log)}
+    if get_domain(domain).name == "mnist":
+        from optbench.training.diffusion import train_diffusion_checkpoint, train_noisy_classifier_checkpoint
+        out = {"noisy_classifier": train_noisy_classifier_checkpoint,
+               "diffusion_unet": train_diffusion_checkpoint, **out}
+    return out
+
+
+def train_domain(domain, only: list[str] | None = None, root=None, log=print) -> dict:
+    """Train every model of `domain` (or those in `only`), write checkpoints and manifest.
+    The classifiers come first: the GAN's quality is measured in the feature net's space."""
+    dom = get_domain(domain)
+    recipes = recipes_for(dom)
+    others = other_trainers(dom)
+    names = only or [*recipes, *others]
+    unknown = [n for n in names if n not in recipes and n not in others]
+    if unknown:
+        raise ValueError(f"unknown model {unknown[0]!r}; allowed: {', '.join([*recipes, *others])}")
+    entries = {}
+    classifiers = [n for n in names if n in recipes]
+    if classifiers:
+        entries |= _train_classifiers(dom, recipes, classifiers, root, log)
+    for name in names:
+        if name in others:
+            log(f"training {name}")
+            entries[name] = others[name](dom.name, root=root, log=log)
+    return entries
+
+
+def _train_classifiers(dom, recipes: dict, names: list[str], root, log) -> dict:
+    x_test, y_test = dom.load_split("test")
+    trained: dict[str, torch.nn.Module] = {}
+    for name in names:
+        log(f"training {name} ({recipes[name].arch}) on {recipes[name].split}")
+        trained[name] = train_one(dom.name, name, recipes[name], log)
+    # Agreement with the proxy on clean data needs the proxy; train it if not in `only`.
+    proxy = trained.get("proxy_cnn")
+    if proxy is None:  # from `root` if it has one, else the shipped proxy
+        from optbench.models.checkpoints import CheckpointError, load_model
+        try:
+            proxy = load_model(dom.name, "proxy_cnn", root=root)
+        except CheckpointError:
+            proxy = load_model(dom.name, "proxy_cnn")
+    proxy_pred = predict(proxy, x_test)
+    entries = {}
+    for name, model in trained.items():
+        r = recipes[name]
+        pred = predict(model, x_test)
+        entry = {
+            "arch": r.arch, "arch_kwargs": r.arch_kwargs, "recipe": _asdict(r),
+            "test_accuracy": round(float((pred == y_test).float().mean()), 4),
+            "agreement_with_proxy_clean": round(float((pred == proxy_pred).float().mean()), 4),
+            "train_seconds": round(model._train_seconds, 1),
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "versions": {"torch": torch.__version__, "python": platform.python_version()},
+        }
+        entries[name] = save_model(model, dom.name, name, entry, root=root)
+        log(f"  {name}: test accuracy {entry['test_accuracy']:.4f}, "
+            f"agreement with proxy {entry['agreement_with_proxy_clean']:.4f}")
+    return entries
+
+
+def _asdict(r: Recipe) -> dict:
+    from dataclasses import asdict
+    return asdict(r)

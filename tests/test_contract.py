@@ -1,0 +1,250 @@
+"""Contract tests of the plug-in points: a domain, models, a pressure source and a metric,
+all defined in this file (nothing of MNIST), run from a suite file through parsing, all
+three executors, summaries, plots and the report.
+
+This module is also the plug-in: the suites name it in `plugins`, so spawned pool
+workers and Ray workers import it and get the same registrations."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+from torch import nn
+
+from optbench.domains import DOMAINS, Domain
+from optbench.pressure import SOURCES, Setting, Source, Trajectory
+from optbench.referees.metrics import METRICS, Metric
+
+SHAPE, CLASSES, BOUNDS = (3, 8, 8), 4, (-1.0, 1.0)
+
+
+class Blobs(Domain):
+    """Four classes of 3x8x8 'images' in [-1, 1]: a per-class colour pattern plus noise."""
+    name = "contract_blobs"
+    num_classes, shape, bounds = CLASSES, SHAPE, BOUNDS
+    splits = {"proxy_train": 8, "judge_train": 8, "generator_train": 10, "test": 10, "reference": 14}
+    split_seed = 7
+    default_proxy = "user_proxy"
+    judges = ("judge_a", "judge_b")
+    ensemble = ("judge_a", "judge_b")
+    feature_spaces = ("judge_a", "judge_b")
+
+    def load_pool(self):
+        g = np.random.default_rng(0)
+        centers = g.uniform(-0.6, 0.6, (CLASSES, *SHAPE))
+        y = np.repeat(np.arange(CLASSES), 50)
+        x = np.clip(centers[y] + 0.25 * g.standard_normal((len(y), *SHAPE)), -1, 1)
+        return x.astype(np.float32), y
+
+
+class CentroidNet(nn.Module):
+    """A user's classifier: a fixed random projection, logits = -squared distance to the
+    class centroids in the projected space; `features` is the projection."""
+
+    def __init__(self, in_dim: int = math.prod(SHAPE), dim: int = 12, classes: int = CLASSES):
+        super().__init__()
+        self.proj = nn.Parameter(torch.zeros(in_dim, dim))
+        self.centroids = nn.Parameter(torch.zeros(classes, dim))
+
+    def features(self, x):
+        return x.flatten(1) @ self.proj
+
+    def forward(self, x):
+        return -torch.cdist(self.features(x), self.centroids) ** 2 / self.proj.shape[1]
+
+
+def _fit(seed: int, split: str) -> dict[str, torch.Tensor]:
+    dom = Blobs()
+    x, y = dom.load_split(split)
+    proj = torch.randn(math.prod(SHAPE), 12, generator=torch.Generator().manual_seed(seed)) / 8
+    f = x.flatten(1) @ proj
+    return {"proj": proj, "centroids": torch.stack([f[y == c].mean(0) for c in range(CLASSES)])}
+
+
+def _model_folder() -> Path:
+    """The user's weights, written once (deterministic) where every worker finds them."""
+    folder = Path(os.environ.get("OPTBENCH_CACHE") or tempfile.gettempdir()) / "contract-models"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, seed, split in (("user_proxy", 1, "proxy_train"), ("judge_a", 2, "judge_train"),
+                              ("judge_b", 3, "judge_train")):
+        file = folder / f"{name}.safetensors"
+        if not file.exists():
+            tmp = file.with_suffix(f".{os.getpid()}.tmp")
+            save_file(_fit(seed, split), str(tmp))
+            os.replace(tmp, file)
+    return folder
+
+
+Blobs.checkpoints = _model_folder()
+Blobs.models = {name: {"arch": "test_contract:CentroidNet", "file": f"{name}.safetensors"}
+                for name in ("user_proxy", "judge_a", "judge_b")}
+DOMAINS.register(Blobs.name, Blobs, replace=True)
+
+
+def _random_search(proxy, domain, n, seed, s):
+    """A gradient-free optimizer: at level k, the best of k random perturbations of
+    each start by the proxy's score (one generator per sample)."""
+    dom = DOMAINS[domain]
+    start, _ = dom.load_split("test")
+    start = start[torch.arange(n) % len(start)]
+    target = torch.arange(n) % dom.num_classes
+
+    def levels():
+        for k in (1, 4, 16):
+            best, best_score = start.clone(), torch.full((n,), -math.inf)
+            gens = [torch.Generator().manual_seed(seed * 100_003 + i) for i in range(n)]
+            for _ in range(k):
+                cand = (start + s["sigma"] * torch.stack([torch.randn(SHAPE, generator=g) for g in gens])).clamp(*dom.bounds)
+                with torch.no_grad():
+                    score = proxy.score(proxy(cand), target, "logit")
+                better = score > best_score
+                best[better], best_score[better] = cand[better], score[better]
+            yield k, best
+    return Trajectory(start, target, levels())
+
+
+SOURCES.register("contract_random_search", Source(
+    name="contract_random_search", knob="tries", pressure="tries", doc="best of k random perturbations",
+    settings={"sigma": Setting(float, 0.3, minimum=0.0, doc="perturbation scale")},
+    trajectory=_random_search), replace=True)
+
+METRICS.register("contract_mean_abs", Metric(
+    "contract_mean_abs", "mean absolute value of the outputs", panel="mean |x| (plug-in)",
+    compute=lambda b: float(b.x.abs().mean()), at_max=True), replace=True)
+
+
+SUITE = f"""
+name = "contract"
+seeds = [0, 1]
+pythonpath = ["{Path(__file__).parent}"]
+plugins = ["test_contract"]
+
+[[cell]]
+label = "random search"
+domain = "contract_blobs"
+source = "contract_random_search"
+n_samples = 16
+settings = {{ sigma = [0.3] }}
+
+[[cell]]
+label = "pixel ascent"
+domain = "contract_blobs"
+proxy = "user_proxy"
+source = "pixel_ascent"
+n_samples = 16
+settings = {{ start = "noise", max_steps = 4, lr = 0.1 }}
+"""
+
+
+@pytest.fixture(scope="module")
+def local_run(tmp_path_factory):
+    from optbench.runner import run_suite
+    from optbench.suite import parse_suite
+    out = tmp_path_factory.mktemp("contract")
+    suite = parse_suite(SUITE)
+    counts = run_suite(suite, out, device="cpu", log=lambda *_: None)
+    assert counts == {**counts, "computed": 4, "failed": 0}, counts
+    return suite, out / "contract"
+
+
+def test_suite_parses_plugins_into_cells_with_their_hashes(local_run):
+    suite, _ = local_run
+    cell = suite.cells[0]
+    assert cell.domain == "contract_blobs" and cell.proxy == "user_proxy"
+    versions = cell.versions()
+    from optbench.models.checkpoints import sha256_of
+    weights = Blobs.checkpoints / "user_proxy.safetensors"
+    assert versions["checkpoints"]["user_proxy"] == sha256_of(weights)[:16]
+    assert versions["data"] == DOMAINS["contract_blobs"].fingerprint()
+
+
+def test_cells_hold_the_plugin_metric_and_respect_the_domain(local_run):
+    suite, folder = local_run
+    rows = json.loads((folder / suite.cells[2].cell_id / "curve.json").read_text())["rows"]
+    assert [r["steps"] for r in rows] == [0, 1, 2, 4]
+    x = torch.rand(5, *SHAPE) * 2 - 1      # the metric recomputed on its own terms
+    assert METRICS["contract_mean_abs"].compute(type("B", (), {"x": x})) == pytest.approx(float(x.abs().mean()))
+    from safetensors.torch import load_file
+    snaps = load_file(str(folder / suite.cells[2].cell_id / "snapshots.safetensors"))["snapshots"]
+    assert snaps.shape[2:] == SHAPE
+    assert float(snaps.min()) >= -1 and float(snaps.max()) <= 1 and float(snaps.min()) < 0  # bounds, not [0, 1]
+    mean_abs = [r["contract_mean_abs"] for r in rows]
+    assert all(0 < v <= 1 for v in mean_abs)
+    # pixel ascent moved toward the proxy's targets
+    assert rows[-1]["proxy_prob"] > rows[0]["proxy_prob"]
+    search = json.loads((folder / suite.cells[0].cell_id / "curve.json").read_text())["rows"]
+    assert [r["tries"] for r in search] == [1, 4, 16]
+    assert search[-1]["proxy_logit"] >= search[0]["proxy_logit"]   # best of more tries scores higher
+
+
+def test_process_pool_and_ray_give_the_same_curves(local_run, tmp_path, monkeypatch):
+    from optbench.runner import run_suite
+    from optbench.suite import parse_suite
+    suite, folder = local_run
+    runs = {"pool": dict(workers=2)}
+    if __import__("importlib").util.find_spec("ray"):
+        monkeypatch.setenv("HOME", str(tmp_path / "home"))
+        runs["ray"] = dict(executor="ray", workers=2)
+    for name, kwargs in runs.items():
+        counts = run_suite(parse_suite(SUITE), tmp_path / name, log=lambda *_: None, **kwargs)
+        assert counts["computed"] == 4 and counts["failed"] == 0, (name, counts)
+        for spec in suite.cells:
+            ours = json.loads((tmp_path / name / "contract" / spec.cell_id / "curve.json").read_text())
+            assert ours == json.loads((folder / spec.cell_id / "curve.json").read_text()), name
+
+
+def test_summaries_plots_and_report_show_the_plugins(local_run, tmp_path):
+    import shutil
+
+    from PIL import Image
+
+    from optbench.report import write_suite_outputs
+    _, folder = local_run
+    copy = tmp_path / "contract"
+    shutil.copytree(folder, copy)
+    write_suite_outputs(copy)
+    summary = (copy / "summary.md").read_text()
+    assert "random search" in summary and "pixel ascent" in summary
+    assert "Plug-in metrics at the highest pressure" in summary and "contract_mean_abs" in summary
+    csv = (copy / "curves.csv").read_text().splitlines()
+    assert "contract_mean_abs" in csv[0].split(",") and len(csv) == 1 + 2 * 3 + 2 * 4
+    from optbench.report.plots import curve_panels
+    assert ("contract_mean_abs", "mean |x| (plug-in)", "linear") in curve_panels()
+    assert len(curve_panels()) == 11
+    curves = sorted((copy / "plots").glob("*curves*.png"))
+    assert curves, sorted(p.name for p in (copy / "plots").iterdir())
+    with Image.open(curves[0]) as im:   # 11 panels: three rows of five, 3.6 in each at 110 dpi
+        assert im.size[1] == round(3 * 3.6 * 110)
+    html = (copy / "report.html").read_text()
+    assert "contract_mean_abs" in html or "random search" in html
+    grid = next(copy.glob("*/grid.png"))
+    assert grid.stat().st_size > 0
+
+
+def test_plugin_that_cannot_be_imported_gets_one_clear_line():
+    from optbench.suite import SuiteError, parse_suite
+    bad = SUITE.replace('plugins = ["test_contract"]', 'plugins = ["no_such_plugin_module"]')
+    with pytest.raises(SuiteError, match=r"plugin 'no_such_plugin_module': cannot import it"):
+        parse_suite(bad)
+    bad = SUITE.replace('source = "contract_random_search"', 'source = "test_contract:NOT_THERE"')
+    with pytest.raises(SuiteError, match=r"cell\[0\]\.source: .*has no attribute 'NOT_THERE'"):
+        parse_suite(bad)
+
+
+def test_pickle_weights_are_refused_with_a_conversion_line(tmp_path):
+    from optbench.models.checkpoints import CheckpointError
+
+    class Pickled(Blobs):
+        name = "contract_pickled"
+        checkpoints = tmp_path
+        models = {"user_proxy": {"arch": "test_contract:CentroidNet", "file": "proxy.pt"}}
+    (tmp_path / "proxy.pt").write_bytes(b"not loaded")
+    with pytest.raises(CheckpointError, match=r"proxy\.pt: a pickle-based file is never loaded.*save_file\(torch\.load"):
+        Pickled().declared_models()
