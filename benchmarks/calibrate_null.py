@@ -1,11 +1,15 @@
-"""Rewrite the shipped null distributions, optbench/checkpoints/mnist/null_<n>.json (about
-3 minutes per n at 1 thread). Run it after any change to the distribution metrics, the
-feature nets or NUMBERS_VERSION: a null whose key no longer matches is not used.
+"""Rewrite the shipped null distributions, optbench/checkpoints/<domain>/null_<n>.json
+(about 3 minutes per n at 1 thread for MNIST). Run it after any change to the distribution
+metrics, the feature nets or NUMBERS_VERSION: a null whose key no longer matches is not used.
 
-    .venv/bin/python benchmarks/calibrate_null.py
+    .venv/bin/python benchmarks/calibrate_null.py                 # mnist, n = 128 and 200
+    .venv/bin/python benchmarks/calibrate_null.py digits8 128     # a domain and sizes
 """
-from optbench.referees.null import ship_nulls
+import sys
+
+from optbench.referees.null import SHIPPED_N, ship_nulls
 from optbench.runner import setup_torch
 
 setup_torch(1)
-ship_nulls()
+domain = sys.argv[1] if len(sys.argv) > 1 else "mnist"
+ship_nulls(domain, tuple(int(n) for n in sys.argv[2:]) or SHIPPED_N)

@@ -16,7 +16,12 @@ _API = {"load_model": "optbench.models.checkpoints", "pixel_ascent": "optbench.p
         "Referee": "optbench.referees", "write_suite_outputs": "optbench.report",
         "compute_cell": "optbench.runner", "run_suite": "optbench.runner",
         "CellSpec": "optbench.suite", "SuiteError": "optbench.suite", "load_suite": "optbench.suite",
-        "parse_suite": "optbench.suite"}
+        "parse_suite": "optbench.suite",
+        # plug-in points (README "Architecture")
+        "Domain": "optbench.domains", "DOMAINS": "optbench.domains", "get_domain": "optbench.domains",
+        "Source": "optbench.pressure", "Setting": "optbench.pressure", "Trajectory": "optbench.pressure",
+        "SOURCES": "optbench.pressure", "Metric": "optbench.referees.metrics",
+        "METRICS": "optbench.referees.metrics", "Proxy": "optbench.proxies", "PROXY_KINDS": "optbench.proxies"}
 __all__ = sorted(_API)
 
 

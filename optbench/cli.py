@@ -102,6 +102,9 @@ def _results_folder(path: str) -> Path:
 
 def _cmd_train(a) -> int:
     from optbench.training import train_domain
+    if a.suite:
+        from optbench.suite import load_context
+        load_context(a.suite)
     train_domain(a.domain, only=a.only, root=a.out)
     return 0
 
@@ -213,7 +216,8 @@ def main(argv: list[str] | None = None) -> int:
     t = sub.add_parser("train", help="train a domain's proxy, judges and feature net")
     t.add_argument("domain")
     t.add_argument("--only", nargs="+", help="train only these models")
-    t.add_argument("--out", type=Path, default=None, help="checkpoint root (default: the package's)")
+    t.add_argument("--out", type=Path, default=None, help="checkpoint root (default: the domain's own folder)")
+    t.add_argument("--suite", default=None, help="a suite file whose plugins and [domains] declare the domain")
     t.set_defaults(fn=_cmd_train)
     r = sub.add_parser("run", help="run a suite file; skips complete cells")
     r.add_argument("suite")

@@ -208,7 +208,7 @@ def write_cell(result: CellResult, suite_dir: Path) -> Path:
             {"schema": SCHEMA_VERSION, "cell_id": spec.cell_id, "label": spec.label,
              "knob": source.knob, "distance": source.distance,
              "proxy_kind": result.meta.get("proxy_kind", "classifier"), "pressure": source.pressure, **spec.canonical(),
-             "versions": spec.versions()}, indent=2, sort_keys=True) + "\n")
+             **_value_range(spec.domain), "versions": spec.versions()}, indent=2, sort_keys=True) + "\n")
         curve = {"schema": SCHEMA_VERSION, "cell_id": spec.cell_id, "knob": source.knob,
                  "rows": result.rows, "baseline": result.baseline, "equal_proxy": result.equal_proxy,
                  "null": result.null}
@@ -231,6 +231,14 @@ def write_cell(result: CellResult, suite_dir: Path) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return final
+
+
+def _value_range(domain: str) -> dict:
+    """The domain's bounds, for grids, when they are not [0, 1] (so the specs of [0, 1]
+    domains are written as before)."""
+    from optbench.domains import get_domain
+    bounds = tuple(get_domain(domain).bounds)
+    return {} if bounds == (0.0, 1.0) else {"bounds": list(bounds)}
 
 
 def _write_csv(path: Path, rows: list[dict]) -> None:

@@ -146,7 +146,7 @@ class CellSpec:
                          *SOURCES[self.source].models(self.settings_dict)})
         out = {"numbers": NUMBERS_VERSION, "torch": ".".join(torch.__version__.split(".")[:2]),
                "checkpoints": {m: model_hash(self.domain, m)[:16] for m in models}}
-        if dom.checkpoints is not None or type(dom).__module__.split(".")[0] != "optbench":
+        if not dom.shipped:
             out["data"] = dom.fingerprint()   # a user's data can change under the same name
         if self.proxy_training == "per_seed":
             from optbench.models.replicates import replicate_hash
@@ -415,6 +415,16 @@ def _context(path: str, data: dict) -> Context:
     except (PluginError, DomainError) as e:
         raise SuiteError(f"{path}: {e}") from None
     return context
+
+
+def load_context(path: str | Path) -> Context:
+    """Activate a suite file's pythonpath, plugins and [domains] without parsing its
+    cells: what a script needs to train models for a domain the suite declares."""
+    try:
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8-sig"))
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        raise SuiteError(f"{path}: {e}") from None
+    return _context(str(path), data)
 
 
 def is_file_domain(name: str) -> bool:

@@ -53,6 +53,9 @@ class Domain:
     feature_spaces: tuple[str, ...] = ("judge_bncnn", "judge_robust", "judge_mlp", "feature_ae")
     # Where its manifest.json and safetensors live; None: the package's checkpoints/<name>.
     checkpoints: str | Path | None = None
+    # True for the package's own domains; any other domain's cell ids hold a fingerprint
+    # of its data (Domain.fingerprint).
+    shipped: bool = False
     # Models declared beside (or instead of) a manifest, name -> entry: {"arch": name or
     # "module:Class", "arch_kwargs": {...}, "file": "x.safetensors"} or {"torchscript":
     # "x.ts"}, with optional "kind" and "sha256" (computed from the file when absent).

@@ -17,6 +17,7 @@ class Digits8(Domain):
     shape = (1, 8, 8)
     splits = {"proxy_train": 40, "judge_train": 40, "generator_train": 50, "test": 20, "reference": 24}
     split_seed = 20261124
+    shipped = True
 
     def load_pool(self) -> tuple[np.ndarray, np.ndarray]:
         from sklearn.datasets import load_digits

@@ -24,6 +24,7 @@ class MNIST(Domain):
     shape = (1, 28, 28)
     splits = {"proxy_train": 100, "judge_train": 100, "generator_train": 150, "test": 50, "reference": 100}
     split_seed = 20261123
+    shipped = True
     mean, std = 0.1307, 0.3081     # the usual MNIST statistics, inside every classifier
     # The ensemble is the judges that do not share the proxy's weakness by construction:
     # the MLP is reported on its own as a transfer probe (pixel ascent fools it about as

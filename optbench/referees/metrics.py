@@ -100,8 +100,9 @@ METRICS.register("distance", Metric("distance", "the source's own distance d (it
 
 
 def panels() -> list[Metric]:
-    """Metrics with a panel: the built-in ones in their order, then plug-ins'."""
-    return [METRICS[name] for name in METRICS if METRICS[name].panel]
+    """Metrics with a panel: the built-in ones in BUILTIN_PANELS' order, then plug-ins'."""
+    extra = [name for name in METRICS if METRICS[name].panel and name not in BUILTIN_PANELS]
+    return [METRICS[name] for name in [*BUILTIN_PANELS, *extra]]
 
 
 def computed_metrics() -> list[Metric]:

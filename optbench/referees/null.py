@@ -31,7 +31,7 @@ import torch
 
 from optbench.cache import cache_dir, entry_lock, key_hash
 from optbench.domains import get_domain
-from optbench.models.checkpoints import PACKAGED, model_hash
+from optbench.models.checkpoints import model_hash
 
 NULL_VERSION = 1          # bump when the statistic or its estimation changes
 NULL_DRAWS = 1000
@@ -119,7 +119,9 @@ def null_key(referee, n: int, draws: int = NULL_DRAWS, seed: int = NULL_SEED) ->
 
 
 def shipped_path(domain: str, n: int) -> Path:
-    return PACKAGED / domain / f"null_{n}.json"
+    """Beside the domain's checkpoints (the package's, or a user domain's own folder)."""
+    from optbench.models.checkpoints import checkpoint_dir
+    return checkpoint_dir(domain) / f"null_{n}.json"
 
 
 def _read(path: Path, key: dict) -> dict | None:

@@ -59,15 +59,17 @@ def _train_classifiers(dom, recipes: dict, names: list[str], root, log) -> dict:
     for name in names:
         log(f"training {name} ({recipes[name].arch}) on {recipes[name].split}")
         trained[name] = train_one(dom.name, name, recipes[name], log)
-    # Agreement with the proxy on clean data needs the proxy; train it if not in `only`.
-    proxy = trained.get("proxy_cnn")
-    if proxy is None:  # from `root` if it has one, else the shipped proxy
+    # Agreement with the default proxy on clean data, when there is one to compare with.
+    proxy = trained.get(dom.default_proxy)
+    if proxy is None:  # from `root` if it has one, else the domain's own
         from optbench.models.checkpoints import CheckpointError, load_model
-        try:
-            proxy = load_model(dom.name, "proxy_cnn", root=root)
-        except CheckpointError:
-            proxy = load_model(dom.name, "proxy_cnn")
-    proxy_pred = predict(proxy, x_test)
+        for r in (root, None):
+            try:
+                proxy = load_model(dom, dom.default_proxy, root=r)
+                break
+            except CheckpointError:
+                continue
+    proxy_pred = predict(proxy, x_test) if proxy is not None else None
     entries = {}
     for name, model in trained.items():
         r = recipes[name]
@@ -75,14 +77,15 @@ def _train_classifiers(dom, recipes: dict, names: list[str], root, log) -> dict:
         entry = {
             "arch": r.arch, "arch_kwargs": r.arch_kwargs, "recipe": _asdict(r),
             "test_accuracy": round(float((pred == y_test).float().mean()), 4),
-            "agreement_with_proxy_clean": round(float((pred == proxy_pred).float().mean()), 4),
+            "agreement_with_proxy_clean": (round(float((pred == proxy_pred).float().mean()), 4)
+                                           if proxy_pred is not None else None),
             "train_seconds": round(model._train_seconds, 1),
             "parameters": sum(p.numel() for p in model.parameters()),
             "versions": {"torch": torch.__version__, "python": platform.python_version()},
         }
         entries[name] = save_model(model, dom.name, name, entry, root=root)
         log(f"  {name}: test accuracy {entry['test_accuracy']:.4f}, "
-            f"agreement with proxy {entry['agreement_with_proxy_clean']:.4f}")
+            f"agreement with proxy {entry['agreement_with_proxy_clean']}")
     return entries
 
 

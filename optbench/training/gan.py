@@ -15,6 +15,8 @@ from optbench.models.gan import LATENT_DIM, DCGANDiscriminator, DCGANGenerator, 
 def translate(x: torch.Tensor, max_shift: int, gen: torch.Generator) -> torch.Tensor:
     """Differentiable random translation of the whole batch (DiffAugment-style, Zhao et al.
     2020): with 1,500 training digits the discriminator overfits without it."""
+    if max_shift == 0:   # no augmentation (and no draw from `gen`)
+        return x
     dx, dy = (int(v) for v in torch.randint(-max_shift, max_shift + 1, (2,), generator=gen))
     return torch.roll(F.pad(x, [max_shift] * 4), (dy, dx), dims=(2, 3))[
         :, :, max_shift:-max_shift, max_shift:-max_shift]
@@ -75,8 +77,11 @@ def train_gan_checkpoint(domain: str = "mnist", root=None, log=print, **override
     from optbench.domains import get_domain
     from optbench.models.checkpoints import load_model, save_model
     from optbench.referees.distribution import extract, fid_kid
-    r = {**GAN_RECIPE, **overrides}
     dom = get_domain(domain)
+    # The translation augmentation scales with the image: 2 pixels of MNIST's 28. On
+    # digits8's 8x8 images 2 pixels gave KID 0.52 against 0.040 with 1 and 0.052 with 0.
+    scaled = {} if dom.name == "mnist" else {"shift": round(GAN_RECIPE["shift"] * dom.shape[-1] / 28)}
+    r = {**GAN_RECIPE, **scaled, **overrides}
     x, _ = dom.load_split(r["split"])
     # MNIST's shipped GAN was built with the architectures' defaults (its shape).
     sized = dom.name != "mnist"
