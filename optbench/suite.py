@@ -65,8 +65,10 @@ def proxy_kind(entry: dict) -> str | None:
     proxy), else "classifier"."""
     if "kind" in entry:
         return entry["kind"]
+    if "diffusers" in entry:
+        return None   # a diffusion model is a generator
     if "arch" not in entry:
-        return "classifier"
+        return "classifier"   # TorchScript without a declared kind
     from optbench.models.nets import ARCHITECTURES
     try:
         return getattr(ARCHITECTURES[entry["arch"]], "proxy_kind", "classifier")

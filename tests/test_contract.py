@@ -60,32 +60,46 @@ class CentroidNet(nn.Module):
         return -torch.cdist(self.features(x), self.centroids) ** 2 / self.proj.shape[1]
 
 
-def _fit(seed: int, split: str) -> dict[str, torch.Tensor]:
-    dom = Blobs()
+def _fit(dom: Domain, seed: int, split: str) -> dict[str, torch.Tensor]:
     x, y = dom.load_split(split)
-    proj = torch.randn(math.prod(SHAPE), 12, generator=torch.Generator().manual_seed(seed)) / 8
+    proj = torch.randn(math.prod(dom.shape), 12, generator=torch.Generator().manual_seed(seed)) / 8
     f = x.flatten(1) @ proj
-    return {"proj": proj, "centroids": torch.stack([f[y == c].mean(0) for c in range(CLASSES)])}
+    return {"proj": proj, "centroids": torch.stack([f[y == c].mean(0) for c in range(dom.num_classes)])}
 
 
-def _model_folder() -> Path:
+class Vectors(Domain):
+    """Plain 2-d vectors, three Gaussian classes: no image shape at all."""
+    name = "contract_vectors"
+    num_classes, shape, bounds = 3, (2,), (-3.0, 3.0)
+    splits = {"proxy_train": 10, "judge_train": 10, "test": 10, "reference": 14}
+    default_proxy, judges, ensemble, feature_spaces = "user_proxy", ("judge_a",), ("judge_a",), ("judge_a",)
+
+    def load_pool(self):
+        g = np.random.default_rng(1)
+        y = np.repeat(np.arange(3), 50)
+        return (np.array([[-1.5, 0], [1.5, 0], [0, 1.5]])[y] + 0.4 * g.standard_normal((150, 2))).astype(np.float32), y
+
+
+def _model_folder(dom: Domain) -> Path:
     """The user's weights, written once (deterministic) where every worker finds them."""
-    folder = Path(os.environ.get("OPTBENCH_CACHE") or tempfile.gettempdir()) / "contract-models"
+    folder = Path(os.environ.get("OPTBENCH_CACHE") or tempfile.gettempdir()) / "contract-models" / dom.name
     folder.mkdir(parents=True, exist_ok=True)
     for name, seed, split in (("user_proxy", 1, "proxy_train"), ("judge_a", 2, "judge_train"),
                               ("judge_b", 3, "judge_train")):
         file = folder / f"{name}.safetensors"
         if not file.exists():
             tmp = file.with_suffix(f".{os.getpid()}.tmp")
-            save_file(_fit(seed, split), str(tmp))
+            save_file(_fit(dom, seed, split), str(tmp))
             os.replace(tmp, file)
     return folder
 
 
-Blobs.checkpoints = _model_folder()
-Blobs.models = {name: {"arch": "test_contract:CentroidNet", "file": f"{name}.safetensors"}
-                for name in ("user_proxy", "judge_a", "judge_b")}
-DOMAINS.register(Blobs.name, Blobs, replace=True)
+for _dom in (Blobs, Vectors):
+    _dom.checkpoints = _model_folder(_dom())
+    _dom.models = {name: {"arch": "test_contract:CentroidNet", "file": f"{name}.safetensors",
+                          "arch_kwargs": {"in_dim": math.prod(_dom.shape), "classes": _dom.num_classes}}
+                   for name in ("user_proxy", "judge_a", "judge_b")}
+    DOMAINS.register(_dom.name, _dom, replace=True)
 
 
 def _random_search(proxy, domain, n, seed, s):
@@ -226,6 +240,31 @@ def test_summaries_plots_and_report_show_the_plugins(local_run, tmp_path):
     assert "contract_mean_abs" in html or "random search" in html
     grid = next(copy.glob("*/grid.png"))
     assert grid.stat().st_size > 0
+
+
+def test_a_vector_domain_runs_and_its_grid_is_a_scatter(tmp_path):
+    from PIL import Image
+
+    from optbench.runner import run_suite
+    from optbench.suite import parse_suite
+    text = f"""
+name = "vectors"
+pythonpath = ["{Path(__file__).parent}"]
+plugins = ["test_contract"]
+[[cell]]
+domain = "contract_vectors"
+source = "pixel_ascent"
+n_samples = 12
+settings = {{ start = "real", max_steps = 8, lr = 0.2 }}
+"""
+    suite = parse_suite(text)
+    assert run_suite(suite, tmp_path, log=lambda *_: None)["computed"] == 1
+    folder = tmp_path / "vectors" / suite.cells[0].cell_id
+    rows = json.loads((folder / "curve.json").read_text())["rows"]
+    assert rows[-1]["proxy_prob"] > rows[0]["proxy_prob"] and rows[-1]["out_of_range"] == 0
+    assert json.loads((folder / "spec.json").read_text())["bounds"] == [-3.0, 3.0]
+    with Image.open(folder / "grid.png") as im:   # 5 levels in one row of scatter panels
+        assert im.size[0] > im.size[1]
 
 
 def test_plugin_that_cannot_be_imported_gets_one_clear_line():

@@ -128,16 +128,22 @@ class Domain:
             from optbench.models.checkpoints import CheckpointError, refuse_pickle, sha256_of
             out = {}
             for name, entry in self.models.items():
-                key = "torchscript" if "torchscript" in entry else "file"
+                key = next((k for k in ("torchscript", "diffusers") if k in entry), "file")
                 if key not in entry or (key == "file" and "arch" not in entry):
                     raise DomainError(f"domain {self.name!r}: models.{name}: expected 'arch' and 'file' "
-                                      "(a safetensors state dict) or 'torchscript'")
+                                      "(a safetensors state dict), 'torchscript', or 'diffusers' (a folder)")
                 file = self.checkpoint_dir / Path(entry[key]).expanduser()
-                refuse_pickle(file, f"domain {self.name!r}: models.{name}: ")
-                if not file.is_file():
-                    raise CheckpointError(f"domain {self.name!r}: models.{name}: no such file {file}")
-                out[name] = {"arch_kwargs": {}, **entry, key: str(file),
-                             "sha256": entry.get("sha256") or sha256_of(file)}
+                if key == "diffusers":
+                    from optbench.models.checkpoints import diffusers_sha256
+                    if not file.is_dir():
+                        raise CheckpointError(f"domain {self.name!r}: models.{name}: no such folder {file}")
+                    digest = diffusers_sha256(file)
+                else:
+                    refuse_pickle(file, f"domain {self.name!r}: models.{name}: ")
+                    if not file.is_file():
+                        raise CheckpointError(f"domain {self.name!r}: models.{name}: no such file {file}")
+                    digest = sha256_of(file)
+                out[name] = {"arch_kwargs": {}, **entry, key: str(file), "sha256": entry.get("sha256") or digest}
             self._declared = out
         return self._declared
 

@@ -141,6 +141,8 @@ def load_model(domain, name: str, device: str | torch.device | None = None,
     if "torchscript" in entry:
         file = _verified(folder / entry["torchscript"], entry["sha256"])
         model = load_torchscript(file)
+    elif "diffusers" in entry:
+        model = load_diffusers_unet(folder / entry["diffusers"], entry["sha256"])
     else:
         file = folder / entry["file"]
         refuse_pickle(file)
@@ -151,6 +153,43 @@ def load_model(domain, name: str, device: str | torch.device | None = None,
         model.load_state_dict(load_file(str(file)), strict=True)
     model.eval().requires_grad_(False)
     return model.to(device) if device is not None else model
+
+
+def diffusers_files(folder: Path) -> list[Path]:
+    """What a diffusers UNet folder's numbers depend on: its config, its safetensors
+    weights and its scheduler config (when saved beside it), in a fixed order."""
+    names = ["config.json", "diffusion_pytorch_model.safetensors", "scheduler/scheduler_config.json",
+             "scheduler_config.json"]
+    return [folder / n for n in names if (folder / n).is_file()]
+
+
+def diffusers_sha256(folder: Path) -> str:
+    h = hashlib.sha256()
+    for f in diffusers_files(folder):
+        h.update(f.relative_to(folder).as_posix().encode() + b"\0" + sha256_of(f).encode())
+    return h.hexdigest()
+
+
+def load_diffusers_unet(folder: Path, sha256: str) -> torch.nn.Module:
+    """A local diffusers `UNet2DModel.from_pretrained` folder, safetensors only (a folder
+    with only diffusion_pytorch_model.bin is refused), with its scheduler config attached
+    as `scheduler_config` for guidance (models/diffusion.py's when the folder has none)."""
+    if not (folder / "config.json").is_file():
+        raise CheckpointError(f"{folder}: not a diffusers model folder (no config.json)")
+    if not (folder / "diffusion_pytorch_model.safetensors").is_file():
+        refuse_pickle(folder / "diffusion_pytorch_model.bin")
+        raise CheckpointError(f"{folder}: no diffusion_pytorch_model.safetensors")
+    actual = diffusers_sha256(folder)
+    if actual != sha256:
+        raise CheckpointError(f"checksum mismatch for {folder}: expected {sha256[:16]}..., the folder has "
+                              f"{actual[:16]}...; refusing to load it")
+    from diffusers import UNet2DModel
+    unet = UNet2DModel.from_pretrained(str(folder), use_safetensors=True)
+    for name in ("scheduler/scheduler_config.json", "scheduler_config.json"):
+        if (folder / name).is_file():
+            unet.scheduler_config = json.loads((folder / name).read_text())
+            break
+    return unet
 
 
 def load_torchscript(file: Path) -> torch.nn.Module:

@@ -70,3 +70,12 @@ def score_and_grad(score_fn: Callable[..., torch.Tensor], x: torch.Tensor, *args
     if aux:
         return torch.cat(scores), torch.cat(grads), torch.cat(extras)
     return torch.cat(scores), torch.cat(grads)
+
+
+@torch.no_grad()
+def in_batches(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, batch: int,
+               device: torch.device | str) -> torch.Tensor:
+    """fn on rows of x in batches of `batch` (moved to `device`), as float32 on the CPU:
+    the one batched no-grad forward of the referees and selection sources. Unlike
+    `map_fixed` the last batch is not padded: these are scores read once, not steps."""
+    return torch.cat([fn(x[i:i + batch].to(device)).float().cpu() for i in range(0, len(x), batch)])

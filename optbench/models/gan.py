@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from optbench.models.fixed_batch import map_fixed
+from optbench.rng import latent_torch
 from optbench.models.nets import MNIST_SHAPE, Affine, _quarter
 
 LATENT_DIM = 64
@@ -65,8 +66,7 @@ class DCGANDiscriminator(nn.Module):
 def sample_latents(n: int, seed: int, latent_dim: int = LATENT_DIM, offset: int = 0) -> torch.Tensor:
     """Latent i comes from its own generator seeded by (seed, offset + i), so sample i is the
     same whether drawn alone or in any batch."""
-    return torch.stack([torch.randn(latent_dim, generator=torch.Generator().manual_seed(
-        seed * 1_000_003 + offset + i)) for i in range(n)])
+    return torch.stack([torch.randn(latent_dim, generator=latent_torch(seed, offset + i)) for i in range(n)])
 
 
 @torch.no_grad()

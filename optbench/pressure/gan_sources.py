@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from optbench.domains import get_domain
+from optbench.models.fixed_batch import in_batches
 from optbench.models.gan import generate, sample_latents
 from optbench.pressure import Setting, Source, Trajectory, _cached_model
 from optbench.pressure.crossings import Crossings
@@ -52,11 +53,10 @@ def _finetune_trajectory(proxy, domain: str, n: int, seed: int, s: dict) -> Traj
     return Trajectory(start, target, ((k, x.cpu(), info) for k, x, info in levels), s["lr"])
 
 
-@torch.no_grad()
 def _pool_scores(proxy, pool: torch.Tensor, objective: str) -> np.ndarray:
     """(targets, N) selection scores: one row per target the proxy's kind has (one per
     class for a classifier, one for a discriminator)."""
-    out = torch.cat([proxy(pool[i:i + 1024].to(proxy.device)).float().cpu() for i in range(0, len(pool), 1024)])
+    out = in_batches(proxy, pool, 1024, proxy.device)
     return proxy.selection_scores(out, objective).double().numpy()
 
 

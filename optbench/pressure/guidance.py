@@ -21,11 +21,11 @@ from __future__ import annotations
 import contextlib
 from typing import Callable, Iterator
 
-import numpy as np
 import torch
 
 from optbench.models.diffusion import SCHEDULER_CONFIG, null_class, to_pixels
 from optbench.models.fixed_batch import CHUNK, chunks, pad_rows
+from optbench.rng import sample_torch
 
 CLIPPING = ("none", "clip_eps", "clip")
 GUIDANCE = ("cfg", "classifier")
@@ -33,19 +33,20 @@ BASE_MODELS = ("cond", "uncond")
 PRECISIONS = ("fp32", "bf16")
 
 
-def make_ddim(clip: str):
+def make_ddim(clip: str, config: dict | None = None):
+    """DDIM from a DDPM training config: the shipped one, or a diffusers model folder's
+    own scheduler config (models/checkpoints.py attaches it to the UNet it loads)."""
     from diffusers import DDIMScheduler, DDPMScheduler
     if clip not in CLIPPING:
         raise ValueError(f"unknown clipping {clip!r}; allowed: {', '.join(CLIPPING)}")
-    return DDIMScheduler.from_config(DDPMScheduler(**SCHEDULER_CONFIG).config,
-                                     clip_sample=clip != "none")
+    base = DDPMScheduler(**SCHEDULER_CONFIG).config if config is None else DDPMScheduler.from_config(config).config
+    return DDIMScheduler.from_config(base, clip_sample=clip != "none")
 
 
 def initial_noise(n: int, seed: int, shape=(1, 28, 28)) -> torch.Tensor:
     """x_T of the domain's `shape`, with one generator per sample: sample i is the same
     in any batch."""
-    return torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(
-        int(np.random.SeedSequence([seed, i]).generate_state(1)[0]))) for i in range(n)])
+    return torch.stack([torch.randn(shape, generator=sample_torch(seed, i)) for i in range(n)])
 
 
 def ddim_sample(eps_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x_T: torch.Tensor,
@@ -111,7 +112,7 @@ def guided_samples(unet, labels: torch.Tensor, x_T: torch.Tensor, scales: list[f
     Every scale starts from the same x_T, so differences come from the scale alone.
     Samples run in chunks of one fixed shape (zero-padded), so a sample is bit-identical
     alone or in any batch on one machine (models/fixed_batch.py)."""
-    scheduler = make_ddim(clip)
+    scheduler = make_ddim(clip, getattr(unet, "scheduler_config", None))
     for scale in scales:
         outs = []
         for i, j in chunks(len(x_T), chunk):

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from typing import Iterator
 
-import numpy as np
 import torch
 
 from optbench.models.fixed_batch import map_fixed, score_and_grad
 from optbench.pressure.budget import project
 from optbench.pressure.crossings import Crossings
 from optbench.proxies import OBJECTIVES, Proxy, as_proxy  # noqa: F401
+from optbench.rng import sample_torch
 # "random_sign" is the matched-noise control: every pixel moves by +-lr each step with a
 # random sign, which is the size of Adam's early steps, and the proxy is never consulted.
 OPTIMIZERS = ("adam", "sgd", "random_sign")
@@ -36,8 +36,7 @@ def sign_noise(generators: list[torch.Generator], shape: tuple[int, ...]) -> tor
 
 def sample_generators(seed: int, n: int) -> list[torch.Generator]:
     """Per-sample generators for sample i of seed s (only (s, i) matters)."""
-    return [torch.Generator().manual_seed(int(np.random.SeedSequence([seed, i, SIGN_STREAM]).generate_state(1)[0]))
-            for i in range(n)]
+    return [sample_torch(seed, i, SIGN_STREAM) for i in range(n)]
 
 
 def pixel_ascent(proxy: Proxy | torch.nn.Module, start: torch.Tensor, target: torch.Tensor,

@@ -6,13 +6,14 @@ import numpy as np
 import torch
 
 from optbench.domains import get_domain
+from optbench.rng import sample_rng
 
 STARTS = ("real", "noise", "mean")
 START_STREAM = 10**6 + 1   # seeds the real starts' permutation (real_sample's is 10**6)
 
 
 def _rng(seed: int, i: int) -> np.random.Generator:
-    return np.random.default_rng([seed, i])
+    return sample_rng(seed, i)
 
 
 def make_starts(domain: str, start: str, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

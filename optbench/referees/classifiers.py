@@ -3,12 +3,11 @@ from __future__ import annotations
 
 import torch
 
+from optbench.models.fixed_batch import in_batches
 
-@torch.no_grad()
+
 def logits_of(model: torch.nn.Module, x: torch.Tensor, batch: int = 500) -> torch.Tensor:
-    device = next(model.parameters()).device
-    return torch.cat([model(x[i:i + batch].to(device)).float().cpu()
-                      for i in range(0, len(x), batch)])
+    return in_batches(model, x, batch, next(model.parameters()).device)
 
 
 def target_readout(logits: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -36,9 +36,8 @@ C2ST_FOLDS = 5
 
 @torch.no_grad()
 def extract(net: nn.Module, x: torch.Tensor, batch: int = 500) -> torch.Tensor:
-    device = next(net.parameters()).device
-    return torch.cat([net.features(x[i:i + batch].to(device)).float().cpu()
-                      for i in range(0, len(x), batch)])
+    from optbench.models.fixed_batch import in_batches
+    return in_batches(net.features, x, batch, next(net.parameters()).device)
 
 
 def poly_kernel(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -62,6 +62,7 @@ def vector_grid(x: torch.Tensor, rows: list[dict], spec: dict, out: Path, title:
             continue
         ax.scatter(x[i, :, 0], second[i], c=range(k), cmap="tab10", s=14)
         ax.set_xlim(float(x[..., 0].nan_to_num().min()) - 0.1, float(x[..., 0].nan_to_num().max()) + 0.1)
+        ax.set_ylim(float(second.nan_to_num().min()) - 0.1, float(second.nan_to_num().max()) + 0.1)
         ax.set_title(f"{knob} {rows[i][knob]:g}  P {rows[i]['proxy_prob']:.2f}", fontsize=7)
         ax.tick_params(labelsize=6)
     fig.suptitle(title or f"{spec['label']} (seed {spec['seed']}): coordinates 1 and 2 of each kept sample",
