@@ -321,7 +321,7 @@ def _expand_cell(where: str, cell: dict, seeds: tuple[int, ...], context: Contex
     training = cell.get("proxy_training", "shipped")
     _check_name(f"{where}.proxy_training", training, PROXY_TRAINING)
     if training == "per_seed":
-        from optbench.training.classifiers import ENSEMBLE_PROXIES, recipes_for
+        from optbench.models.recipes import ENSEMBLE_PROXIES, recipes_for
         try:
             trainable = sorted([*recipes_for(domain), *ENSEMBLE_PROXIES])
         except ValueError:   # a domain the shipped recipes do not fit

@@ -357,11 +357,11 @@ def test_labels_show_as_text_in_the_html_report(tmp_path, monkeypatch):
 ])
 def test_a_corrupted_manifest_is_a_one_line_error_naming_it(content, expected, tmp_path, capsys,
                                                             monkeypatch):
-    from optbench.models import checkpoints
+    from optbench.domains import get_domain
     manifest = tmp_path / "ckpt" / "mnist" / "manifest.json"
     manifest.parent.mkdir(parents=True)
     manifest.write_bytes(content)
-    monkeypatch.setattr(checkpoints, "PACKAGED", tmp_path / "ckpt")
+    monkeypatch.setattr(get_domain("mnist"), "checkpoints", manifest.parent)
     path = suite_file(tmp_path)
     assert run(path, tmp_path) == 2
     assert error_line(capsys) == f"optbench: error: {path}: cell[0].domain: {manifest}: {expected}"

@@ -13,9 +13,9 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from optbench.domains.base import PACKAGED_CHECKPOINTS as PACKAGED  # noqa: F401  (tests read it)
 from optbench.models.nets import build
 
-PACKAGED = Path(__file__).resolve().parent.parent / "checkpoints"
 MANIFEST = "manifest.json"
 
 

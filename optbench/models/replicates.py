@@ -28,8 +28,8 @@ def replicate_seed(recipe_seed: int, replicate: int) -> int:
 
 def _train(domain: str, name: str, replicate: int) -> torch.nn.Module:
     from optbench.models.nets import ProxyEnsemble
-    from optbench.training.classifiers import (ENSEMBLE_PROXIES, ENSEMBLE_SEEDS, ensemble_kwargs,
-                                               recipes_for, train_one)
+    from optbench.models.recipes import ENSEMBLE_PROXIES, ENSEMBLE_SEEDS, ensemble_kwargs, recipes_for
+    from optbench.training.classifiers import train_one   # a replicate is trained now, once
     recipes = recipes_for(domain)
     quiet = lambda *a, **k: None  # noqa: E731
     if name in recipes:
@@ -49,7 +49,7 @@ def _train(domain: str, name: str, replicate: int) -> torch.nn.Module:
 
 
 def _key(domain: str, name: str, replicate: int) -> dict:
-    from optbench.training.classifiers import recipes_for
+    from optbench.models.recipes import recipes_for
     recipe = recipes_for(domain).get(name)
     return {"domain": domain, "name": name, "replicate": replicate, "version": REPLICATE_VERSION,
             "recipe": asdict(recipe) if recipe else None,

@@ -1,0 +1,98 @@
+"""Training recipes of a domain's classifiers (the proxy, its variants and control, the
+judges) and its autoencoder feature net: data, not code that trains. MNIST's are written
+out; any other image domain gets the same recipes sized from its shape
+(`standard_recipes`). Runs read them (a per-seed replicate retrains its proxy's recipe);
+the trainers are in optbench/training/."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+
+from optbench.domains import get_domain
+
+
+@dataclass(frozen=True)
+class Recipe:
+    role: str                 # "proxy", "judge" (a judge may also be the feature net)
+    arch: str
+    arch_kwargs: dict
+    split: str
+    seed: int
+    epochs: int = 30
+    batch_size: int = 64
+    lr: float = 1e-3
+    shift: int = 0            # random translation augmentation, in pixels
+    adv_eps_l2: float = 0.0   # > 0: PGD adversarial training (Madry et al. 2018) in L2
+    adv_steps: int = 7
+    notes: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+MNIST_RECIPES: dict[str, Recipe] = {
+    "proxy_cnn": Recipe("proxy", "SmallCNN", {"width": 16}, "proxy_train", seed=11,
+                        notes="the frozen model the optimizer pushes against"),
+    "judge_bncnn": Recipe("judge", "BNCNN", {"width": 32}, "judge_train", seed=12, shift=2,
+                          notes="batch-norm CNN with shift augmentation; also the feature net"),
+    "judge_robust": Recipe("judge", "BNCNN", {"width": 16}, "judge_train", seed=13, shift=1,
+                           adv_eps_l2=1.5, notes="L2 PGD adversarially trained (eps 1.5), shift augmentation"),
+    "judge_mlp": Recipe("judge", "MLP", {"hidden": 256}, "judge_train", seed=14,
+                        notes="transfer probe, not in the ensemble: an MLP is fooled almost as easily as the proxy"),
+    # Proxy variants (the crux suite): robust, larger; the ensembles are built below.
+    "proxy_adv05": Recipe("proxy", "SmallCNN", {"width": 16}, "proxy_train", seed=41, adv_eps_l2=0.5,
+                          notes="the proxy's architecture, L2 PGD adversarially trained at eps 0.5"),
+    "proxy_adv15": Recipe("proxy", "SmallCNN", {"width": 16}, "proxy_train", seed=42, adv_eps_l2=1.5,
+                          notes="the proxy's architecture, L2 PGD adversarially trained at eps 1.5"),
+    "proxy_cnn_w32": Recipe("proxy", "SmallCNN", {"width": 32}, "proxy_train", seed=43,
+                            notes="the proxy's architecture at twice the width (about 4x the weights)"),
+    "proxy_cnn_w64": Recipe("proxy", "SmallCNN", {"width": 64}, "proxy_train", seed=44,
+                            notes="the proxy's architecture at four times the width"),
+    # The control: proxy_cnn's recipe with no training at all (its initial weights, seed 11).
+    # Pushing against it with the same optimizer shows how much departure the optimizer
+    # causes by itself, whatever the proxy has learned.
+    "proxy_cnn_untrained": Recipe("control", "SmallCNN", {"width": 16}, "proxy_train", seed=11, epochs=0,
+                                  notes="control: proxy_cnn's architecture and initial weights, untrained"),
+}
+ENSEMBLE_MEMBERS = 5
+ENSEMBLE_SEEDS = tuple(range(51, 51 + ENSEMBLE_MEMBERS))
+ENSEMBLE_PROXIES = {"proxy_ens_mean": "mean", "proxy_ens_min": "min"}
+
+
+def standard_recipes(domain) -> dict[str, Recipe]:
+    """MNIST's recipes for another image domain: the architectures sized from its shape
+    and normalization; L2 budgets scaled by sqrt(pixels / 784) (a budget of the same
+    per-pixel size); shifts scaled to its width; epochs raised so a small training split
+    gets about as many steps as MNIST's 1,000 digits."""
+    dom = get_domain(domain)
+    if not dom.is_image:
+        raise ValueError(f"domain {dom.name!r}: the shipped recipes are for images (C, H, W); "
+                         f"shape {dom.shape} needs its own models")
+    shape = dom.model_shape_kwargs()
+    scale = math.sqrt(math.prod(dom.shape) / 784)
+    n_train = len(dom.split_indices("proxy_train"))
+    out = {}
+    for name, r in MNIST_RECIPES.items():
+        epochs = max(r.epochs, round(r.epochs * 1000 / n_train)) if r.epochs else 0
+        out[name] = replace(r, arch_kwargs={**r.arch_kwargs, **shape}, epochs=epochs,
+                            shift=min(r.shift, round(r.shift * dom.shape[-1] / 28)),
+                            adv_eps_l2=round(r.adv_eps_l2 * scale, 3))
+    return out
+
+
+def recipes_for(domain) -> dict[str, Recipe]:
+    dom = get_domain(domain)
+    return MNIST_RECIPES if dom.name == "mnist" else standard_recipes(dom)
+
+
+def ensemble_kwargs(base: Recipe, members: int, reduce: str) -> dict:
+    """ProxyEnsemble's arguments: k members of the proxy's recipe (and its sizing)."""
+    return {"members": members, "width": base.arch_kwargs["width"], "reduce": reduce,
+            **{k: v for k, v in base.arch_kwargs.items() if k != "width"}}
+
+
+# The autoencoder feature space (not a classifier, so not a Recipe): MSE reconstruction on
+# judge_train, the split the other referee networks learned from.
+FEATURE_AE = {"arch": "ConvAE", "arch_kwargs": {"width": 16, "latent": 32}, "split": "judge_train",
+              "seed": 15, "epochs": 80, "batch_size": 64, "lr": 2e-3,
+              "notes": "feature space for the distribution metrics; features = 32-d bottleneck"}
+
+
