@@ -77,6 +77,11 @@ class Registry(Mapping):
         self._checked.discard(name)
         return obj
 
+    def unregister(self, name: str) -> None:
+        """Remove an entry (a plug-in's tests clean up after themselves with it)."""
+        self._entries.pop(name, None)
+        self._checked.discard(name)
+
     def __getitem__(self, name: str) -> Any:
         if name not in self._entries:
             if not is_import_path(name):

@@ -6,7 +6,6 @@ real name. `DONE` holds the sha256 of every other file; a folder whose files do 
 match it is treated as missing and recomputed."""
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
@@ -29,14 +28,13 @@ from optbench.pressure import SOURCES
 from optbench.pressure.starts import real_sample
 from optbench.proxies import Proxy, as_proxy
 from optbench.referees import Referee
-from optbench.storage import (StorageError, SuiteBusyError, remove_stale_temporaries,  # noqa: F401
-                              suite_lock, write_atomic)
+from optbench.storage import (DONE, StorageError, SuiteBusyError, _sha, cell_is_complete,  # noqa: F401
+                              read_cell, remove_stale_temporaries, suite_lock, write_atomic)
 from optbench.suite import CellSpec, Suite
 from optbench.workers import pool_worker_init
 
 SCHEMA_VERSION = 1
 GRID_SAMPLES = 8      # images per pressure level kept for grids
-DONE = "DONE"
 
 
 def setup_torch(threads: int | None) -> None:
@@ -177,10 +175,6 @@ def machine(device: torch.device | None = None) -> dict:
             "cpu_model": cpu_model(), "arch": platform.machine(), "gpu": gpu}
 
 
-def _sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def git_commit() -> str:
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
@@ -207,7 +201,8 @@ def write_cell(result: CellResult, suite_dir: Path) -> Path:
         (tmp / "spec.json").write_text(json.dumps(
             {"schema": SCHEMA_VERSION, "cell_id": spec.cell_id, "label": spec.label,
              "knob": source.knob, "distance": source.distance,
-             "proxy_kind": result.meta.get("proxy_kind", "classifier"), "pressure": source.pressure, **spec.canonical(),
+             "proxy_kind": result.meta.get("proxy_kind", "classifier"), "pressure": source.pressure,
+             "law": source.law, **spec.canonical(),
              **_value_range(spec.domain), "versions": spec.versions()}, indent=2, sort_keys=True) + "\n")
         curve = {"schema": SCHEMA_VERSION, "cell_id": spec.cell_id, "knob": source.knob,
                  "rows": result.rows, "baseline": result.baseline, "equal_proxy": result.equal_proxy,
@@ -247,26 +242,6 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
-
-
-def cell_is_complete(folder: Path) -> bool:
-    """True only if DONE exists and every file it lists has its recorded sha256."""
-    marker = folder / DONE
-    if not marker.is_file():
-        return False
-    try:
-        hashes = json.loads(marker.read_text())
-        return bool(hashes) and all((folder / n).is_file() and _sha(folder / n) == h
-                                    for n, h in hashes.items())
-    except (OSError, ValueError):
-        return False
-
-
-def read_cell(folder: Path) -> dict:
-    return {"spec": json.loads((folder / "spec.json").read_text()),
-            "curve": json.loads((folder / "curve.json").read_text()),
-            "meta": json.loads((folder / "meta.json").read_text())}
-
 
 
 _REFEREES: dict[tuple, Referee] = {}   # per process: models load once

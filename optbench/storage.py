@@ -3,6 +3,8 @@ errors when the disk is full or read-only. Used by the runner and the reports.""
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import os
 import platform
 import shutil
@@ -83,3 +85,30 @@ def write_atomic(path: Path, data: str | bytes) -> None:
         tmp.unlink(missing_ok=True)
         raise StorageError(f"cannot write {path}: {e.strerror or e}; the previous "
                            f"{path.name}, if any, is unchanged") from None
+
+
+# A cell folder is complete when its DONE file lists the sha256 of every other file.
+DONE = "DONE"
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def cell_is_complete(folder: Path) -> bool:
+    """True only if DONE exists and every file it lists has its recorded sha256."""
+    marker = folder / DONE
+    if not marker.is_file():
+        return False
+    try:
+        hashes = json.loads(marker.read_text())
+        return bool(hashes) and all((folder / n).is_file() and _sha(folder / n) == h
+                                    for n, h in hashes.items())
+    except (OSError, ValueError):
+        return False
+
+
+def read_cell(folder: Path) -> dict:
+    return {"spec": json.loads((folder / "spec.json").read_text()),
+            "curve": json.loads((folder / "curve.json").read_text()),
+            "meta": json.loads((folder / "meta.json").read_text())}

@@ -134,6 +134,15 @@ METRICS.register("contract_mean_abs", Metric(
     compute=lambda b: float(b.x.abs().mean()), at_max=True), replace=True)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _unregister_after_this_module():
+    """The metric would otherwise be computed by every later in-process cell of the
+    test session (not by pool workers, which never import this module for them)."""
+    yield
+    METRICS.unregister("contract_mean_abs")
+    SOURCES.unregister("contract_random_search")
+
+
 SUITE = f"""
 name = "contract"
 seeds = [0, 1]

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 
-from optbench.pressure import SOURCES
 from optbench.report.fits import FORMS, fit_goodhart
 from optbench.report.summary import group_cells
 
@@ -82,6 +81,17 @@ def seed_resamples(n_seeds: int, n_boot: int, rng: np.random.Generator):
             yield list(rng.integers(0, n_seeds, n_seeds)), 1 / n_boot
 
 
+def source_law(spec: dict) -> tuple[str, str]:
+    """(law, distance) of a cell's source: from its spec.json, or for cells written
+    before specs held the law, from the source registry (a plug-in source that is not
+    loaded here then gets no fit rather than an error)."""
+    if "law" in spec:
+        return spec["law"], spec.get("distance", "l2")
+    from optbench.pressure import SOURCES
+    source = SOURCES.get(spec["source"])
+    return (source.law, source.distance) if source else ("", "")
+
+
 def fit_curves(cells: list[dict], n_boot: int = 400, seed: int = 0) -> list[dict]:
     """One row per curve whose source has a law: a, b, peak d* with 95% percentile
     bootstrap intervals (resampling seeds, refitting the pooled points; every distinct
@@ -92,18 +102,18 @@ def fit_curves(cells: list[dict], n_boot: int = 400, seed: int = 0) -> list[dict
     rng = np.random.default_rng(seed)
     for key, members in group_cells(cells).items():
         spec = members[0]["spec"]
-        source = SOURCES[spec["source"]]
-        if not source.law:
+        law, distance = source_law(spec)
+        if not law:
             continue
-        fit = _fit(members, source.distance, source.law)
-        row = {"group": key, "label": spec["label"], "source": spec["source"], "law": source.law,
-               "distance": source.distance, "seeds": len(members), "fit": fit, "n_boot": n_boot}
+        fit = _fit(members, distance, law)
+        row = {"group": key, "label": spec["label"], "source": spec["source"], "law": law,
+               "distance": distance, "seeds": len(members), "fit": fit, "n_boot": n_boot}
         if fit is None:
             out.append(row | {"note": "fit did not converge"})
             continue
         boots, probs = [], []
         for pick, p in seed_resamples(len(members), n_boot, rng):
-            f = _fit([members[i] for i in pick], source.distance, source.law)
+            f = _fit([members[i] for i in pick], distance, law)
             if f is not None:   # a refit that did not converge has no a, b or peak
                 boots.append((f.a, f.b, f.peak_d))
                 probs.append(p)

@@ -12,7 +12,7 @@ import numpy as np
 
 from optbench.report.intervals import INTERVAL_METHOD, mean_ci, seeds_text
 from optbench.referees.null import departure_side
-from optbench.runner import cell_is_complete, read_cell
+from optbench.storage import cell_is_complete, read_cell
 
 LEGACY_KID_FACTOR = 10.0   # results made before nulls were stored: KID above 10x its real scale
 
