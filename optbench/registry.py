@@ -77,6 +77,12 @@ class Registry(Mapping):
         self._checked.discard(name)
         return obj
 
+    def __setitem__(self, name: str, obj: Any) -> None:   # for tests' monkeypatch.setitem
+        self.register(name, obj, replace=True)
+
+    def __delitem__(self, name: str) -> None:
+        self.unregister(name)
+
     def unregister(self, name: str) -> None:
         """Remove an entry (a plug-in's tests clean up after themselves with it)."""
         self._entries.pop(name, None)
