@@ -297,3 +297,26 @@ def test_pickle_weights_are_refused_with_a_conversion_line(tmp_path):
     (tmp_path / "proxy.pt").write_bytes(b"not loaded")
     with pytest.raises(CheckpointError, match=r"proxy\.pt: a pickle-based file is never loaded.*save_file\(torch\.load"):
         Pickled().declared_models()
+
+
+def test_torchscript_models_load_and_a_pickle_in_disguise_is_refused(tmp_path):
+    from optbench.models.checkpoints import CheckpointError, load_model
+    net = CentroidNet()
+    net.load_state_dict(_fit(Blobs(), 1, "proxy_train"))
+    torch.jit.script(net).save(str(tmp_path / "proxy.ts"))
+    torch.save(net.state_dict(), str(tmp_path / "fake.ts"))   # a pickle, whatever its name
+
+    class Scripted(Blobs):
+        name = "contract_scripted"
+        checkpoints = tmp_path
+        models = {"ts_proxy": {"torchscript": "proxy.ts", "kind": "classifier"},
+                  "fake": {"torchscript": "fake.ts"}}
+    DOMAINS.register(Scripted.name, Scripted, replace=True)
+    try:
+        loaded = load_model(Scripted.name, "ts_proxy")
+        x = Blobs().load_split("test")[0][:5]
+        torch.testing.assert_close(loaded(x), net(x))
+        with pytest.raises(CheckpointError, match=r"fake\.ts: not a TorchScript archive"):
+            load_model(Scripted.name, "fake")
+    finally:
+        DOMAINS.unregister(Scripted.name)

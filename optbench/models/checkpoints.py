@@ -151,7 +151,9 @@ def load_model(domain, name: str, device: str | torch.device | None = None,
         _verified(file, entry["sha256"])
         model = build(entry["arch"], **entry.get("arch_kwargs", {}))
         model.load_state_dict(load_file(str(file)), strict=True)
-    model.eval().requires_grad_(False)
+    model.eval()
+    for p in model.parameters():   # (a ScriptModule has no requires_grad_ of its own)
+        p.requires_grad_(False)
     return model.to(device) if device is not None else model
 
 
