@@ -79,6 +79,14 @@ class Proxy:
         return self.score(out, target, objective), self.prob(out, target)
 
 
+def class_readout(logits: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per sample: the target class's probability and logit, the argmax class, and
+    whether it is the target. The one read-out of a classifier, proxy or judge."""
+    pred = logits.argmax(1)
+    return {"prob": logits.softmax(1).gather(1, target[:, None]).squeeze(1),
+            "logit": logits.gather(1, target[:, None]).squeeze(1), "pred": pred, "hit": pred == target}
+
+
 class ClassifierProxy(Proxy):
     kind = "classifier"
 
@@ -91,9 +99,7 @@ class ClassifierProxy(Proxy):
         return out.softmax(1).gather(1, target[:, None]).squeeze(1)
 
     def readout(self, out, target):
-        pred = out.argmax(1)
-        return {"prob": self.prob(out, target), "logit": out.gather(1, target[:, None]).squeeze(1),
-                "hit": pred == target, "pred": pred}
+        return class_readout(out, target)
 
     def selection_scores(self, out, objective):
         return (out.log_softmax(1) if objective == "log_prob" else out).T

@@ -99,8 +99,13 @@ class Context:
         if self.domains:
             from optbench.domains.files import FileDomain
             for name, table in json.loads(self.domains).items():
-                if name not in DOMAINS:
-                    DOMAINS.register(name, FileDomain(name, where=f"domains.{name}", **table))
+                # Once per process and table: another suite may declare the name anew.
+                if _DECLARED.get(name) != table:
+                    DOMAINS.register(name, FileDomain(name, where=f"domains.{name}", **table), replace=True)
+                    _DECLARED[name] = table
+
+
+_DECLARED: dict[str, dict] = {}   # file-based domains registered in this process, by their table
 
 
 @dataclass(frozen=True)
@@ -285,21 +290,24 @@ def _check_memory(where: str, n_samples: int, pool_size: int, sample_floats: int
                          f"the {have / 2**30:.0f} GiB available; use fewer samples")
 
 
+def _lookup(where: str, cell: dict, key: str, registry):
+    """The registered (or imported) object a cell's `key` names, or a SuiteError."""
+    if not isinstance(cell[key], str):
+        raise SuiteError(f"{where}.{key}: expected a string, got {type(cell[key]).__name__}; "
+                         f"allowed: {', '.join(registry)}")
+    try:
+        return registry.lookup(cell[key])
+    except (PluginError, DomainError) as e:
+        raise SuiteError(f"{where}.{key}: {e}{_suggest(cell[key], registry)}") from None
+
+
 def _expand_cell(where: str, cell: dict, seeds: tuple[int, ...], context: Context) -> list[CellSpec]:
     _check_keys(where, cell, CELL_KEYS)
     for key in ("domain", "source", "n_samples"):
         if key not in cell:
             raise SuiteError(f"{where}: missing field {key!r}")
-    domain, source = cell["domain"], cell["source"]
-    for key, registry in (("domain", DOMAINS), ("source", SOURCES)):
-        if not isinstance(cell[key], str):
-            raise SuiteError(f"{where}.{key}: expected a string, got {type(cell[key]).__name__}; "
-                             f"allowed: {', '.join(registry)}")
-        try:
-            registry.lookup(cell[key])
-        except (PluginError, DomainError) as e:
-            raise SuiteError(f"{where}.{key}: {e}{_suggest(cell[key], registry)}") from None
-    source, dom = SOURCES[source], get_domain(domain)
+    dom, source = (_lookup(where, cell, key, registry) for key, registry in (("domain", DOMAINS), ("source", SOURCES)))
+    domain = cell["domain"]
     try:
         models = catalog(domain)
     except (CheckpointError, DomainError) as e:
@@ -379,7 +387,7 @@ def _expand_cell(where: str, cell: dict, seeds: tuple[int, ...], context: Contex
         curve = _curve_label(label, s, axes, source)
         for proxy in proxies:
             name = f"{curve} [{proxy}]" if len(proxies) > 1 else curve
-            specs += [CellSpec(domain, proxy, source.name, n, seed, tuple(sorted(s.items())), name, training,
+            specs += [CellSpec(domain, proxy, cell["source"], n, seed, tuple(sorted(s.items())), name, training,
                                tuple(features), context) for seed in cell_seeds]
     return specs
 
@@ -423,9 +431,9 @@ def load_context(path: str | Path) -> Context:
     """Activate a suite file's pythonpath, plugins and [domains] without parsing its
     cells: what a script needs to train models for a domain the suite declares."""
     try:
-        data = tomllib.loads(Path(path).read_text(encoding="utf-8-sig"))
-    except (OSError, tomllib.TOMLDecodeError) as e:
-        raise SuiteError(f"{path}: {e}") from None
+        data = tomllib.loads(read_suite_text(path))
+    except tomllib.TOMLDecodeError as e:
+        raise SuiteError(f"{path}: TOML syntax error: {e}") from None
     return _context(str(path), data)
 
 
@@ -469,7 +477,8 @@ def parse_suite(text: str, path: str = "<suite>") -> Suite:
     return Suite(name, str(data.get("description", "")), tuple(specs), path)
 
 
-def load_suite(path: str | Path) -> Suite:
+def read_suite_text(path: str | Path) -> str:
+    """A suite file's text, or a SuiteError saying why it cannot be read."""
     p = Path(path)
     if not p.exists():
         raise SuiteError(f"{p}: no such suite file")
@@ -480,8 +489,11 @@ def load_suite(path: str | Path) -> Suite:
     except OSError as e:
         raise SuiteError(f"{p}: cannot read: {e.strerror or e}") from None
     try:  # utf-8-sig: accept (and drop) the byte-order mark some editors write
-        text = data.decode("utf-8-sig")
+        return data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         raise SuiteError(f"{p}: not UTF-8 text (byte 0x{e.object[e.start]:02x} at position "
                          f"{e.start}); save the suite file as UTF-8") from None
-    return parse_suite(text, str(p))
+
+
+def load_suite(path: str | Path) -> Suite:
+    return parse_suite(read_suite_text(path), str(path))

@@ -115,7 +115,7 @@ def _random_search(proxy, domain, n, seed, s):
             best, best_score = start.clone(), torch.full((n,), -math.inf)
             gens = [torch.Generator().manual_seed(seed * 100_003 + i) for i in range(n)]
             for _ in range(k):
-                cand = (start + s["sigma"] * torch.stack([torch.randn(SHAPE, generator=g) for g in gens])).clamp(*dom.bounds)
+                cand = (start + s["sigma"] * torch.stack([torch.randn(dom.shape, generator=g) for g in gens])).clamp(*dom.bounds)
                 with torch.no_grad():
                     score = proxy.score(proxy(cand), target, "logit")
                 better = score > best_score
@@ -124,10 +124,11 @@ def _random_search(proxy, domain, n, seed, s):
     return Trajectory(start, target, levels())
 
 
-SOURCES.register("contract_random_search", Source(
+SEARCH = Source(
     name="contract_random_search", knob="tries", pressure="tries", doc="best of k random perturbations",
     settings={"sigma": Setting(float, 0.3, minimum=0.0, doc="perturbation scale")},
-    trajectory=_random_search), replace=True)
+    trajectory=_random_search)
+SOURCES.register("contract_random_search", SEARCH, replace=True)
 
 METRICS.register("contract_mean_abs", Metric(
     "contract_mean_abs", "mean absolute value of the outputs", panel="mean |x| (plug-in)",
@@ -266,9 +267,17 @@ domain = "contract_vectors"
 source = "pixel_ascent"
 n_samples = 12
 settings = {{ start = "real", max_steps = 8, lr = 0.2 }}
+
+[[cell]]
+label = "a source named by import path only"
+domain = "contract_vectors"
+source = "test_contract:SEARCH"
+n_samples = 12
 """
     suite = parse_suite(text)
-    assert run_suite(suite, tmp_path, log=lambda *_: None)["computed"] == 1
+    assert run_suite(suite, tmp_path, log=lambda *_: None)["computed"] == 2
+    by_path = json.loads((tmp_path / "vectors" / suite.cells[1].cell_id / "curve.json").read_text())["rows"]
+    assert [r["tries"] for r in by_path] == [1, 4, 16]
     folder = tmp_path / "vectors" / suite.cells[0].cell_id
     rows = json.loads((folder / "curve.json").read_text())["rows"]
     assert rows[-1]["proxy_prob"] > rows[0]["proxy_prob"] and rows[-1]["out_of_range"] == 0

@@ -117,3 +117,17 @@ n_samples = 8
         parse_suite(text)
     with pytest.raises(SuiteError, match=r"domains\.mine: missing field 'path'"):
         parse_suite(text.replace(f'path = "{tmp_path / "imgs"}"', ""))
+
+
+def test_a_domain_name_declared_again_with_other_data_is_read_anew(tmp_path):
+    from optbench.domains import get_domain
+    from optbench.suite import _context
+    rng = np.random.default_rng(3)
+    for name in ("a", "b"):
+        np.savez(tmp_path / f"{name}.npz", x=rng.random((30, 4)).astype(np.float32), y=np.repeat([0, 1, 2], 10))
+    table = {"data": "npz", "splits": {"test": 3, "reference": 3}}
+    _context(str(tmp_path / "s.toml"), {"domains": {"again": {**table, "path": "a.npz"}}})
+    first = get_domain("again").fingerprint()
+    _context(str(tmp_path / "s.toml"), {"domains": {"again": {**table, "path": "b.npz"}}})
+    assert get_domain("again").fingerprint() != first
+    np.testing.assert_array_equal(get_domain("again").load_pool()[0], np.load(tmp_path / "b.npz")["x"])

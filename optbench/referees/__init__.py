@@ -162,21 +162,21 @@ class Referee:
         if not finite.any():   # every sample diverged: recorded as such, every metric NaN
             return out | {k: float("nan") for k in self.metric_names()}
         x, target, start = x[finite], target[finite], start[finite]
-        target_in = target
         logits = {k: v[finite] for k, v in logits.items()}
         feats = {k: v[finite] for k, v in feats.items()}
         out |= {k: _mean(v) for k, v in self.per_sample(logits, x, target, proxy).items()}
-        # Diversity is grouped by the judge ensemble's class, for outputs and for the
-        # real baseline alike: grouping outputs by target but real digits by label made
-        # unchanged real starts read 8.2 against a baseline of 3.0.
-        target = self.ensemble_probs(logits).argmax(1)
+        ens = self.ensemble_probs(logits)
         out["gap"] = out["proxy_prob"] - out["judge_prob"]
         delta = (x - start).flatten(1)
         out["l2"], out["linf"] = _mean(delta.norm(dim=1)), _mean(delta.abs().amax(1))
-        out |= self.distribution_of_features(feats, target)
-        if computed_metrics():   # plug-in metrics, on the same finite outputs and features
-            batch = Batch(x, target_in, start, feats, self.ensemble_probs(logits))
-            out |= {m.name: float(m.compute(batch)) for m in computed_metrics()}
+        # Diversity is grouped by the judge ensemble's class, for outputs and for the
+        # real baseline alike: grouping outputs by target but real digits by label made
+        # unchanged real starts read 8.2 against a baseline of 3.0.
+        out |= self.distribution_of_features(feats, ens.argmax(1))
+        plugins = computed_metrics()   # on the same finite outputs and features
+        if plugins:
+            batch = Batch(x, target, start, feats, ens)
+            out |= {m.name: float(m.compute(batch)) for m in plugins}
         return out
 
 

@@ -4,14 +4,8 @@ from __future__ import annotations
 import torch
 
 from optbench.models.fixed_batch import in_batches
+from optbench.proxies import class_readout as target_readout  # noqa: F401  (the one read-out)
 
 
 def logits_of(model: torch.nn.Module, x: torch.Tensor, batch: int = 500) -> torch.Tensor:
     return in_batches(model, x, batch, next(model.parameters()).device)
-
-
-def target_readout(logits: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Per-sample target probability, target logit and argmax class."""
-    return {"prob": logits.softmax(1).gather(1, target[:, None]).squeeze(1),
-            "logit": logits.gather(1, target[:, None]).squeeze(1),
-            "pred": logits.argmax(1)}
