@@ -26,6 +26,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from optbench.models.fixed_batch import model_device
 from optbench.registry import Registry
 
 OBJECTIVES = ("logit", "log_prob")
@@ -45,7 +46,7 @@ class Proxy:
 
     @property
     def device(self) -> torch.device:
-        return next(self.model.parameters()).device
+        return model_device(self.model)
 
     # Each kind defines these four on the module's raw output `out`.
     def score(self, out: torch.Tensor, target: torch.Tensor | None, objective: str) -> torch.Tensor:

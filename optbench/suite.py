@@ -134,8 +134,14 @@ class CellSpec:
 
     def canonical(self) -> dict:
         """What determines the numbers (the label does not)."""
+        try:
+            declared = SOURCES[self.source].settings
+        except (KeyError, PluginError):   # a plug-in source this process has not imported
+            declared = {}
+        settings = {k: v for k, v in self.settings if not (
+            k in declared and declared[k].omit_default and v == _default(declared[k]))}
         out = {"domain": self.domain, "proxy": self.proxy, "source": self.source,
-               "n_samples": self.n_samples, "seed": self.seed, "settings": self.settings_dict}
+               "n_samples": self.n_samples, "seed": self.seed, "settings": settings}
         if self.proxy_training != "shipped":   # only then, so shipped-proxy ids stay as they were
             out["proxy_training"] = self.proxy_training
         if self.features:
@@ -382,8 +388,10 @@ def _expand_cell(where: str, cell: dict, seeds: tuple[int, ...], context: Contex
             raise SuiteError(f"{where}.settings.{problem}")
         for m in source.models(s):
             if m not in models:
+                from optbench.models.recipes import TRAINED_BY
                 raise SuiteError(f"{where}.source: {source.name} needs model {m!r}, which domain "
-                                 f"{domain!r} does not have; run `optbench train {domain} --only {m}`")
+                                 f"{domain!r} does not have; run `optbench train {domain} --only "
+                                 f"{TRAINED_BY.get(m, m)}`")
         curve = _curve_label(label, s, axes, source)
         for proxy in proxies:
             name = f"{curve} [{proxy}]" if len(proxies) > 1 else curve

@@ -22,6 +22,8 @@ def _instance(name: str, obj) -> Domain:
 DOMAINS = Registry("domain", check=_instance)
 DOMAINS.register("mnist", "optbench.domains.mnist:MNIST")
 DOMAINS.register("digits8", "optbench.domains.digits8:Digits8")
+DOMAINS.register("gmm2", "optbench.domains.gmm:GMM2")
+DOMAINS.register("gmm64", "optbench.domains.gmm:GMM64")
 
 __all__ = ["DOMAINS", "SPLITS", "Domain", "DomainError", "get_domain", "referee_roles",
            "referee_as_proxy_error"]

@@ -191,6 +191,11 @@ class Domain:
             h.update(s.encode() + idx[s].tobytes())
         return h.hexdigest()[:16]
 
+    def gold(self):
+        """The domain's exact referee (optbench/gold), or None: only a domain whose law is
+        known has one."""
+        return None
+
     def __repr__(self) -> str:
         return f"<domain {self.name}: {self.num_classes} classes, shape {self.shape}>"
 

@@ -33,9 +33,13 @@ def build_unet(**config):
 build_unet.proxy_kind = None   # a generator, not a proxy
 
 
-def to_model_range(x: torch.Tensor) -> torch.Tensor:
-    return x * 2 - 1          # pixels [0, 1] -> [-1, 1]
+def to_model_range(x: torch.Tensor, bounds=(0.0, 1.0)) -> torch.Tensor:
+    """The domain's values in `bounds` -> the model's [-1, 1] (pixels: x * 2 - 1)."""
+    lo, hi = bounds
+    return x * 2 - 1 if (lo, hi) == (0.0, 1.0) else (x - lo) * (2 / (hi - lo)) - 1
 
 
-def to_pixels(x: torch.Tensor) -> torch.Tensor:
-    return (x + 1) / 2
+def to_pixels(x: torch.Tensor, bounds=(0.0, 1.0)) -> torch.Tensor:
+    """The model's [-1, 1] -> the domain's `bounds` (pixels: (x + 1) / 2)."""
+    lo, hi = bounds
+    return (x + 1) / 2 if (lo, hi) == (0.0, 1.0) else lo + (x + 1) * ((hi - lo) / 2)

@@ -25,6 +25,14 @@ import torch
 CHUNK = 128
 
 
+def model_device(model: torch.nn.Module) -> torch.device:
+    """Where a module's tensors live: its first parameter's device, else its first
+    buffer's (a feature map with no weights), else the CPU."""
+    for t in (*model.parameters(), *model.buffers()):
+        return t.device
+    return torch.device("cpu")
+
+
 def pad_rows(t: torch.Tensor | None, size: int) -> torch.Tensor | None:
     if t is None or len(t) == size:   # None: an argument with no rows (no target class)
         return t

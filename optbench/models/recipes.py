@@ -78,9 +78,39 @@ def standard_recipes(domain) -> dict[str, Recipe]:
     return out
 
 
+# Models shipped by a trainer of another name (`optbench train <domain> --only <trainer>`).
+TRAINED_BY = {"gan_generator": "gan", "gan_discriminator": "gan", "proxy_ens_mean": "ensembles",
+              "proxy_ens_min": "ensembles", "sampler_exact": "exact", "diffusion_exact": "exact",
+              "noisy_exact": "exact"}
+
+
+def vector_recipes(domain) -> dict[str, Recipe]:
+    """The classifiers of a plain-vector domain (shape (d,)), all nets.MLP: the proxy
+    learns from proxy_train; its variants differ in size and in sample count (the
+    generator split, ten times larger); the judges learn from judge_train."""
+    dom = get_domain(domain)
+    shape = dom.model_shape_kwargs()
+
+    def mlp(role, hidden, split, seed, epochs, notes):
+        return Recipe(role, "MLP", {"hidden": hidden, **shape}, split, seed, epochs=epochs, notes=notes)
+    return {
+        "proxy_mlp": mlp("proxy", 64, "proxy_train", 11, 300, "the frozen model the optimizer pushes against"),
+        "proxy_mlp_wide": mlp("proxy", 256, "proxy_train", 43, 300, "the proxy at 4x the width, same data"),
+        "proxy_mlp_n1000": mlp("proxy", 64, "generator_train", 44, 30,
+                               "the proxy's architecture on 10x the examples (the generator split)"),
+        "proxy_mlp_untrained": mlp("control", 64, "proxy_train", 11, 0,
+                                   "control: proxy_mlp's architecture and initial weights, untrained"),
+        "judge_mlp": mlp("judge", 256, "judge_train", 12, 40, "judge and the primary feature net"),
+        "judge_wide": mlp("judge", 512, "judge_train", 13, 40, "judge (ensemble) and a feature space"),
+        "judge_small": mlp("judge", 32, "judge_train", 14, 40, "transfer probe, not in the ensemble"),
+    }
+
+
 def recipes_for(domain) -> dict[str, Recipe]:
     dom = get_domain(domain)
-    return MNIST_RECIPES if dom.name == "mnist" else standard_recipes(dom)
+    if dom.name == "mnist":
+        return MNIST_RECIPES
+    return standard_recipes(dom) if dom.is_image else vector_recipes(dom)
 
 
 def ensemble_kwargs(base: Recipe, members: int, reduce: str) -> dict:

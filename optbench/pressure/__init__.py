@@ -29,6 +29,9 @@ class Setting:
     allowed: tuple = ()             # for strings
     minimum: float | None = None    # inclusive lower bound for numbers
     doc: str = ""
+    # A setting added after cells were computed: left out of the cell id (and spec.json)
+    # while at its default, so those cells keep their ids.
+    omit_default: bool = False
 
 
 @dataclass
@@ -140,20 +143,20 @@ def _cached_model(domain: str, name: str, device: str) -> torch.nn.Module:
 
 
 def _guidance_models(s: dict) -> tuple[str, ...]:
-    return ("diffusion_unet", "noisy_classifier") if s["guidance"] == "classifier" else ("diffusion_unet",)
+    return (s["generator"], s["classifier"]) if s["guidance"] == "classifier" else (s["generator"],)
 
 
 def _guidance_trajectory(proxy: Proxy, domain: str, n: int, seed: int,
                          s: dict) -> Trajectory:
     device = proxy.device
     dom = get_domain(domain)
-    unet = _cached_model(domain, "diffusion_unet", str(device))
-    clf = _cached_model(domain, "noisy_classifier", str(device)) if s["guidance"] == "classifier" else None
+    unet = _cached_model(domain, s["generator"], str(device))
+    clf = _cached_model(domain, s["classifier"], str(device)) if s["guidance"] == "classifier" else None
     labels = (torch.arange(n) % dom.num_classes).to(device)       # balanced classes
     x_T = initial_noise(n, seed, dom.shape).to(device)
     levels = guided_samples(unet, labels, x_T, s["scales"], s["guidance"], s["clip"],
                             s["ddim_steps"], s["base"], clf, (s["interval_lo"], s["interval_hi"]),
-                            s["precision"])
+                            s["precision"], bounds=dom.bounds)
     first_scale, first = next(levels)
 
     def all_levels():  # the lowest scale is also the "start" distances are measured from
@@ -186,6 +189,10 @@ GUIDANCE_SOURCE = Source(
         "interval_lo": Setting(int, 0, minimum=0, doc="guide only at timesteps >= this (Kynkaanniemi et al. 2024)"),
         "interval_hi": Setting(int, 999, minimum=0, doc="guide only at timesteps <= this"),
         "precision": Setting(str, "fp32", PRECISIONS, doc="bf16 autocasts the UNet"),
+        "generator": Setting(str, "diffusion_unet", doc="the domain's diffusion model (a UNet, or any module "
+                             "called as model(x_t, t, class_labels=y).sample)", omit_default=True),
+        "classifier": Setting(str, "noisy_classifier", doc="the noise-aware classifier of classifier "
+                              "guidance, called as classifier(x_t, t)", omit_default=True),
     },
     check=_guidance_check,
     trajectory=_guidance_trajectory,

@@ -107,8 +107,9 @@ def classifier_eps(unet, classifier, scheduler, labels: torch.Tensor, s: float, 
 def guided_samples(unet, labels: torch.Tensor, x_T: torch.Tensor, scales: list[float],
                    guidance: str, clip: str, steps: int, base: str = "cond",
                    classifier=None, interval=(0.0, 1e9), precision: str = "fp32",
-                   chunk: int = CHUNK) -> Iterator[tuple[float, torch.Tensor]]:
-    """Yield (scale, pixels in [0, 1] scale but not clipped) for each guidance scale.
+                   chunk: int = CHUNK, bounds=(0.0, 1.0)) -> Iterator[tuple[float, torch.Tensor]]:
+    """Yield (scale, outputs in the domain's value range `bounds`, not clipped) for each
+    guidance scale; the model works in [-1, 1].
     Every scale starts from the same x_T, so differences come from the scale alone.
     Samples run in chunks of one fixed shape (zero-padded), so a sample is bit-identical
     alone or in any batch on one machine (models/fixed_batch.py)."""
@@ -122,4 +123,4 @@ def guided_samples(unet, labels: torch.Tensor, x_T: torch.Tensor, scales: list[f
             else:
                 fn = classifier_eps(unet, classifier, scheduler, lab, scale, base, interval, precision)
             outs.append(ddim_sample(fn, xT, scheduler, steps, clip)[:j - i])
-        yield scale, to_pixels(torch.cat(outs))
+        yield scale, to_pixels(torch.cat(outs), bounds)

@@ -8,6 +8,7 @@ import torch
 from optbench.domains import get_domain, referee_as_proxy_error
 from optbench.models.checkpoints import load_model
 from optbench.proxies import Proxy, as_proxy
+from optbench.models.fixed_batch import model_device
 from optbench.referees.classifiers import logits_of, target_readout
 from optbench.referees.distribution import Reference, distribution_metrics, extract, within_class_diversity
 
@@ -57,17 +58,24 @@ class Referee:
         x_ref, _ = dom.load_split("reference")
         self.references = {name: Reference(extract(net, x_ref)) for name, net in self.feature_nets.items()}
         self.ref_features = self.references[self.spaces[0]].feats.float()
+        # A ground-truth domain's exact referee (optbench/gold): its gold_* metrics join
+        # every evaluation and its exact null joins the learned metrics' nulls.
+        self.gold = dom.gold()
         self._nulls: dict[int, dict] = {}
 
     def distribution_names(self) -> list[str]:
-        """Every distribution metric key, in every feature space, and `diversity`."""
-        return ["diversity", *(space_metric(m, s, self.spaces[0]) for s in self.spaces for m in DISTRIBUTION_METRICS)]
+        """Every set metric key: the distribution metrics in every feature space,
+        `diversity`, and the exact referee's set metrics."""
+        gold = [k for k in self.gold.names if k in self.gold.set_names] if self.gold else []
+        return ["diversity", *(space_metric(m, s, self.spaces[0]) for s in self.spaces for m in DISTRIBUTION_METRICS),
+                *gold]
 
     def metric_names(self) -> list[str]:
         """Every key `evaluate` returns besides diverged_frac and n_finite."""
         per = ["proxy_prob", "proxy_logit", "proxy_hit",
                *(f"{n}_{m}" for n in self.judges for m in ("prob", "agree")),
-               "judge_prob", "judge_hit", "judge_agree", "judge_conf", "out_of_range"]
+               "judge_prob", "judge_hit", "judge_agree", "judge_conf", "out_of_range",
+               *(k for k in (self.gold.names if self.gold else ()) if k not in self.gold.set_names)]
         return [*per, "gap", "l2", "linf", *self.distribution_names(), *(m.name for m in computed_metrics())]
 
     def features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -95,7 +103,7 @@ class Referee:
         size n (shipped, cached on disk, or computed once): see referees/null.py."""
         if n not in self._nulls:
             from optbench.referees.null import cached_null
-            self._nulls[n] = cached_null(self, n)
+            self._nulls[n] = cached_null(self, n) | (self.gold.null(n) if self.gold else {})
         return self._nulls[n]
 
     def logits(self, x: torch.Tensor, proxy: Proxy | None = None) -> dict[str, torch.Tensor]:
@@ -113,7 +121,7 @@ class Referee:
         for name, judge in self.judges.items():
             if with_features and name in self.feature_nets and hasattr(judge, "head"):
                 feats[name] = extract(judge, x)
-                device = next(judge.parameters()).device
+                device = model_device(judge)
                 logits[name] = judge.head(feats[name].to(device)).float().cpu()
             else:
                 logits[name] = logits_of(judge, x)
@@ -151,6 +159,8 @@ class Referee:
         lo, hi = self.bounds
         tol = (hi - lo) / 255   # one grey level of an 8-bit image of the range
         out["out_of_range"] = ((x < lo - tol) | (x > hi + tol)).flatten(1).double().mean(1)
+        if self.gold:
+            out |= self.gold.per_sample(x, target)
         return {k: v.double() for k, v in out.items()}
 
     def evaluate(self, x: torch.Tensor, target: torch.Tensor, start: torch.Tensor,
@@ -173,6 +183,8 @@ class Referee:
         # real baseline alike: grouping outputs by target but real digits by label made
         # unchanged real starts read 8.2 against a baseline of 3.0.
         out |= self.distribution_of_features(feats, ens.argmax(1))
+        if self.gold:
+            out |= self.gold.set_metrics(x)
         plugins = computed_metrics()   # on the same finite outputs and features
         if plugins:
             batch = Batch(x, target, start, feats, ens)

@@ -36,8 +36,8 @@ C2ST_FOLDS = 5
 
 @torch.no_grad()
 def extract(net: nn.Module, x: torch.Tensor, batch: int = 500) -> torch.Tensor:
-    from optbench.models.fixed_batch import in_batches
-    return in_batches(net.features, x, batch, next(net.parameters()).device)
+    from optbench.models.fixed_batch import in_batches, model_device
+    return in_batches(net.features, x, batch, model_device(net))
 
 
 def poly_kernel(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -15,6 +15,7 @@ from optbench.report.controls import CONTROLS_NOTE, control_pairs, controls_figu
 from optbench.report.summary import (EQUAL_PROXY_NOTE, equal_proxy_markdown, equal_proxy_table,
                                      group_cells, incomplete_cells, kid_spaces, load_cells, summarize,
                                      summary_markdown, tidy_csv)
+from optbench.report.audit import TRUTH
 from optbench.storage import StorageError, suite_lock, write_atomic
 
 
@@ -52,6 +53,10 @@ def _write_outputs(suite_dir: Path) -> dict:
         if len(spaces) > 1:
             md += ["KID at equal proxy score in every feature space (`kid`: the primary space):", "",
                    equal_proxy_markdown(equal_proxy_table(cells, metrics=spaces), metrics=spaces)]
+    if any(TRUTH in c["curve"]["rows"][0] for c in cells):
+        md += ["## Referee audit against the exact departure", "",
+               "See [audit.md](audit.md): each learned referee graded against the exact "
+               "departure of the same outputs (plots/audit_misses_<domain>.png, plots/picture_<domain>.png).", ""]
     controls = controls_table(group_cells(cells))
     if controls:
         md += ["## Controls: pressure-attributable departure", "", CONTROLS_NOTE, "",
@@ -96,6 +101,11 @@ def _draw_plots(cells: list[dict], fits, suite_dir: Path, plots: Path) -> None:
                                     "(mean over seeds; dashed grey: judge = proxy)")
     if fits:
         fits_figure(cells, fits, plots / "goodhart.png")
+    from optbench.report.audit import has_gold, write_audit
+    if write_audit(cells, suite_dir, plots):   # ground-truth domains: learned referees graded
+        from optbench.report.gold_figures import picture
+        for domain in sorted({c["spec"]["domain"] for c in cells if has_gold(c)}):
+            picture(suite_dir, cells, domain, plots / f"picture_{domain}.png")
     if control_pairs(group_cells(cells)):
         controls_figure(group_cells(cells), plots / "controls.png")
     for generator in sorted({(c["spec"]["domain"], c["spec"]["settings"]["generator"]) for c in cells
@@ -119,7 +129,10 @@ def generator_sheet(domain: str, generator: str, out: Path, n: int = 100, seed: 
     from torchvision.utils import save_image
     from optbench.models.checkpoints import load_model
     from optbench.models.gan import generate, sample_latents
+    from optbench.domains import get_domain
     G = load_model(domain, generator)
+    if not get_domain(domain).is_image or not hasattr(G, "latent_dim"):
+        return   # a vector domain's samples are in the grids; a diffusion model has no latent
     save_image(generate(G, sample_latents(n, seed, G.latent_dim)), str(out), nrow=10, padding=2,
                pad_value=0.5)
 

@@ -22,6 +22,14 @@ def other_trainers(domain) -> dict:
     gan_discriminator; `ensembles` ships proxy_ens_mean and proxy_ens_min; `feature_ae`
     is the autoencoder feature net; the diffusion model and its noise-aware classifier
     are MNIST's only (about an hour on one CPU core)."""
+    dom = get_domain(domain)
+    if not dom.is_image:
+        from optbench.training import vector
+        out = {"coords": vector.train_coords_checkpoint, "gan": vector.train_vector_gan_checkpoint,
+               "diffusion_mlp": vector.train_denoiser_checkpoint}
+        if getattr(dom, "mixture", None) is not None:
+            out["exact"] = vector.ship_exact_models
+        return out
     from optbench.training.gan import train_gan_checkpoint
     out = {"feature_ae": train_feature_ae_checkpoint, "gan": train_gan_checkpoint,
            "ensembles": lambda domain, root=None, log=print: train_ensemble_checkpoints(domain, root, log)}

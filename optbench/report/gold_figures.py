@@ -1,0 +1,164 @@
+"""Figures of the ground-truth domains: where outputs go on the exact density.
+
+In d = 2 the coordinates are drawn as they are; in higher d, on the first two principal
+axes of the reference split (the data's own plane), with the reference points behind."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from safetensors.torch import load_file  # noqa: E402
+
+from optbench.domains import get_domain  # noqa: E402
+
+GRID = 200
+
+
+def snapshots(suite_dir: Path, cell: dict) -> tuple[torch.Tensor, list]:
+    """(levels, k, d) kept samples of a cell and its knob values."""
+    t = load_file(str(Path(suite_dir) / cell["spec"]["cell_id"] / "snapshots.safetensors"))
+    return t["snapshots"].float(), t["levels"].tolist()
+
+
+class Plane:
+    """Maps a domain's vectors to the two drawn coordinates."""
+
+    def __init__(self, domain: str):
+        self.dom = get_domain(domain)
+        ref, _ = self.dom.load_split("reference")
+        self.ref = ref.double()
+        if self.dom.shape[0] == 2:
+            self.mean, self.axes = torch.zeros(2, dtype=torch.float64), torch.eye(2, dtype=torch.float64)
+        else:
+            self.mean = self.ref.mean(0)
+            _, _, v = torch.linalg.svd(self.ref - self.mean, full_matrices=False)
+            self.axes = v[:2].T
+
+    def __call__(self, x: torch.Tensor) -> np.ndarray:
+        return ((x.double().reshape(len(x), -1) - self.mean) @ self.axes).numpy()
+
+    def background(self, ax) -> None:
+        """Log-density contours in d = 2; the reference points' projection otherwise."""
+        if self.dom.shape[0] == 2:
+            g = torch.linspace(-1, 1, GRID, dtype=torch.float64)
+            xx, yy = torch.meshgrid(g, g, indexing="xy")
+            lp = self.dom.mixture.log_prob(torch.stack([xx.flatten(), yy.flatten()], 1)).reshape(GRID, GRID)
+            ax.contourf(xx, yy, lp.clamp_min(-12), levels=14, cmap="Greys", alpha=0.55)
+            lo, hi = self.dom.gold().bounds
+            ax.contour(xx, yy, lp, levels=[lo], colors="k", linewidths=0.8, linestyles="--")
+        else:
+            p = self(self.ref)
+            ax.scatter(p[:, 0], p[:, 1], s=2, c="0.75", lw=0)
+
+
+def misses_figure(suite_dir: Path, domain: str, found: list, out: Path) -> None:
+    """Levels where the truth says "off the data" and KID says "on": their kept samples."""
+    plane = Plane(domain)
+    cols = max(1, min(3, len(found)))
+    rows = max(1, math.ceil(len(found) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 4 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, (cell, i, row) in zip(axes.flat, found):
+        ax.axis("on")
+        plane.background(ax)
+        x, levels = snapshots(suite_dir, cell)
+        p = plane(x[i])
+        ax.scatter(p[:, 0], p[:, 1], c="tab:red", marker="x", s=30)
+        knob = cell["spec"]["knob"]
+        null = cell["curve"]["null"]
+        ax.set_title(f"{cell['spec']['label']} (seed {cell['spec']['seed']})\n{knob} {row[knob]:g}: "
+                     f"atypical {row['gold_atypical']:.2f} (null q99 {null['gold_atypical']['q99']:.2f}); "
+                     f"KID {row['kid']:.3f} (q99 {null['kid']['q99']:.3f})", fontsize=7)
+        ax.tick_params(labelsize=6)
+    if not found:
+        axes.flat[0].text(0.5, 0.5, "no level where the truth departs and KID does not", ha="center")
+    where = "coordinates" if plane.dom.shape[0] == 2 else "first two principal axes of the reference set (grey)"
+    fig.suptitle(f"{domain}: truth says off the data (red x: the level's kept samples), KID says on; {where}",
+                 fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+def picture(suite_dir: Path, cells: list[dict], domain: str, out: Path, seed: int = 0) -> None:
+    """The d = 2 picture: the exact density, the proxy's decision regions, and where each
+    source takes its samples as pressure rises (colour: pressure level, light to dark)."""
+    plane = Plane(domain)
+    wanted = [("pixel ascent", lambda s: s["source"] == "pixel_ascent" and s["proxy"] == "proxy_mlp"
+               and s["settings"].get("optimizer", "adam") == "adam"),
+              ("best-of-n (exact sampler)", lambda s: s["source"] == "best_of_n"
+               and s["settings"].get("generator") == "sampler_exact"),
+              ("latent ascent (exact sampler)", lambda s: s["source"] == "latent_ascent"
+               and s["settings"].get("generator") == "sampler_exact" and s["proxy"] == "proxy_mlp"),
+              ("CFG (exact diffusion)", lambda s: s["source"] == "guidance" and s["settings"].get("guidance") == "cfg"
+               and s["settings"].get("generator") == "diffusion_exact"),
+              ("CFG (learned diffusion)", lambda s: s["source"] == "guidance" and s["settings"].get("guidance") == "cfg"
+               and s["settings"].get("generator") == "diffusion_mlp"),
+              ("classifier guidance (exact)", lambda s: s["source"] == "guidance"
+               and s["settings"].get("guidance") == "classifier")]
+    panels = []
+    for title, match in wanted:
+        cell = next((c for c in cells if c["spec"]["domain"] == domain and c["spec"]["seed"] == seed
+                     and match(c["spec"])), None)
+        if cell is not None:
+            panels.append((title, cell))
+    if not panels:
+        return
+    proxy = _proxy_regions(domain, seed)
+    cols = min(3, len(panels))
+    rows = math.ceil(len(panels) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.3 * cols, 4.3 * rows), squeeze=False)
+    for ax in axes.flat[len(panels):]:
+        ax.axis("off")
+    for ax, (title, cell) in zip(axes.flat, panels):
+        if proxy is not None:
+            ax.imshow(proxy, extent=(-1, 1, -1, 1), origin="lower", cmap="Pastel1", alpha=0.5,
+                      vmin=0, vmax=8, interpolation="nearest")
+        plane.background(ax)
+        x, levels = snapshots(suite_dir, cell)
+        colors = plt.cm.viridis_r(np.linspace(0.05, 1, len(levels)))
+        pts = [plane(x[i]) for i in range(len(levels))]
+        if cell["spec"]["source"] in ("pixel_ascent", "latent_ascent"):   # trajectories: one line per sample
+            path = np.stack(pts)                                        # (levels, k, 2)
+            for j in range(path.shape[1]):
+                ax.plot(path[:, j, 0], path[:, j, 1], color="0.3", lw=0.6)
+        for i, p in enumerate(pts):
+            ax.scatter(p[:, 0], p[:, 1], color=colors[i], s=14, zorder=3,
+                       label=f"{cell['spec']['knob']} {levels[i]:g}" if i in (0, len(levels) - 1) else None)
+        last = cell["curve"]["rows"][-1]
+        ax.set_title(f"{title}\nat the top level: proxy {last['proxy_prob']:.2f}, "
+                     f"atypical {last['gold_atypical']:.2f}", fontsize=8)
+        ax.set_xlim(-1, 1)
+        ax.set_ylim(-1, 1)
+        ax.set_aspect("equal")
+        ax.legend(fontsize=6, loc="lower left")
+        ax.tick_params(labelsize=6)
+    fig.suptitle(f"{domain}, seed {seed}: grey, the exact log-density (dashed: the typical set's lower edge, "
+                 "the 0.5% log-density quantile); pastel, the proxy's decision regions; dots, kept samples "
+                 "per pressure level (light to dark)", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+
+
+def _proxy_regions(domain: str, seed: int) -> np.ndarray | None:
+    """The argmax class of the seed's proxy_mlp replicate over [-1, 1]^2 (None when it
+    cannot be loaded here)."""
+    from optbench.models.replicates import load_replicate
+    if tuple(get_domain(domain).shape) != (2,):
+        return None
+    try:
+        model, _ = load_replicate(domain, "proxy_mlp", seed, "cpu")
+    except Exception:   # a figure is not worth failing a report for; the panel goes without
+        return None
+    g = torch.linspace(-1, 1, GRID)
+    xx, yy = torch.meshgrid(g, g, indexing="xy")
+    with torch.no_grad():
+        return model(torch.stack([xx.flatten(), yy.flatten()], 1)).argmax(1).reshape(GRID, GRID).numpy()

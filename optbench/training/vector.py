@@ -1,0 +1,175 @@
+"""Training the models of a plain-vector domain besides its classifiers: the raw
+coordinate feature space, an MLP GAN and a learned diffusion model; and, for a
+Gaussian-mixture domain, shipping its exact models (sampler, diffusion, noisy posterior)
+as safetensors of the mixture."""
+from __future__ import annotations
+
+import platform
+import time
+
+import torch
+import torch.nn.functional as F
+
+from optbench.domains import get_domain
+from optbench.models.checkpoints import save_model
+
+VERSIONS = {"torch": torch.__version__, "python": platform.python_version()}
+VECTOR_GAN = {"split": "generator_train", "steps": 6000, "batch_size": 128, "lr": 2e-4, "betas": (0.5, 0.999),
+              "seed": 31, "ema_decay": 0.999, "latent_dim": 16, "hidden": 128}
+DENOISER = {"split": "generator_train", "steps": 12000, "batch_size": 256, "lr": 1e-3, "seed": 32,
+            "hidden": 256, "p_uncond": 0.1}
+
+
+def train_coords_checkpoint(domain: str, root=None, log=print) -> dict:
+    """The raw-coordinate feature space, standardized on judge_train."""
+    from optbench.models.vector import Coordinates
+    dom = get_domain(domain)
+    x, _ = dom.load_split("judge_train")
+    model = Coordinates(dom.shape[0])
+    model.mean.copy_(x.mean(0))
+    model.std.copy_(x.std(0).clamp_min(1e-6))
+    return save_model(model, domain, "coords", {
+        "arch": "Coordinates", "arch_kwargs": {"dim": dom.shape[0]},
+        "recipe": {"role": "feature net", "split": "judge_train",
+                   "notes": "raw coordinates, standardized per coordinate"}, "versions": VERSIONS}, root=root)
+
+
+def train_vector_gan_checkpoint(domain: str, root=None, log=print) -> dict:
+    """Non-saturating GAN (Goodfellow et al. 2014) of MLPs; ships gan_generator (EMA
+    weights) and gan_discriminator, with the exact mean log-density quantile of its
+    samples when the domain has an exact referee."""
+    import copy
+
+    from optbench.models.gan import generate, sample_latents
+    from optbench.models.vector import MLPDiscriminator, MLPGenerator
+    dom, r = get_domain(domain), VECTOR_GAN
+    x, _ = dom.load_split(r["split"])
+    torch.manual_seed(r["seed"])
+    gen = torch.Generator().manual_seed(r["seed"])
+    g_kwargs = {"latent_dim": r["latent_dim"], "hidden": r["hidden"], "out_shape": list(dom.shape),
+                "bounds": list(dom.bounds)}
+    d_kwargs = {"hidden": r["hidden"], "in_shape": list(dom.shape), "bounds": list(dom.bounds)}
+    G, D = MLPGenerator(**g_kwargs), MLPDiscriminator(**d_kwargs)
+    G_ema = copy.deepcopy(G).requires_grad_(False)
+    opt_g = torch.optim.Adam(G.parameters(), lr=r["lr"], betas=r["betas"])
+    opt_d = torch.optim.Adam(D.parameters(), lr=r["lr"], betas=r["betas"])
+    t0 = time.time()
+    for step in range(r["steps"]):
+        real = x[torch.randint(0, len(x), (r["batch_size"],), generator=gen)]
+        fake = G(torch.randn(r["batch_size"], r["latent_dim"], generator=gen))
+        d_loss = F.softplus(-D(real)).mean() + F.softplus(D(fake.detach())).mean()
+        opt_d.zero_grad(set_to_none=True)
+        d_loss.backward()
+        opt_d.step()
+        g_loss = F.softplus(-D(fake)).mean()
+        opt_g.zero_grad(set_to_none=True)
+        g_loss.backward()
+        opt_g.step()
+        with torch.no_grad():
+            for pe, p in zip(G_ema.parameters(), G.parameters()):
+                pe.lerp_(p, 1 - r["ema_decay"])
+        if (step + 1) % 1000 == 0:
+            log(f"  vector gan step {step + 1}/{r['steps']} d_loss {d_loss.item():.3f} g_loss {g_loss.item():.3f}")
+    G_ema.eval()
+    D.eval().requires_grad_(False)
+    quality = {}
+    if dom.gold() is not None:
+        fake = generate(G_ema, sample_latents(2000, 0, r["latent_dim"]))
+        target = torch.zeros(len(fake), dtype=torch.long)
+        quality = {k: round(float(v.double().mean()), 4) for k, v in dom.gold().per_sample(fake, target).items()
+                   if k in ("gold_logp_q", "gold_atypical", "gold_maha")}
+        log(f"  gan samples, exact referee: {quality}")
+    common = {"recipe": r, "train_seconds": round(time.time() - t0, 1), "versions": VERSIONS}
+    entry = save_model(G_ema, domain, "gan_generator", {"arch": "MLPGenerator", "arch_kwargs": g_kwargs,
+                                                         "gold_2000": quality, **common}, root=root)
+    save_model(D, domain, "gan_discriminator", {"arch": "MLPDiscriminator", "arch_kwargs": d_kwargs, **common},
+               root=root)
+    return entry
+
+
+def train_denoiser_checkpoint(domain: str, root=None, log=print) -> dict:
+    """A class-conditional MLP noise predictor (DDPM loss, Ho et al. 2020, eq. 14) with
+    label dropout for classifier-free guidance; data mapped from the domain's bounds to
+    [-1, 1] as the image UNet's are. Its test loss is recorded beside the exact model's
+    (the irreducible part of the loss) when the domain has one."""
+    from diffusers import DDPMScheduler
+
+    from optbench.models.diffusion import SCHEDULER_CONFIG, to_model_range
+    from optbench.models.vector import MLPDenoiser
+    dom, r = get_domain(domain), DENOISER
+    x, y = dom.load_split(r["split"])
+    x = to_model_range(x, dom.bounds)
+    torch.manual_seed(r["seed"])
+    gen = torch.Generator().manual_seed(r["seed"])
+    sched = DDPMScheduler(**SCHEDULER_CONFIG)
+    kwargs = {"dim": dom.shape[0], "num_classes": dom.num_classes, "hidden": r["hidden"]}
+    model = MLPDenoiser(**kwargs)
+    opt = torch.optim.Adam(model.parameters(), lr=r["lr"])
+    lr_sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, r["steps"])
+    t0 = time.time()
+    for step in range(r["steps"]):
+        idx = torch.randint(0, len(x), (r["batch_size"],), generator=gen)
+        x0, labels = x[idx], y[idx].clone()
+        labels[torch.rand(len(idx), generator=gen) < r["p_uncond"]] = dom.num_classes
+        t = torch.randint(0, sched.config.num_train_timesteps, (len(idx),), generator=gen)
+        noise = torch.randn(x0.shape, generator=gen)
+        loss = F.mse_loss(model(sched.add_noise(x0, noise, t), t, class_labels=labels).sample, noise)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        lr_sched.step()
+        if (step + 1) % 2000 == 0:
+            log(f"  denoiser step {step + 1}/{r['steps']} loss {loss.item():.4f}")
+    model.eval()
+    return save_model(model, domain, "diffusion_mlp", {
+        "arch": "MLPDenoiser", "arch_kwargs": kwargs, "recipe": r, "train_seconds": round(time.time() - t0, 1),
+        "test_loss": _denoising_loss(dom, model, sched), "versions": VERSIONS}, root=root)
+
+
+@torch.no_grad()
+def _denoising_loss(dom, model, sched) -> dict:
+    """The DDPM loss on the test split (fixed noise and times), for the learned model and,
+    on a mixture domain, for the exact one: the gap is the network's own error."""
+    from optbench.models.diffusion import to_model_range
+    x, y = dom.load_split("test")
+    x0 = to_model_range(x, dom.bounds)
+    g = torch.Generator().manual_seed(0)
+    t = torch.randint(0, sched.config.num_train_timesteps, (len(x0),), generator=g)
+    noise = torch.randn(x0.shape, generator=g)
+    xt = sched.add_noise(x0, noise, t)
+    out = {"learned": round(float(F.mse_loss(model(xt, t, class_labels=y).sample, noise)), 5)}
+    exact = _exact_mixture_in_model_range(dom)
+    if exact is not None:
+        eps = torch.stack([exact.ideal_eps(xt[i:i + 1], float(sched.alphas_cumprod[t[i]]), y[i:i + 1])[0]
+                           for i in range(len(xt))]).float()
+        out["exact"] = round(float(F.mse_loss(eps, noise)), 5)
+    return out
+
+
+def _exact_mixture_in_model_range(dom):
+    """The domain's mixture in the diffusion models' [-1, 1] coordinates (None if it has
+    none). Only bounds (-1, 1) are identical to that range; others would need an affine
+    map of the mixture, which the exact models do not implement."""
+    mixture = getattr(dom, "mixture", None)
+    if mixture is None:
+        return None
+    if tuple(dom.bounds) != (-1.0, 1.0):
+        raise ValueError(f"domain {dom.name!r}: bounds: the exact diffusion model needs (-1, 1), got {dom.bounds}")
+    return mixture
+
+
+def ship_exact_models(domain: str, root=None, log=print) -> dict:
+    """The mixture's exact sampler, diffusion model and noisy posterior, as safetensors."""
+    from optbench.gold.models import ExactDiffusion, ExactNoisyPosterior, MixtureSampler
+    dom = get_domain(domain)
+    mixture = _exact_mixture_in_model_range(dom)
+    kwargs = {"dim": mixture.dim, "components": len(mixture.weights), "num_classes": mixture.num_classes}
+    entries = {}
+    for name, cls, notes in (("sampler_exact", MixtureSampler, "exact sampler: best-of-n without generator error"),
+                             ("diffusion_exact", ExactDiffusion, "the ideal noise predictor of the noised mixture"),
+                             ("noisy_exact", ExactNoisyPosterior, "the exact noisy class posterior log p_t(y | x_t)")):
+        entries[name] = save_model(cls.of(mixture), domain, name, {
+            "arch": cls.__name__, "arch_kwargs": kwargs, "recipe": {"role": "exact model", "notes": notes},
+            "versions": VERSIONS}, root=root)
+        log(f"  {name}: shipped")
+    return entries

@@ -1,0 +1,168 @@
+"""The ground-truth domains inside the benchmark: the referee reports the exact metrics
+and their exact nulls, guidance runs on the analytic diffusion model, and the audit's
+numbers are what scipy computes from the same curves."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import binom, spearmanr
+
+from optbench.domains import get_domain
+from optbench.report.audit import TRUTHS, audit_domain, fire_order, misses
+
+
+@pytest.fixture(scope="module")
+def referee():
+    from optbench.referees import Referee
+    return Referee("gmm2", "proxy_mlp")
+
+
+def test_referee_reports_exact_metrics_that_move_off_the_data(referee):
+    dom = get_domain("gmm2")
+    x, y = dom.load_split("test")
+    x, y = x[:128], y[:128]
+    on = referee.evaluate(x, y, x)
+    # The same points pushed 0.3 along a fixed direction: far outside every thin component.
+    off = referee.evaluate(x + 0.3 * torch.tensor([0.6, 0.8]), y, x)
+    null = referee.null(128)
+    assert on["gold_atypical"] <= null["gold_atypical"]["q99"] < off["gold_atypical"]
+    assert off["gold_logp_q"] < null["gold_logp_q"]["q01"] <= on["gold_logp_q"]
+    # The exact null of the atypical share is Binomial(128, 0.01) / 128.
+    assert abs(null["gold_atypical"]["q99"] - binom.ppf(0.99, 128, 0.01) / 128) <= 1 / 128
+    # gold_prob is the Bayes posterior of the target, from the mixture itself.
+    post = dom.mixture.class_posterior(x)
+    assert on["gold_prob"] == pytest.approx(float(post[torch.arange(128), y].mean()), rel=1e-9)
+
+
+def test_exact_diffusion_at_w1_samples_the_data_and_guidance_leaves_it():
+    """DDIM on the analytic score (1,000 steps) draws from the mixture: its typicality
+    is within the exact null at n = 128. A strong CFG scale pushes samples off it."""
+    from optbench.models.checkpoints import load_model
+    from optbench.pressure.guidance import guided_samples, initial_noise
+    dom = get_domain("gmm2")
+    unet = load_model("gmm2", "diffusion_exact")
+    labels = torch.arange(128) % 4
+    out = dict(guided_samples(unet, labels, initial_noise(128, 0, dom.shape), [1.0, 30.0], "cfg", "none",
+                              1000, bounds=dom.bounds))
+    gold = dom.gold()
+    null = gold.null(128, draws=300)
+    w1 = {k: float(v.mean()) for k, v in gold.per_sample(out[1.0], labels).items()}
+    w30 = {k: float(v.mean()) for k, v in gold.per_sample(out[30.0], labels).items()}
+    assert w1["gold_atypical"] <= null["gold_atypical"]["q99"]
+    assert gold.set_metrics(out[1.0])["gold_ks"] <= null["gold_ks"]["q99"]
+    assert w1["gold_prob"] > 0.95                       # conditional samples are of their class
+    assert w30["gold_atypical"] > null["gold_atypical"]["q99"]
+
+
+def _cell(seed: int, rows: list[dict], label: str = "c") -> dict:
+    null = {"gold_atypical": {"q01": 0.0, "q99": 0.03}, "gold_ks": {"q01": 0.0, "q99": 0.15},
+            "kid": {"q01": -0.01, "q99": 0.02}, "precision": {"q01": 0.8, "q99": 1.0}}
+    return {"spec": {"seed": seed, "knob": "steps", "label": label, "cell_id": f"{label}{seed}"},
+            "curve": {"rows": [{"steps": i, **r} for i, r in enumerate(rows)], "null": null}}
+
+
+def test_audit_numbers_are_scipy_spearman_and_hand_counts():
+    rng = np.random.default_rng(0)
+    cells = []
+    for seed in range(3):
+        for label in ("a", "b"):
+            truth = np.sort(rng.uniform(0, 0.3, 6))
+            rows = [{"gold_atypical": float(t), "gold_ks": float(t) / 2, "kid": float(rng.normal(t, 0.05)),
+                     "precision": float(1 - t + rng.normal(0, 0.05))} for t in truth]
+            cells.append(_cell(seed, rows, label))
+    out = {r["metric"]: r for r in audit_domain(cells)}
+    assert set(out) == {"kid", "precision"}
+    for metric, sign in (("kid", 1), ("precision", -1)):
+        per_seed = []
+        for seed in range(3):
+            pts = [(r["gold_atypical"], sign * r[metric]) for c in cells if c["spec"]["seed"] == seed
+                   for r in c["curve"]["rows"]]
+            per_seed.append(spearmanr(*zip(*pts)).statistic)
+        assert out[metric]["rho_support"] == pytest.approx(np.mean(per_seed), abs=1e-12)
+        # Misses by hand: the truth over its q99 while the metric is inside its null.
+        thr = {"kid": lambda v: v > 0.02, "precision": lambda v: v < 0.8}[metric]
+        rows = [r for c in cells for r in c["curve"]["rows"]]
+        dep = [r for r in rows if r["gold_atypical"] > 0.03]
+        assert out[metric]["departed_support"] == len(dep)
+        assert out[metric]["miss_support"] == pytest.approx(sum(not thr(r[metric]) for r in dep) / len(dep))
+        on = [r for r in rows if r["gold_atypical"] <= 0.03]
+        assert out[metric]["false_alarm_support"] == pytest.approx(sum(thr(r[metric]) for r in on) / len(on))
+    assert TRUTHS["distribution"] == "gold_ks"
+
+
+def test_fire_order_cases():
+    def cell(truth, kid):
+        return _cell(0, [{"gold_atypical": t, "gold_ks": g, "kid": k} for t, g, k in
+                         zip(truth, [t / 2 for t in truth], kid)])
+    rising = [0.0, 0.0, 0.5, 0.6]   # gold_ks departs (> 0.15) from level 2 on
+    assert fire_order(cell(rising, [0, 0.1, 0.2, 0.3]), "kid") == "earlier"
+    assert fire_order(cell(rising, [0, 0, 0.2, 0.3]), "kid") == "same"
+    assert fire_order(cell(rising, [0, 0, 0, 0.3]), "kid") == "later"
+    assert fire_order(cell(rising, [0, 0, 0, 0]), "kid") == "never"
+    assert fire_order(cell([0.0] * 4, [0, 0, 0.2, 0.3]), "kid") == "alone"
+    assert fire_order(cell([0.0] * 4, [0] * 4), "kid") == "neither"
+    # A miss: the truth departed at level 3 while KID stayed inside its null.
+    found = misses([cell(rising, [0, 0, 0.5, 0.0])], "kid")
+    assert [(i, r["steps"]) for _, i, r in found] == [(3, 3)]
+
+
+SUITE = """
+name = "gold_e2e"
+seeds = [0]
+
+[[cell]]
+label = "pixel ascent"
+domain = "gmm2"
+proxy = "proxy_mlp"
+source = "pixel_ascent"
+n_samples = 32
+settings = { start = "real", lr = 0.05, max_steps = 16 }
+
+[[cell]]
+label = "best-of-n, exact sampler"
+domain = "gmm2"
+proxy = "proxy_mlp"
+source = "best_of_n"
+n_samples = 32
+settings = { generator = "sampler_exact", pool_size = 512 }
+
+[[cell]]
+label = "CFG, exact diffusion"
+domain = "gmm2"
+source = "guidance"
+n_samples = 32
+settings = { guidance = "cfg", generator = "diffusion_exact", scales = [1.0, 8.0], ddim_steps = 20 }
+"""
+
+
+def test_a_ground_truth_suite_reports_its_audit_and_picture(tmp_path):
+    import json
+
+    from PIL import Image
+
+    from optbench.report import write_suite_outputs
+    from optbench.report.summary import load_cells
+    from optbench.runner import run_suite
+    from optbench.suite import parse_suite
+    counts = run_suite(parse_suite(SUITE), tmp_path, device="cpu", log=lambda *_: None)
+    assert counts["computed"] == 3 and counts["failed"] == 0, counts
+    folder = tmp_path / "gold_e2e"
+    write_suite_outputs(folder)
+    cells = load_cells(folder)
+    audit = {r["metric"]: r for r in json.loads((folder / "audit.json").read_text())["gmm2"]}
+    spaces = get_domain("gmm2").feature_spaces
+    assert len(audit) == 7 * len(spaces)
+    # rho of KID in the coordinate space, recomputed from the stored curves with scipy.
+    pts = [(r["gold_ks"], r["kid@coords"]) for c in cells for r in c["curve"]["rows"]
+           if math.isfinite(r["kid@coords"]) and math.isfinite(r["gold_ks"])]
+    assert audit["kid@coords"]["rho_distribution"] == pytest.approx(spearmanr(*zip(*pts)).statistic, abs=1e-12)
+    # The exact metrics are stored at every level, with their exact nulls.
+    for c in cells:
+        assert {"gold_atypical", "gold_ks", "gold_prob"} <= set(c["curve"]["rows"][0])
+        assert c["curve"]["null"]["gold_atypical"]["n"] == 32
+    with Image.open(folder / "plots" / "picture_gmm2.png") as im:
+        assert im.size[0] > 800 and im.size[1] > 300
+    assert "audit.md" in (folder / "summary.md").read_text()
