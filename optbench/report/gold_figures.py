@@ -119,8 +119,8 @@ def picture(suite_dir: Path, cells: list[dict], domain: str, out: Path, seed: in
         ax.axis("off")
     for ax, (title, cell) in zip(axes.flat, panels):
         if proxy is not None:
-            ax.imshow(proxy, extent=(-1, 1, -1, 1), origin="lower", cmap="Pastel1", alpha=0.5,
-                      vmin=0, vmax=8, interpolation="nearest")
+            ax.imshow(proxy, extent=(-1, 1, -1, 1), origin="lower", cmap="Set2", alpha=0.35,
+                      vmin=0, vmax=7, interpolation="nearest")
         plane.background(ax)
         x, levels = snapshots(suite_dir, cell)
         colors = plt.cm.viridis_r(np.linspace(0.05, 1, len(levels)))
@@ -140,9 +140,11 @@ def picture(suite_dir: Path, cells: list[dict], domain: str, out: Path, seed: in
         ax.set_aspect("equal")
         ax.legend(fontsize=6, loc="lower left")
         ax.tick_params(labelsize=6)
-    fig.suptitle(f"{domain}, seed {seed}: grey, the exact log-density (dashed: the typical set's lower edge, "
-                 "the 0.5% log-density quantile); pastel, the proxy's decision regions; dots, kept samples "
-                 "per pressure level (light to dark)", fontsize=8)
+    import textwrap
+    fig.suptitle(textwrap.fill(f"{domain}, seed {seed}: grey, the exact log-density (dashed: the typical set's "
+                               "lower edge, its 0.5% log-density quantile); colour fields, the seed's proxy_mlp "
+                               "decision regions; dots, kept samples per pressure level (light to dark)",
+                               40 * cols), fontsize=8)
     fig.tight_layout()
     fig.savefig(out, dpi=120)
     plt.close(fig)

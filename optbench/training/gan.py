@@ -28,14 +28,18 @@ GAN_RECIPE = {"split": "generator_train", "steps": 8000, "batch_size": 64, "lr":
 
 
 def train_gan(x: torch.Tensor, recipe: dict, log=print, g_kwargs: dict | None = None,
-              d_kwargs: dict | None = None) -> tuple[nn.Module, nn.Module, dict]:
+              d_kwargs: dict | None = None, build=None) -> tuple[nn.Module, nn.Module, dict]:
     """Non-saturating GAN loss (Goodfellow et al. 2014, sec. 3), Adam as in DCGAN; returns
-    the EMA generator, the discriminator and a record."""
+    the EMA generator, the discriminator and a record. `build()` -> (G, D) replaces the
+    DCGAN pair (a vector domain's MLPs); recipe shift 0 means no augmentation."""
     r = recipe
     torch.manual_seed(r["seed"])
     gen = torch.Generator().manual_seed(r["seed"])
-    G = DCGANGenerator(r["latent_dim"], r["g_width"], **(g_kwargs or {}))
-    D = DCGANDiscriminator(r["d_width"], **(d_kwargs or {}))
+    if build is not None:
+        G, D = build()
+    else:
+        G = DCGANGenerator(r["latent_dim"], r["g_width"], **(g_kwargs or {}))
+        D = DCGANDiscriminator(r["d_width"], **(d_kwargs or {}))
     G_ema = copy.deepcopy(G).requires_grad_(False)
     opt_g = torch.optim.Adam(G.parameters(), lr=r["lr"], betas=tuple(r["betas"]))
     opt_d = torch.optim.Adam(D.parameters(), lr=r["lr"], betas=tuple(r["betas"]))

@@ -15,7 +15,7 @@ from optbench.models.checkpoints import save_model
 
 VERSIONS = {"torch": torch.__version__, "python": platform.python_version()}
 VECTOR_GAN = {"split": "generator_train", "steps": 6000, "batch_size": 128, "lr": 2e-4, "betas": (0.5, 0.999),
-              "seed": 31, "ema_decay": 0.999, "latent_dim": 16, "hidden": 128}
+              "seed": 31, "ema_decay": 0.999, "latent_dim": 16, "hidden": 128, "shift": 0}
 DENOISER = {"split": "generator_train", "steps": 12000, "batch_size": 256, "lr": 1e-3, "seed": 32,
             "hidden": 256, "p_uncond": 0.1}
 
@@ -38,40 +38,15 @@ def train_vector_gan_checkpoint(domain: str, root=None, log=print) -> dict:
     """Non-saturating GAN (Goodfellow et al. 2014) of MLPs; ships gan_generator (EMA
     weights) and gan_discriminator, with the exact mean log-density quantile of its
     samples when the domain has an exact referee."""
-    import copy
-
     from optbench.models.gan import generate, sample_latents
     from optbench.models.vector import MLPDiscriminator, MLPGenerator
+    from optbench.training.gan import train_gan
     dom, r = get_domain(domain), VECTOR_GAN
     x, _ = dom.load_split(r["split"])
-    torch.manual_seed(r["seed"])
-    gen = torch.Generator().manual_seed(r["seed"])
     g_kwargs = {"latent_dim": r["latent_dim"], "hidden": r["hidden"], "out_shape": list(dom.shape),
                 "bounds": list(dom.bounds)}
     d_kwargs = {"hidden": r["hidden"], "in_shape": list(dom.shape), "bounds": list(dom.bounds)}
-    G, D = MLPGenerator(**g_kwargs), MLPDiscriminator(**d_kwargs)
-    G_ema = copy.deepcopy(G).requires_grad_(False)
-    opt_g = torch.optim.Adam(G.parameters(), lr=r["lr"], betas=r["betas"])
-    opt_d = torch.optim.Adam(D.parameters(), lr=r["lr"], betas=r["betas"])
-    t0 = time.time()
-    for step in range(r["steps"]):
-        real = x[torch.randint(0, len(x), (r["batch_size"],), generator=gen)]
-        fake = G(torch.randn(r["batch_size"], r["latent_dim"], generator=gen))
-        d_loss = F.softplus(-D(real)).mean() + F.softplus(D(fake.detach())).mean()
-        opt_d.zero_grad(set_to_none=True)
-        d_loss.backward()
-        opt_d.step()
-        g_loss = F.softplus(-D(fake)).mean()
-        opt_g.zero_grad(set_to_none=True)
-        g_loss.backward()
-        opt_g.step()
-        with torch.no_grad():
-            for pe, p in zip(G_ema.parameters(), G.parameters()):
-                pe.lerp_(p, 1 - r["ema_decay"])
-        if (step + 1) % 1000 == 0:
-            log(f"  vector gan step {step + 1}/{r['steps']} d_loss {d_loss.item():.3f} g_loss {g_loss.item():.3f}")
-    G_ema.eval()
-    D.eval().requires_grad_(False)
+    G_ema, D, record = train_gan(x, r, log, build=lambda: (MLPGenerator(**g_kwargs), MLPDiscriminator(**d_kwargs)))
     quality = {}
     if dom.gold() is not None:
         fake = generate(G_ema, sample_latents(2000, 0, r["latent_dim"]))
@@ -79,7 +54,8 @@ def train_vector_gan_checkpoint(domain: str, root=None, log=print) -> dict:
         quality = {k: round(float(v.double().mean()), 4) for k, v in dom.gold().per_sample(fake, target).items()
                    if k in ("gold_logp_q", "gold_atypical", "gold_maha")}
         log(f"  gan samples, exact referee: {quality}")
-    common = {"recipe": r, "train_seconds": round(time.time() - t0, 1), "versions": VERSIONS}
+    common = {"recipe": r, "train_seconds": record["seconds"], "loss_curve": record["losses"],
+              "versions": VERSIONS}
     entry = save_model(G_ema, domain, "gan_generator", {"arch": "MLPGenerator", "arch_kwargs": g_kwargs,
                                                          "gold_2000": quality, **common}, root=root)
     save_model(D, domain, "gan_discriminator", {"arch": "MLPDiscriminator", "arch_kwargs": d_kwargs, **common},
