@@ -24,6 +24,7 @@ DOMAINS.register("mnist", "optbench.domains.mnist:MNIST")
 DOMAINS.register("digits8", "optbench.domains.digits8:Digits8")
 DOMAINS.register("gmm2", "optbench.domains.gmm:GMM2")
 DOMAINS.register("gmm64", "optbench.domains.gmm:GMM64")
+DOMAINS.register("faces", "optbench.domains.faces:Faces")
 
 __all__ = ["DOMAINS", "SPLITS", "Domain", "DomainError", "get_domain", "referee_roles",
            "referee_as_proxy_error"]

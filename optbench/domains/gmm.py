@@ -42,6 +42,17 @@ class GMMDomain(Domain):
             self._gold = MixtureReferee(self.mixture)
         return self._gold
 
+    def exact_models(self) -> dict:
+        """The mixture's exact sampler, diffusion model and noisy posterior (shipped by
+        `optbench train <domain> --only exact`)."""
+        from optbench.gold.models import ExactDiffusion, ExactNoisyPosterior, MixtureSampler
+        from optbench.training.vector import exact_mixture_in_model_range
+        mixture = exact_mixture_in_model_range(self)
+        kwargs = {"dim": mixture.dim, "components": len(mixture.weights), "num_classes": mixture.num_classes}
+        return {"sampler_exact": (MixtureSampler.of(mixture), kwargs, "exact sampler: best-of-n without generator error"),
+                "diffusion_exact": (ExactDiffusion.of(mixture), kwargs, "the ideal noise predictor of the noised mixture"),
+                "noisy_exact": (ExactNoisyPosterior.of(mixture), kwargs, "the exact noisy class posterior log p_t(y | x_t)")}
+
     def load_pool(self) -> tuple[np.ndarray, np.ndarray]:
         per_class = sum(self.splits.values())
         rng = np.random.default_rng([self.split_seed, 1])

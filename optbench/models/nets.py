@@ -224,3 +224,4 @@ for _name in ("MLPGenerator", "MLPDiscriminator", "MLPDenoiser", "Coordinates"):
     ARCHITECTURES.register(_name, f"optbench.models.vector:{_name}")
 for _name in ("MixtureSampler", "ExactDiffusion", "ExactNoisyPosterior", "BayesClassifier"):
     ARCHITECTURES.register(_name, f"optbench.gold.models:{_name}")
+ARCHITECTURES.register("FaceSampler", "optbench.gold.faces:FaceSampler")

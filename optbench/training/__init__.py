@@ -27,13 +27,17 @@ def other_trainers(domain) -> dict:
         from optbench.training import vector
         out = {"coords": vector.train_coords_checkpoint, "gan": vector.train_vector_gan_checkpoint,
                "diffusion_mlp": vector.train_denoiser_checkpoint}
-        if getattr(dom, "mixture", None) is not None:
-            out["exact"] = vector.ship_exact_models
+        if hasattr(dom, "exact_models"):
+            from optbench.training.exact import ship_exact_models
+            out["exact"] = ship_exact_models
         return out
     from optbench.training.gan import train_gan_checkpoint
     out = {"feature_ae": train_feature_ae_checkpoint, "gan": train_gan_checkpoint,
            "ensembles": lambda domain, root=None, log=print: train_ensemble_checkpoints(domain, root, log)}
-    if get_domain(domain).name == "mnist":
+    if hasattr(dom, "exact_models"):
+        from optbench.training.exact import ship_exact_models
+        out["exact"] = ship_exact_models
+    if dom.name == "mnist":
         from optbench.training.diffusion import train_diffusion_checkpoint, train_noisy_classifier_checkpoint
         out = {"noisy_classifier": train_noisy_classifier_checkpoint,
                "diffusion_unet": train_diffusion_checkpoint, **out}

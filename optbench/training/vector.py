@@ -114,7 +114,7 @@ def _denoising_loss(dom, model, sched) -> dict:
     noise = torch.randn(x0.shape, generator=g)
     xt = sched.add_noise(x0, noise, t)
     out = {"learned": round(float(F.mse_loss(model(xt, t, class_labels=y).sample, noise)), 5)}
-    exact = _exact_mixture_in_model_range(dom)
+    exact = exact_mixture_in_model_range(dom)
     if exact is not None:
         eps = torch.stack([exact.ideal_eps(xt[i:i + 1], float(sched.alphas_cumprod[t[i]]), y[i:i + 1])[0]
                            for i in range(len(xt))]).float()
@@ -122,7 +122,7 @@ def _denoising_loss(dom, model, sched) -> dict:
     return out
 
 
-def _exact_mixture_in_model_range(dom):
+def exact_mixture_in_model_range(dom):
     """The domain's mixture in the diffusion models' [-1, 1] coordinates (None if it has
     none). Only bounds (-1, 1) are identical to that range; others would need an affine
     map of the mixture, which the exact models do not implement."""
@@ -132,20 +132,3 @@ def _exact_mixture_in_model_range(dom):
     if tuple(dom.bounds) != (-1.0, 1.0):
         raise ValueError(f"domain {dom.name!r}: bounds: the exact diffusion model needs (-1, 1), got {dom.bounds}")
     return mixture
-
-
-def ship_exact_models(domain: str, root=None, log=print) -> dict:
-    """The mixture's exact sampler, diffusion model and noisy posterior, as safetensors."""
-    from optbench.gold.models import ExactDiffusion, ExactNoisyPosterior, MixtureSampler
-    dom = get_domain(domain)
-    mixture = _exact_mixture_in_model_range(dom)
-    kwargs = {"dim": mixture.dim, "components": len(mixture.weights), "num_classes": mixture.num_classes}
-    entries = {}
-    for name, cls, notes in (("sampler_exact", MixtureSampler, "exact sampler: best-of-n without generator error"),
-                             ("diffusion_exact", ExactDiffusion, "the ideal noise predictor of the noised mixture"),
-                             ("noisy_exact", ExactNoisyPosterior, "the exact noisy class posterior log p_t(y | x_t)")):
-        entries[name] = save_model(cls.of(mixture), domain, name, {
-            "arch": cls.__name__, "arch_kwargs": kwargs, "recipe": {"role": "exact model", "notes": notes},
-            "versions": VERSIONS}, root=root)
-        log(f"  {name}: shipped")
-    return entries
