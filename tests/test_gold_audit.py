@@ -166,3 +166,21 @@ def test_a_ground_truth_suite_reports_its_audit_and_picture(tmp_path):
     with Image.open(folder / "plots" / "picture_gmm2.png") as im:
         assert im.size[0] > 800 and im.size[1] > 300
     assert "audit.md" in (folder / "summary.md").read_text()
+
+
+def test_with_the_exact_model_cfg_at_w_is_classifier_guidance_at_s_equal_w():
+    """grad log p_t(x | y) - grad log p_t(x) = grad log p_t(y | x): with exact models,
+    classifier-free guidance at scale w and classifier guidance (exact noisy posterior,
+    unconditional base) at s = w take the same DDIM steps."""
+    from optbench.models.checkpoints import load_model
+    from optbench.pressure.guidance import guided_samples, initial_noise
+    dom = get_domain("gmm2")
+    unet, clf = load_model("gmm2", "diffusion_exact"), load_model("gmm2", "noisy_exact")
+    labels = torch.arange(16) % 4
+    x_T = initial_noise(16, 3, dom.shape)
+    cfg = dict(guided_samples(unet, labels, x_T, [0.0, 3.0, 10.0], "cfg", "none", 20, bounds=dom.bounds))
+    cls = dict(guided_samples(unet, labels, x_T, [0.0, 3.0, 10.0], "classifier", "none", 20, base="uncond",
+                              classifier=clf, bounds=dom.bounds))
+    for w in cfg:
+        assert torch.allclose(cfg[w], cls[w], atol=1e-4), w
+    assert (cfg[10.0] - cfg[0.0]).abs().max() > 0.1     # and guidance does move the samples

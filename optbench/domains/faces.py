@@ -20,6 +20,11 @@ class Faces(Domain):
     splits = {"proxy_train": 500, "judge_train": 1000, "generator_train": 1500, "test": 250, "reference": 500}
     split_seed = 20261124
     shipped = True
+    # MNIST's referee recipes minus the adversarially trained judge (its PGD training is
+    # the slowest of all): two judges, the CNN alone as the ensemble, three feature spaces.
+    judges = ("judge_bncnn", "judge_mlp")
+    ensemble = ("judge_bncnn",)
+    feature_spaces = ("judge_bncnn", "feature_ae", "judge_mlp")
 
     def load_pool(self) -> tuple[np.ndarray, np.ndarray]:
         from optbench.gold.faces import sample

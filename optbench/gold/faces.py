@@ -137,12 +137,32 @@ class ManifoldReferee(ExactReferee):
 
     names = ("gold_proj_err", "gold_atypical", "gold_prob", "gold_hit", "gold_edge")
     REAL = 1000
+    VERSION = 1       # bump when the renderer, the noise or the projection changes
 
     def __init__(self, seed: int = 0):
-        x, _, _ = sample(self.REAL, np.random.default_rng([seed, 11]))
-        _, err = project(torch.from_numpy(x))
-        self.real_err = np.sort(err.numpy())
+        self.seed = seed
+
+        def real_errors():
+            x, _, _ = sample(self.REAL, np.random.default_rng([seed, 11]))
+            return sorted(project(torch.from_numpy(x))[1].tolist())
+        self.real_err = np.asarray(self._cached("real_err", real_errors))
         self.threshold = float(np.quantile(self.real_err, 0.99))
+
+    def _cached(self, what: str, compute):
+        """A deterministic result kept on disk (optbench/cache.py): a projection costs
+        about 0.05 s per image, and every worker process would redo it."""
+        import json
+
+        from optbench.cache import cache_dir, entry_lock, key_hash
+        key = {"domain": "faces", "what": what, "seed": self.seed, "version": self.VERSION,
+               "torch": ".".join(torch.__version__.split(".")[:2])}
+        path = cache_dir("gold") / f"faces_{what}_{key_hash(key)}.json"
+        with entry_lock(path):
+            if path.exists():
+                return json.loads(path.read_text())["value"]
+            value = compute()
+            path.write_text(json.dumps({"key": key, "value": value}))
+        return value
 
     def _project(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """project(x), remembered for the last batch: best-of-n scores one pool once
@@ -166,6 +186,9 @@ class ManifoldReferee(ExactReferee):
     def null(self, n: int, draws: int = 1000, seed: int = 0) -> dict[str, dict]:
         """Per-sample values of `4 n` fresh faces projected once, resampled in sets of n
         (projection is too slow to draw 1,000 fresh sets)."""
+        return self._cached(f"null_{n}_{draws}_{seed}", lambda: self._null(n, draws, seed))
+
+    def _null(self, n: int, draws: int, seed: int) -> dict[str, dict]:
         rng = np.random.default_rng([seed, n])
         x, y = self.sample_true(4 * n, rng)
         values = {k: v.double().numpy() for k, v in self.per_sample(x, y).items()}

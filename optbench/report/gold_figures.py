@@ -132,8 +132,10 @@ def picture(suite_dir: Path, cells: list[dict], domain: str, out: Path, seed: in
         for i, p in enumerate(pts):
             ax.scatter(p[:, 0], p[:, 1], color=colors[i], s=14, zorder=3,
                        label=f"{cell['spec']['knob']} {levels[i]:g}" if i in (0, len(levels) - 1) else None)
-        last = cell["curve"]["rows"][-1]
-        ax.set_title(f"{title}\nat the top level: proxy {last['proxy_prob']:.2f}, "
+        rows = [r for r in cell["curve"]["rows"] if math.isfinite(r["proxy_prob"])]
+        last = rows[-1]
+        knob = cell["spec"]["knob"]
+        ax.set_title(f"{title}\nat {knob} {last[knob]:g}: proxy {last['proxy_prob']:.2f}, "
                      f"atypical {last['gold_atypical']:.2f}", fontsize=8)
         ax.set_xlim(-1, 1)
         ax.set_ylim(-1, 1)
