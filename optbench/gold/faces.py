@@ -179,6 +179,10 @@ class ManifoldReferee(ExactReferee):
         return {"gold_proj_err": err, "gold_atypical": off.double(), "gold_prob": hit.double(),
                 "gold_hit": hit.double(), "gold_edge": (z.abs() > 0.98).any(1).double()}
 
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """The face each image projects to: render(argmin_z ||render(z) - x||)."""
+        return render(self._project(x)[0]).float()
+
     def sample_true(self, n: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         x, y, _ = sample(n, rng)
         return torch.from_numpy(x), torch.from_numpy(y)

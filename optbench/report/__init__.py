@@ -15,6 +15,7 @@ from optbench.report.controls import CONTROLS_NOTE, control_pairs, controls_figu
 from optbench.report.summary import (EQUAL_PROXY_NOTE, equal_proxy_markdown, equal_proxy_table,
                                      group_cells, incomplete_cells, kid_spaces, load_cells, summarize,
                                      summary_markdown, tidy_csv)
+from optbench.domains import get_domain
 from optbench.report.audit import TRUTH
 from optbench.storage import StorageError, suite_lock, write_atomic
 
@@ -103,9 +104,12 @@ def _draw_plots(cells: list[dict], fits, suite_dir: Path, plots: Path) -> None:
         fits_figure(cells, fits, plots / "goodhart.png")
     from optbench.report.audit import has_gold, write_audit
     if write_audit(cells, suite_dir, plots):   # ground-truth domains: learned referees graded
-        from optbench.report.gold_figures import picture
+        from optbench.report.gold_figures import picture, projections_figure
         for domain in sorted({c["spec"]["domain"] for c in cells if has_gold(c)}):
-            picture(suite_dir, cells, domain, plots / f"picture_{domain}.png")
+            if get_domain(domain).is_image:
+                projections_figure(suite_dir, cells, domain, plots / f"projections_{domain}.png")
+            else:
+                picture(suite_dir, cells, domain, plots / f"picture_{domain}.png")
     if control_pairs(group_cells(cells)):
         controls_figure(group_cells(cells), plots / "controls.png")
     for generator in sorted({(c["spec"]["domain"], c["spec"]["settings"]["generator"]) for c in cells

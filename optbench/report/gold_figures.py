@@ -58,7 +58,10 @@ class Plane:
 
 
 def misses_figure(suite_dir: Path, domain: str, found: list, out: Path) -> None:
-    """Levels where the truth says "off the data" and KID says "on": their kept samples."""
+    """Levels where the truth says "off the data" and KID says "on": their kept samples
+    (vectors drawn on the data's plane; images shown as they are)."""
+    if get_domain(domain).is_image:
+        return _image_misses(suite_dir, domain, found, out)
     plane = Plane(domain)
     cols = max(1, min(3, len(found)))
     rows = max(1, math.ceil(len(found) / cols))
@@ -82,6 +85,24 @@ def misses_figure(suite_dir: Path, domain: str, found: list, out: Path) -> None:
     where = "coordinates" if plane.dom.shape[0] == 2 else "first two principal axes of the reference set (grey)"
     fig.suptitle(f"{domain}: truth says off the data (red x: the level's kept samples), KID says on; {where}",
                  fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+def _image_misses(suite_dir: Path, domain: str, found: list, out: Path) -> None:
+    fig, axes = plt.subplots(max(1, len(found)), 1, figsize=(10, 1.6 * max(1, len(found))), squeeze=False)
+    for ax in axes[:, 0]:
+        ax.axis("off")
+    for ax, (cell, i, row) in zip(axes[:, 0], found):
+        x, _ = snapshots(suite_dir, cell)
+        ax.imshow(torch.cat(list(x[i][:, 0]), 1).clamp(0, 1).numpy(), cmap="gray", vmin=0, vmax=1)
+        knob, null = cell["spec"]["knob"], cell["curve"]["null"]
+        ax.set_title(f"{cell['spec']['label']} [{cell['spec']['proxy']}] (seed {cell['spec']['seed']}), {knob} "
+                     f"{row[knob]:g}: off-manifold {row['gold_atypical']:.2f} (null q99 "
+                     f"{null['gold_atypical']['q99']:.2f}); KID {row['kid']:.3f} (q99 {null['kid']['q99']:.3f})",
+                     fontsize=7)
+    fig.suptitle(f"{domain}: the truth says off the data, KID says on", fontsize=8)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)
@@ -166,3 +187,38 @@ def _proxy_regions(domain: str, seed: int) -> np.ndarray | None:
     xx, yy = torch.meshgrid(g, g, indexing="xy")
     with torch.no_grad():
         return model(torch.stack([xx.flatten(), yy.flatten()], 1)).argmax(1).reshape(GRID, GRID).numpy()
+
+
+def projections_figure(suite_dir: Path, cells: list[dict], domain: str, out: Path, seed: int = 0) -> None:
+    """For a domain whose exact referee projects onto a manifold (`reconstruct`): each
+    curve's kept outputs at its first and last defined level, each above the face it
+    projects to, with the residual and the projection's class."""
+    gold = get_domain(domain).gold()
+    if not hasattr(gold, "reconstruct"):
+        return
+    picked = [c for c in cells if c["spec"]["domain"] == domain and c["spec"]["seed"] == seed]
+    if not picked:
+        return
+    fig, axes = plt.subplots(len(picked), 1, figsize=(12, 1.9 * len(picked)), squeeze=False)
+    for ax, cell in zip(axes[:, 0], picked):
+        x, levels = snapshots(suite_dir, cell)
+        rows = cell["curve"]["rows"]
+        last = max(i for i, r in enumerate(rows) if math.isfinite(r["proxy_prob"]))
+        shown = torch.cat([x[0], x[last]])                     # first level, then last
+        recon = gold.reconstruct(shown)
+        strip = torch.cat([torch.cat(list(shown[:, 0]), 1), torch.cat(list(recon[:, 0]), 1)], 0)
+        ax.imshow(strip.clamp(0, 1).numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        ax.axvline(x.shape[-1] * len(x[0]) - 0.5, color="tab:red", lw=1.5)
+        knob = cell["spec"]["knob"]
+        r0, r1 = rows[0], rows[last]
+        ax.set_title(f"{cell['spec']['label']} [{cell['spec']['proxy']}]: left {knob} {levels[0]:g} "
+                     f"(proxy {r0['proxy_prob']:.2f}, off-manifold {r0['gold_atypical']:.2f}), right {knob} "
+                     f"{levels[last]:g} (proxy {r1['proxy_prob']:.2f}, off-manifold {r1['gold_atypical']:.2f}, "
+                     f"projection has the target {r1['gold_prob']:.2f})", fontsize=7)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(f"{domain}, seed {seed}: top row of each strip, kept outputs; bottom row, the face each "
+                 "projects to (the gold referee's nearest point on the renderer's manifold)", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
