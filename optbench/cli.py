@@ -189,7 +189,9 @@ def _cmd_list(a) -> int:
                     quality = (f"test accuracy {e['test_accuracy']}" if "test_accuracy" in e else
                                f"KID {e['sample_quality_1000']['kid']}" if "sample_quality_1000" in e else
                                f"final loss {e['final_loss']}" if "final_loss" in e else "")
-                    trained = f"trained on {e['recipe']['split']}" if "recipe" in e else e.get("file", e.get("torchscript", ""))
+                    recipe = e.get("recipe", {})
+                    trained = (f"trained on {recipe['split']}" if "split" in recipe else
+                               recipe.get("notes") or e.get("file", e.get("torchscript", "")))
                     print(f"    model {m}: {e.get('arch', 'TorchScript')}, {quality + ', ' if quality else ''}{trained}")
             except CheckpointError as e:
                 print(f"    ({e})")

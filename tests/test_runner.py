@@ -189,8 +189,9 @@ def test_cli_list_names_every_model_source_and_metric(capsys):
     from optbench.pressure import SOURCES
     assert cli(["list"]) == 0
     out = capsys.readouterr().out
-    for name in read_manifest("mnist")["models"]:
-        assert f"model {name}:" in out
+    for domain in ("mnist", "gmm2", "faces"):   # trained, learned-vector and exact models
+        for name in read_manifest(domain)["models"]:
+            assert f"model {name}:" in out
     for name in SOURCES:
         assert f"  {name} (knob:" in out
     assert "  c2st:" in out and "  judge_conf:" in out

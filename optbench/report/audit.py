@@ -65,9 +65,16 @@ def _level_index(cell: dict, level: float) -> float:
     return float(levels.index(level)) if math.isfinite(level) else math.nan
 
 
-def fire_order(cell: dict, metric: str, truth_key: str = FIRST_FIRE_TRUTH) -> str:
+def first_fire_truth(cell: dict) -> str:
+    """The distribution truth where the domain has one (a mixture), else the support
+    truth (a rendered domain has no log-density)."""
+    return FIRST_FIRE_TRUTH if FIRST_FIRE_TRUTH in cell["curve"]["rows"][0] else TRUTH
+
+
+def fire_order(cell: dict, metric: str, truth_key: str | None = None) -> str:
     """Where `metric` departs relative to the truth in one cell: earlier, same, later,
     never, alone, or neither."""
+    truth_key = truth_key or first_fire_truth(cell)
     truth, learned = departs_at(cell, truth_key), departs_at(cell, metric)
     t, m = _level_index(cell, truth), _level_index(cell, learned)
     if math.isnan(t):
@@ -104,14 +111,14 @@ def audit_domain(cells: list[dict]) -> list[dict]:
                 if len(set(truth)) > 1 and len(set(value)) > 1:
                     rhos.append(float(spearmanr(truth, value).statistic))
             rho, lo, hi = mean_ci(rhos)
-            row |= {f"rho_{name}": rho, f"rho_{name}_lo": lo, f"rho_{name}_hi": hi, "seeds": len(rhos),
+            row |= {f"rho_{name}": rho, f"rho_{name}_lo": lo, f"rho_{name}_hi": hi, f"seeds_{name}": len(rhos),
                     f"miss_{name}": miss[0] / miss[1] if miss[1] else math.nan, f"departed_{name}": miss[1],
                     f"false_alarm_{name}": false_alarm[0] / false_alarm[1] if false_alarm[1] else math.nan,
                     f"on_data_{name}": false_alarm[1]}
         orders = {k: 0 for k in ("earlier", "same", "later", "never", "alone", "neither")}
         for c in cells:
             orders[fire_order(c, metric)] += 1
-        out.append(row | orders)
+        out.append(row | orders | {"first_fire_truth": first_fire_truth(cells[0])})
     return out
 
 
@@ -157,13 +164,16 @@ def _rho(r: dict, name: str) -> str:
 def audit_markdown(result: dict[str, list[dict]]) -> str:
     lines = []
     for domain, rows in result.items():
-        rows = sorted(rows, key=lambda r: -r["rho_distribution"] if math.isfinite(r["rho_distribution"]) else math.inf)
+        key = "rho_distribution" if rows[0]["seeds_distribution"] else "rho_support"
+        rows = sorted(rows, key=lambda r: -r[key] if math.isfinite(r[key]) else math.inf)
         r0 = rows[0]
+        distribution = (f"the distribution truth: {r0['departed_distribution']} ({r0['on_data_distribution']})"
+                        if r0["seeds_distribution"] else "no distribution truth on this domain")
         lines += [f"### {domain}", "",
-                  f"rho: Spearman correlation with the truth, {INTERVAL_METHOD} ({r0['seeds']} seeds). "
+                  f"rho: Spearman correlation with the truth, {INTERVAL_METHOD} ({r0['seeds_support']} seeds). "
                   f"Levels the support truth calls departed: {r0['departed_support']} (on the data: "
-                  f"{r0['on_data_support']}); the distribution truth: {r0['departed_distribution']} "
-                  f"({r0['on_data_distribution']}). First fire against the distribution truth, in cells.", "",
+                  f"{r0['on_data_support']}); {distribution}. First fire against `{r0['first_fire_truth']}`, "
+                  "in cells.", "",
                   "| referee | rho, distribution | rho, support | miss, distribution | false alarm, distribution "
                   "| miss, support | earlier | same | later | never | alone |",
                   "|---|---|---|---|---|---|---|---|---|---|---|"]

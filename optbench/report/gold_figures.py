@@ -158,16 +158,18 @@ def picture(suite_dir: Path, cells: list[dict], domain: str, out: Path, seed: in
         knob = cell["spec"]["knob"]
         ax.set_title(f"{title}\nat {knob} {last[knob]:g}: proxy {last['proxy_prob']:.2f}, "
                      f"atypical {last['gold_atypical']:.2f}", fontsize=8)
-        ax.set_xlim(-1, 1)
-        ax.set_ylim(-1, 1)
-        ax.set_aspect("equal")
+        if plane.dom.shape[0] == 2:   # the box; a projection keeps matplotlib's own limits
+            ax.set_xlim(-1, 1)
+            ax.set_ylim(-1, 1)
+            ax.set_aspect("equal")
         ax.legend(fontsize=6, loc="lower left")
         ax.tick_params(labelsize=6)
     import textwrap
-    fig.suptitle(textwrap.fill(f"{domain}, seed {seed}: grey, the exact log-density (dashed: the typical set's "
-                               "lower edge, its 0.5% log-density quantile); colour fields, the seed's proxy_mlp "
-                               "decision regions; dots, kept samples per pressure level (light to dark)",
-                               40 * cols), fontsize=8)
+    background = ("grey, the exact log-density (dashed: the typical set's lower edge, its 0.5% log-density "
+                  "quantile); colour fields, the seed's proxy_mlp decision regions" if plane.dom.shape[0] == 2 else
+                  "the first two principal axes of the reference set (grey points)")
+    fig.suptitle(textwrap.fill(f"{domain}, seed {seed}: {background}; dots, kept samples per pressure level "
+                               "(light to dark)", 40 * cols), fontsize=8)
     fig.tight_layout()
     fig.savefig(out, dpi=120)
     plt.close(fig)
@@ -211,7 +213,8 @@ def projections_figure(suite_dir: Path, cells: list[dict], domain: str, out: Pat
         ax.axvline(x.shape[-1] * len(x[0]) - 0.5, color="tab:red", lw=1.5)
         knob = cell["spec"]["knob"]
         r0, r1 = rows[0], rows[last]
-        ax.set_title(f"{cell['spec']['label']} [{cell['spec']['proxy']}]: left {knob} {levels[0]:g} "
+        label, proxy = cell["spec"]["label"], cell["spec"]["proxy"]
+        ax.set_title(f"{label}{'' if proxy in label else f' [{proxy}]'}: left {knob} {levels[0]:g} "
                      f"(proxy {r0['proxy_prob']:.2f}, off-manifold {r0['gold_atypical']:.2f}), right {knob} "
                      f"{levels[last]:g} (proxy {r1['proxy_prob']:.2f}, off-manifold {r1['gold_atypical']:.2f}, "
                      f"projection has the target {r1['gold_prob']:.2f})", fontsize=7)
