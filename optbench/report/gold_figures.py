@@ -98,7 +98,8 @@ def _image_misses(suite_dir: Path, domain: str, found: list, out: Path) -> None:
         x, _ = snapshots(suite_dir, cell)
         ax.imshow(torch.cat(list(x[i][:, 0]), 1).clamp(0, 1).numpy(), cmap="gray", vmin=0, vmax=1)
         knob, null = cell["spec"]["knob"], cell["curve"]["null"]
-        ax.set_title(f"{cell['spec']['label']} [{cell['spec']['proxy']}] (seed {cell['spec']['seed']}), {knob} "
+        label, proxy = cell["spec"]["label"], cell["spec"]["proxy"]
+        ax.set_title(f"{label}{'' if proxy in label else f' [{proxy}]'} (seed {cell['spec']['seed']}), {knob} "
                      f"{row[knob]:g}: off-manifold {row['gold_atypical']:.2f} (null q99 "
                      f"{null['gold_atypical']['q99']:.2f}); KID {row['kid']:.3f} (q99 {null['kid']['q99']:.3f})",
                      fontsize=7)
