@@ -43,9 +43,5 @@ class ExactReferee:
             row |= self.set_metrics(x)
             for k, v in row.items():
                 values.setdefault(k, []).append(v)
-        out = {}
-        for k, v in values.items():
-            a = np.asarray(v)
-            out[k] = {"mean": float(a.mean()), "std": float(a.std(ddof=1)), "q01": float(np.quantile(a, 0.01)),
-                      "q99": float(np.quantile(a, 0.99)), "draws": draws, "n": n}
-        return out
+        from optbench.referees.null import _summary
+        return {k: _summary(np.asarray(v), n) for k, v in values.items()}

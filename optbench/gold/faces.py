@@ -196,10 +196,6 @@ class ManifoldReferee(ExactReferee):
         rng = np.random.default_rng([seed, n])
         x, y = self.sample_true(4 * n, rng)
         values = {k: v.double().numpy() for k, v in self.per_sample(x, y).items()}
-        out = {}
-        for k, v in values.items():
-            means = np.array([v[rng.choice(len(v), n, replace=False)].mean() for _ in range(draws)])
-            out[k] = {"mean": float(means.mean()), "std": float(means.std(ddof=1)),
-                      "q01": float(np.quantile(means, 0.01)), "q99": float(np.quantile(means, 0.99)),
-                      "draws": draws, "n": n}
-        return out
+        from optbench.referees.null import _summary
+        return {k: _summary(np.array([v[rng.choice(len(v), n, replace=False)].mean() for _ in range(draws)]), n)
+                for k, v in values.items()}

@@ -111,3 +111,15 @@ class BayesClassifier(_MixtureModule):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.mixture().class_log_posterior(x).to(x.dtype)
+
+
+def mixture_in_model_range(dom):
+    """The domain's mixture in the diffusion models' [-1, 1] coordinates (None if it has
+    none). Only bounds (-1, 1) are identical to that range; others would need an affine
+    map of the mixture, which the exact models do not implement."""
+    mixture = getattr(dom, "mixture", None)
+    if mixture is None:
+        return None
+    if tuple(dom.bounds) != (-1.0, 1.0):
+        raise ValueError(f"domain {dom.name!r}: bounds: the exact diffusion model needs (-1, 1), got {dom.bounds}")
+    return mixture

@@ -66,7 +66,7 @@ class Referee:
     def distribution_names(self) -> list[str]:
         """Every set metric key: the distribution metrics in every feature space,
         `diversity`, and the exact referee's set metrics."""
-        gold = [k for k in self.gold.names if k in self.gold.set_names] if self.gold else []
+        gold = list(self.gold.set_names) if self.gold else []
         return ["diversity", *(space_metric(m, s, self.spaces[0]) for s in self.spaces for m in DISTRIBUTION_METRICS),
                 *gold]
 

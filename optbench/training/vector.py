@@ -114,21 +114,10 @@ def _denoising_loss(dom, model, sched) -> dict:
     noise = torch.randn(x0.shape, generator=g)
     xt = sched.add_noise(x0, noise, t)
     out = {"learned": round(float(F.mse_loss(model(xt, t, class_labels=y).sample, noise)), 5)}
-    exact = exact_mixture_in_model_range(dom)
+    from optbench.gold.models import mixture_in_model_range
+    exact = mixture_in_model_range(dom)
     if exact is not None:
         eps = torch.stack([exact.ideal_eps(xt[i:i + 1], float(sched.alphas_cumprod[t[i]]), y[i:i + 1])[0]
                            for i in range(len(xt))]).float()
         out["exact"] = round(float(F.mse_loss(eps, noise)), 5)
     return out
-
-
-def exact_mixture_in_model_range(dom):
-    """The domain's mixture in the diffusion models' [-1, 1] coordinates (None if it has
-    none). Only bounds (-1, 1) are identical to that range; others would need an affine
-    map of the mixture, which the exact models do not implement."""
-    mixture = getattr(dom, "mixture", None)
-    if mixture is None:
-        return None
-    if tuple(dom.bounds) != (-1.0, 1.0):
-        raise ValueError(f"domain {dom.name!r}: bounds: the exact diffusion model needs (-1, 1), got {dom.bounds}")
-    return mixture
