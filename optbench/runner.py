@@ -82,6 +82,8 @@ def compute_cell(spec: CellSpec, referee: Referee, progress: bool = False) -> Ce
             metrics |= {m: float("nan") for m in referee.distribution_names()}
         metrics |= info.get("extras", {})
         metrics["gap"] = metrics["proxy_prob"] - metrics["judge_prob"]
+        if source.queries is not None:
+            metrics["proxy_forward"], metrics["proxy_backward"] = source.queries(settings, knob, spec.n_samples)
         rows.append({source.knob: knob, "pressure": knob * traj.knob_scale, **metrics})
         snaps.append(x[:GRID_SAMPLES])
     equal_proxy = equal_proxy_points(referee, traj, proxy)

@@ -11,7 +11,9 @@ An exact referee implements:
     null(n)               -> {name: {mean, std, q01, q99, draws, n}}
                                                    the metric on n draws from the true law
 and lists its keys in `names` (those of set_metrics also in `set_names`). Its metrics'
-departure sides are in referees/null.py's DEPARTURE_SIDE."""
+departure sides are in referees/null.py's DEPARTURE_SIDE. A referee whose `identity()`
+names everything its values depend on has its null cached on disk: every cell of a
+suite needs it, and 1,000 draws cost seconds to minutes."""
 from __future__ import annotations
 
 import numpy as np
@@ -32,7 +34,32 @@ class ExactReferee:
         """n fresh draws (x, y) from the true law: the null's samples."""
         raise NotImplementedError
 
+    def identity(self) -> dict | None:
+        """Everything this referee's values depend on (JSON-able), or None: not cached."""
+        return None
+
+    def cached(self, what: str, compute):
+        """compute(), kept on disk under this referee's identity (optbench/cache.py); a
+        second worker that needs the same entry waits for the first to write it."""
+        ident = self.identity()
+        if ident is None:
+            return compute()
+        import json
+
+        from optbench.cache import cache_dir, entry_lock, key_hash
+        key = {**ident, "what": what, "torch": ".".join(torch.__version__.split(".")[:2])}
+        path = cache_dir("gold") / f"{what}_{key_hash(key)}.json"
+        with entry_lock(path):
+            if path.exists():
+                return json.loads(path.read_text())["value"]
+            value = compute()
+            path.write_text(json.dumps({"key": key, "value": value}))
+        return value
+
     def null(self, n: int, draws: int = 1000, seed: int = 0) -> dict[str, dict]:
+        return self.cached(f"null_{n}_{draws}_{seed}", lambda: self.draw_null(n, draws, seed))
+
+    def draw_null(self, n: int, draws: int, seed: int) -> dict[str, dict]:
         """Every gold metric on `draws` sets of n true samples (their own class as
         target): its real-against-real null, from the law itself rather than a pool."""
         rng = np.random.default_rng([seed, n])

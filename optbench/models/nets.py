@@ -220,7 +220,7 @@ class NoisyCNN(nn.Module):
 ARCHITECTURES.register("NoisyCNN", NoisyCNN)
 ARCHITECTURES.register("DCGANGenerator", "optbench.models.gan:DCGANGenerator")
 ARCHITECTURES.register("DCGANDiscriminator", "optbench.models.gan:DCGANDiscriminator")
-for _name in ("MLPGenerator", "MLPDiscriminator", "MLPDenoiser", "Coordinates"):
+for _name in ("MLPGenerator", "MLPDiscriminator", "MLPDenoiser", "NoisyMLP", "Coordinates"):
     ARCHITECTURES.register(_name, f"optbench.models.vector:{_name}")
 for _name in ("MixtureSampler", "ExactDiffusion", "ExactNoisyPosterior", "BayesClassifier"):
     ARCHITECTURES.register(_name, f"optbench.gold.models:{_name}")

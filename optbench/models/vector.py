@@ -1,6 +1,6 @@
 """Learned models for plain-vector domains (shape (d,)): the GAN's generator and
 discriminator, a class-conditional noise predictor for diffusion, and the raw-coordinate
-feature space. The classifiers (proxies, judges) are nets.MLP, sized from (d,)."""
+feature space, and a noise-aware classifier for classifier guidance. The classifiers (proxies, judges) are nets.MLP, sized from (d,)."""
 from __future__ import annotations
 
 import math
@@ -79,6 +79,28 @@ class MLPDenoiser(nn.Module):
         for block in self.blocks:
             h = h + block(h + cond)   # residual, conditioned at every block
         return SimpleNamespace(sample=self.out(h))
+
+
+class NoisyMLP(nn.Module):
+    """logits of p(y | x_t, t), the noise-aware classifier of classifier guidance
+    (Dhariwal and Nichol 2021, sec. 4) for a vector domain, on x_t in [-1, 1] model range:
+    MLPDenoiser's residual trunk conditioned on the timestep alone, with a class head."""
+
+    proxy_kind = None   # takes (x_t, t): a guidance model, not a proxy
+
+    def __init__(self, dim: int = 2, num_classes: int = 4, hidden: int = 128):
+        super().__init__()
+        self.time = nn.Sequential(nn.Linear(32, hidden), nn.SiLU(), nn.Linear(hidden, hidden))
+        self.inp = nn.Linear(dim, hidden)
+        self.blocks = nn.ModuleList(nn.Sequential(nn.SiLU(), nn.Linear(hidden, hidden)) for _ in range(2))
+        self.head = nn.Sequential(nn.SiLU(), nn.Linear(hidden, num_classes))
+
+    def forward(self, x: torch.Tensor, t) -> torch.Tensor:
+        cond = self.time(timestep_embedding(torch.as_tensor(t, device=x.device).reshape(-1).expand(len(x))))
+        h = self.inp(x)
+        for block in self.blocks:
+            h = h + block(h + cond)
+        return self.head(h)
 
 
 class Coordinates(nn.Module):

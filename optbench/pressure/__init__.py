@@ -17,7 +17,8 @@ from optbench.proxies import Proxy
 from optbench.registry import PluginError, Registry
 from optbench.pressure.budget import NORMS
 from optbench.pressure.crossings import Crossings
-from optbench.pressure.guidance import BASE_MODELS, CLIPPING, GUIDANCE, PRECISIONS, guided_samples, initial_noise
+from optbench.pressure.guidance import (BASE_MODELS, CLIPPING, GUIDANCE, PRECISIONS, guided_samples, initial_noise,
+                                        make_ddim)
 from optbench.pressure.pixel_ascent import OBJECTIVES, OPTIMIZERS, log_levels, pixel_ascent
 from optbench.pressure.starts import STARTS, make_starts
 
@@ -66,6 +67,12 @@ class Source:
     proxy_kinds: tuple[str, ...] = ("classifier", "realness")
     # Bumped when a change alters the numbers of this source only (enters its cell ids).
     version: int = 1
+    # (settings, knob value, n samples) -> (forward, backward) passes of the model pushed
+    # against, per output sample, spent by the optimizer to reach that level (the
+    # benchmark's own measurements, such as equal-proxy crossings, are not counted).
+    # Recorded as proxy_forward / proxy_backward in every curve row: a common axis of
+    # proxy compute. tests/test_queries.py checks each against a counting toy proxy.
+    queries: Callable[[dict, float, int], tuple[float, float]] | None = None
 
 
 def _pixel_ascent_trajectory(proxy: Proxy, domain: str, n: int, seed: int,
@@ -100,7 +107,48 @@ PIXEL_ASCENT = Source(
     check=lambda s, dom: ("eps: must be > 0 when norm is 'l2' or 'linf'"
                      if s["norm"] != "none" and s["eps"] <= 0 else None),
     trajectory=_pixel_ascent_trajectory,
+    queries=lambda s, k, n: (0.0, 0.0) if s["optimizer"] == "random_sign" else (k, k),
 )
+
+def _feature_vis_trajectory(proxy: Proxy, domain: str, n: int, seed: int, s: dict) -> Trajectory:
+    from optbench.pressure.feature_vis import feature_vis_ascent
+    x0, target = make_starts(domain, s["start"], n, seed)
+    x0, target = x0.to(proxy.device), target.to(proxy.device)
+    crossings = Crossings(n)
+    levels = feature_vis_ascent(proxy, x0, target, log_levels(s["max_steps"]), s["lr"], s["param"],
+                                s["decay_power"], s["jitter"], s["scale"], s["rotate"], s["tv"], s["l2"],
+                                s["objective"], seed, crossings, get_domain(domain).bounds)
+    return Trajectory(x0.cpu(), target.cpu(), ((k, x.cpu()) for k, x in levels), s["lr"], crossings=crossings)
+
+
+FEATURE_VIS = Source(
+    name="feature_vis",
+    knob="steps",
+    pressure="steps x lr",
+    doc="feature visualization's ascent (lucid / lucent): the image through a decorrelated "
+        "Fourier parameterization, scored under random jitter, scale and rotation, with "
+        "optional total-variation and L2 penalties; each prior is a setting",
+    settings={
+        "start": Setting(str, "real", STARTS, doc="as pixel ascent's; a real start is mapped into the "
+                         "parameterization (pulled 0.001 inside the bounds)"),
+        "lr": Setting(float, 0.05, minimum=1e-12, doc="Adam step size on the parameters (lucid's 0.05)"),
+        "max_steps": Setting(int, 512, minimum=1, doc="last level; levels are 0, 1, 2, 4, ..."),
+        "objective": PIXEL_ASCENT.settings["objective"],
+        "param": Setting(str, "fourier", ("fourier", "pixel"), doc="fourier: 1/f-scaled spectrum through a "
+                         "sigmoid; pixel: raw pixels clamped to the bounds"),
+        "decay_power": Setting(float, 1.0, minimum=0.0, doc="spectrum scale 1 / |f| ** decay_power"),
+        "jitter": Setting(int, 0, minimum=0, doc="random shift of up to this many pixels each step (0: off)"),
+        "scale": Setting(float, 0.0, minimum=0.0, doc="random scale in [1 - scale, 1 + scale] each step (0: off; < 1)"),
+        "rotate": Setting(float, 0.0, minimum=0.0, doc="random rotation in [-rotate, rotate] degrees (0: off)"),
+        "tv": Setting(float, 0.0, minimum=0.0, doc="total-variation penalty weight (mean |difference|)"),
+        "l2": Setting(float, 0.0, minimum=0.0, doc="L2 penalty weight (mean squared distance from mid-grey)"),
+    },
+    check=lambda s, dom: (f"domain: feature_vis needs an image domain, {dom.name!r} is not" if not dom.is_image
+                          else "scale: must be < 1" if s["scale"] >= 1 else None),
+    trajectory=_feature_vis_trajectory,
+    queries=lambda s, k, n: (k, k),
+)
+
 
 def _online_trajectory(proxy: Proxy, domain: str, n: int, seed: int,
                        s: dict) -> Trajectory:
@@ -133,6 +181,7 @@ ONLINE_ASCENT = Source(
     },
     trajectory=_online_trajectory,
     proxy_kinds=("classifier",),   # "not this class" needs classes
+    queries=lambda s, k, n: (k, k),   # the ascent's; retraining the copy is not counted
 )
 
 
@@ -166,6 +215,18 @@ def _guidance_trajectory(proxy: Proxy, domain: str, n: int, seed: int,
     return Trajectory(first.cpu(), labels.cpu(), all_levels(), 1.0)
 
 
+def _guidance_queries(s: dict, scale: float, n: int) -> tuple[float, float]:
+    """Classifier guidance queries its noise-aware classifier (forward and backward) at
+    every DDIM step inside the interval; CFG queries no classifier (it pushes against the
+    diffusion model's own implicit one), so 0."""
+    if s["guidance"] != "classifier" or scale == 0:
+        return 0.0, 0.0
+    sched = make_ddim(s["clip"])
+    sched.set_timesteps(s["ddim_steps"])
+    k = sum(s["interval_lo"] <= int(t) <= s["interval_hi"] for t in sched.timesteps)
+    return float(k), float(k)
+
+
 def _guidance_check(s: dict, dom) -> str | None:
     if s["guidance"] == "cfg" and s["base"] != "cond":
         return "base: classifier-free guidance needs base = 'cond'"
@@ -197,6 +258,7 @@ GUIDANCE_SOURCE = Source(
     check=_guidance_check,
     trajectory=_guidance_trajectory,
     models=_guidance_models,
+    queries=_guidance_queries,
     law="",   # a guidance scale is no distance: no Goodhart fit
 )
 
@@ -212,6 +274,6 @@ def _source(name: str, obj) -> Source:
 # Pressure sources by name; a plug-in adds one with SOURCES.register(name, Source(...)),
 # and a suite may name one by import path ("mylab.search:ANNEALING").
 SOURCES = Registry("pressure source", check=_source)
-for _s in (PIXEL_ASCENT, ONLINE_ASCENT, GUIDANCE_SOURCE, LATENT_ASCENT, GENERATOR_FINETUNE, BEST_OF_N,
+for _s in (PIXEL_ASCENT, FEATURE_VIS, ONLINE_ASCENT, GUIDANCE_SOURCE, LATENT_ASCENT, GENERATOR_FINETUNE, BEST_OF_N,
            QUANTILIZER):
     SOURCES.register(_s.name, _s)

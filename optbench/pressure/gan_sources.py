@@ -140,6 +140,7 @@ LATENT_ASCENT = Source(
     trajectory=_latent_trajectory,
     models=_generator_models,
     distance="latent_l2",
+    queries=lambda s, k, n: (k, k),
 )
 
 GENERATOR_FINETUNE = Source(
@@ -161,6 +162,8 @@ GENERATOR_FINETUNE = Source(
     trajectory=_finetune_trajectory,
     models=_generator_models,
     distance="param_l2",
+    # batch_size latents per step train the one generator all n outputs come from
+    queries=lambda s, k, n: (k * s["batch_size"] / n, k * s["batch_size"] / n),
 )
 
 _SELECTION_SETTINGS = {
@@ -183,6 +186,7 @@ BEST_OF_N = Source(
     models=_generator_models,
     distance="sqrt_kl",
     law="bon",
+    queries=lambda s, k, n: (k, 0.0),       # n candidates scored per output
 )
 
 QUANTILIZER = Source(
@@ -196,4 +200,5 @@ QUANTILIZER = Source(
     distance="sqrt_kl",
     law="bon",
     version=2,   # 2: levels are distinct top-k sizes, KL = log(N / k) exactly
+    queries=lambda s, k, n: (k, 0.0),       # 1/q candidates scored per accepted output
 )

@@ -90,7 +90,7 @@ def pixel_ascent(proxy: Proxy | torch.nn.Module, start: torch.Tensor, target: to
                 else:
                     x.copy_(project(x, start, norm, eps, bounds))
             step += 1
-        if step == levels[-1]:   # the last outputs get no gradient step: score them once
+        if step == levels[-1] and crossings is not None:   # the last outputs get no step: score them once
             record(step, _probs(proxy, x, target, objective))
         yield step, x.detach().clone()
 

@@ -20,13 +20,17 @@ from optbench.training.classifiers import (ENSEMBLE_PROXIES, ENSEMBLE_SEEDS, Rec
 def other_trainers(domain) -> dict:
     """Trainers that are not a single classifier recipe. `gan` ships gan_generator and
     gan_discriminator; `ensembles` ships proxy_ens_mean and proxy_ens_min; `feature_ae`
-    is the autoencoder feature net; the diffusion model and its noise-aware classifier
-    are MNIST's only (about an hour on one CPU core)."""
+    is the autoencoder feature net; among image domains the diffusion model and its
+    noise-aware classifier are MNIST's only (about an hour on one CPU core). A vector
+    domain ships a coordinate feature space, an MLP GAN, an MLP denoiser and an MLP
+    noise-aware classifier."""
     dom = get_domain(domain)
     if not dom.is_image:
         from optbench.training import vector
+        from optbench.training.diffusion import train_noisy_classifier_checkpoint
         out = {"coords": vector.train_coords_checkpoint, "gan": vector.train_vector_gan_checkpoint,
-               "diffusion_mlp": vector.train_denoiser_checkpoint}
+               "diffusion_mlp": vector.train_denoiser_checkpoint,
+               "noisy_classifier": train_noisy_classifier_checkpoint}
         if hasattr(dom, "exact_models"):
             from optbench.training.exact import ship_exact_models
             out["exact"] = ship_exact_models

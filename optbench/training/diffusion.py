@@ -85,31 +85,40 @@ def train_diffusion_checkpoint(domain: str = "mnist", root=None, log=print, **ov
 
 NOISY_CLASSIFIER_RECIPE = {"split": "proxy_train", "arch_kwargs": {"width": 32}, "steps": 3000,
                            "batch_size": 128, "lr": 2e-3, "seed": 22, "shift": 1}
+# A vector domain's (models/vector.py NoisyMLP): the same loop, no shifts.
+NOISY_MLP_RECIPE = {**NOISY_CLASSIFIER_RECIPE, "arch_kwargs": {"hidden": 128}, "shift": 0}
 
 
 def train_noisy_classifier_checkpoint(domain: str = "mnist", root=None, log=print,
                                       **overrides) -> dict:
     """Train `noisy_classifier` on x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps for
-    uniform t (the forward process of the shipped diffusion model), on proxy-train."""
+    uniform t (the forward process of the shipped diffusion model), on proxy-train:
+    NoisyCNN on an image domain, NoisyMLP on a vector domain."""
     import platform
 
     from optbench.domains import get_domain
     from optbench.models.checkpoints import save_model
-    from optbench.models.nets import NoisyCNN
     from optbench.training.classifiers import random_shift
-    r = {**NOISY_CLASSIFIER_RECIPE, **overrides}
     dom = get_domain(domain)
+    if dom.is_image:
+        from optbench.models.nets import NoisyCNN as arch
+        r = {**NOISY_CLASSIFIER_RECIPE, **overrides}
+        kwargs = dict(r["arch_kwargs"])
+    else:
+        from optbench.models.vector import NoisyMLP as arch
+        r = {**NOISY_MLP_RECIPE, **overrides}
+        kwargs = {"dim": dom.shape[0], "num_classes": dom.num_classes, **r["arch_kwargs"]}
     x, y = dom.load_split(r["split"])
     torch.manual_seed(r["seed"])
     gen = torch.Generator().manual_seed(r["seed"])
-    model = NoisyCNN(**r["arch_kwargs"])
+    model = arch(**kwargs)
     sched = build_train_scheduler()
     opt = torch.optim.AdamW(model.parameters(), lr=r["lr"], weight_decay=1e-4)
     cos = torch.optim.lr_scheduler.CosineAnnealingLR(opt, r["steps"])
     t0, running = time.time(), None
     for step in range(r["steps"]):
         idx = torch.randint(0, len(x), (r["batch_size"],), generator=gen)
-        x0 = to_model_range(random_shift(x[idx], r["shift"], gen))
+        x0 = to_model_range(random_shift(x[idx], r["shift"], gen), dom.bounds)
         t = torch.randint(0, sched.config.num_train_timesteps, (len(idx),), generator=gen)
         xt = sched.add_noise(x0, torch.randn(x0.shape, generator=gen), t)
         loss = F.cross_entropy(model(xt, t), y[idx])
@@ -128,9 +137,9 @@ def train_noisy_classifier_checkpoint(domain: str = "mnist", root=None, log=prin
     with torch.no_grad():
         for t_val in (0, 250, 500, 750):
             t = torch.full((len(x_test),), t_val)
-            xt = sched.add_noise(to_model_range(x_test), torch.randn(x_test.shape, generator=g), t)
+            xt = sched.add_noise(to_model_range(x_test, dom.bounds), torch.randn(x_test.shape, generator=g), t)
             acc[str(t_val)] = round(float((model(xt, t).argmax(1) == y_test).float().mean()), 4)
-    entry = {"arch": "NoisyCNN", "arch_kwargs": r["arch_kwargs"], "recipe": r,
+    entry = {"arch": arch.__name__, "arch_kwargs": kwargs, "recipe": r,
              "test_accuracy": acc["0"], "test_accuracy_at_t": acc,
              "train_seconds": round(time.time() - t0, 1), "final_loss": round(running, 4),
              "parameters": sum(p.numel() for p in model.parameters()),

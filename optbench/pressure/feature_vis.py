@@ -1,0 +1,149 @@
+"""Feature visualization's ascent: the "maximally X image" as interpretability practice
+makes it, not raw pixel ascent. The image is optimized through a decorrelated Fourier
+parameterization, scored under random transformations (transformation robustness),
+with optional total-variation and L2 penalties (Olah et al. 2017, "Feature
+Visualization", Distill; Mordvintsev et al. 2018, "Differentiable Image
+Parameterizations"; as in lucid and its PyTorch port lucent).
+
+Fourier parameterization (lucid's fft_image, lucent param/spatial.py):
+    x = lo + (hi - lo) * sigmoid(irfft2(s * c, norm="ortho") / 4),
+    s(f) = 1 / max(|f|, 1 / max(h, w)) ** decay_power
+so an Adam step on the spectrum c moves every frequency by a similar share of image
+energy (natural images have a 1/f spectrum) instead of favouring the highest ones.
+One channel has no colour to decorrelate (lucid's colour step applies to RGB only).
+
+Transformations: per step and per sample, a jitter of up to `jitter` pixels, a scale in
+[1 - scale, 1 + scale) (scale < 1) and a rotation in [-rotate, rotate] degrees, applied with
+kornia's affine warp; the draws come from the sample's own generator, so a sample's
+trajectory is the same alone or in any batch (chunks of one fixed shape, as pixel ascent).
+"""
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from optbench.models.fixed_batch import map_fixed, score_and_grad
+from optbench.pressure.crossings import Crossings
+from optbench.proxies import Proxy, as_proxy
+from optbench.rng import sample_torch
+
+PARAMETERIZATIONS = ("fourier", "pixel")
+MAGIC = 4.0            # lucid's divisor of the spatial image ("reduces saturation")
+EDGE = 1e-3            # a real start is pulled this far inside the bounds (sigmoid's range is open)
+TRANSFORM_STREAM = 11  # keeps the transforms' draws apart from other per-sample streams
+
+
+def spectrum_scale(h: int, w: int, decay_power: float = 1.0) -> torch.Tensor:
+    """(h, w // 2 + 1): 1 / max(|f|, 1 / max(h, w)) ** decay_power over rfft2's frequencies."""
+    fy = np.fft.fftfreq(h)[:, None]
+    fx = np.fft.rfftfreq(w)[None, :]
+    freqs = np.sqrt(fx * fx + fy * fy)
+    return torch.from_numpy(1.0 / np.maximum(freqs, 1.0 / max(h, w)) ** decay_power).float()
+
+
+class FourierImage:
+    """Images of `shape` (c, h, w) in `bounds` from a spectrum (n, c, h, w // 2 + 1, 2),
+    real and imaginary parts last (lucent's layout)."""
+
+    def __init__(self, shape, decay_power: float = 1.0, bounds=(0.0, 1.0)):
+        self.shape, self.bounds = tuple(shape), bounds
+        self.scale = spectrum_scale(shape[-2], shape[-1], decay_power)[..., None]
+
+    def spatial(self, spectrum: torch.Tensor) -> torch.Tensor:
+        """The pre-sigmoid image: lucent's fft_image output for the same spectrum."""
+        z = torch.view_as_complex((self.scale.to(spectrum.device) * spectrum).contiguous())
+        return torch.fft.irfftn(z, s=self.shape[-2:], norm="ortho") / MAGIC
+
+    def image(self, spectrum: torch.Tensor) -> torch.Tensor:
+        lo, hi = self.bounds
+        return lo + (hi - lo) * torch.sigmoid(self.spatial(spectrum))
+
+    def spectrum_of(self, x: torch.Tensor) -> torch.Tensor:
+        """The spectrum whose image is x (pulled EDGE inside the bounds): a real start."""
+        lo, hi = self.bounds
+        u = ((x - lo) / (hi - lo)).clamp(EDGE, 1 - EDGE)
+        z = torch.fft.rfftn(torch.logit(u) * MAGIC, dim=(-2, -1), norm="ortho")
+        return torch.view_as_real(z) / self.scale.to(x.device)
+
+
+def draw_transforms(seed: int, n: int, steps: int, jitter: int, scale: float, rotate: float) -> torch.Tensor:
+    """(steps, n, 4): per step and sample (dx, dy, log scale, angle in degrees), sample
+    i's from its own generator. All zeros is the identity, so the zero rows that pad a
+    chunk (models/fixed_batch.py) are left alone (a zero scale would be singular)."""
+    u = torch.stack([torch.rand(steps, 4, generator=sample_torch(seed, i, TRANSFORM_STREAM)) for i in range(n)], 1)
+    shift = torch.round((u[..., :2] * 2 - 1) * jitter)
+    return torch.cat([shift, torch.log1p((u[..., 2:3] * 2 - 1) * scale), (u[..., 3:4] * 2 - 1) * rotate], -1)
+
+
+def transform(x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+    """Apply each sample's (dx, dy, log scale, angle) about the image centre; edge
+    pixels extend outward (the background of a digit or a face is its border)."""
+    from kornia.geometry.transform import get_affine_matrix2d, warp_affine
+    if not params.any():
+        return x
+    h, w = x.shape[-2:]
+    centre = torch.tensor([[(w - 1) / 2, (h - 1) / 2]], device=x.device).expand(len(x), 2)
+    m = get_affine_matrix2d(params[:, :2], centre, params[:, 2:3].exp().expand(-1, 2), params[:, 3])
+    return warp_affine(x, m[:, :2], (h, w), padding_mode="border", align_corners=True)
+
+
+def penalties(x: torch.Tensor, tv: float, l2: float, bounds) -> torch.Tensor:
+    """Per sample: tv * mean |finite difference| + l2 * mean (x - mid)^2 (mid of the bounds)."""
+    out = torch.zeros(len(x), device=x.device)
+    if tv:
+        from kornia.losses import total_variation
+        out = out + tv * total_variation(x, reduction="mean").reshape(len(x), -1).mean(1)
+    if l2:
+        out = out + l2 * (x - sum(bounds) / 2).pow(2).flatten(1).mean(1)
+    return out
+
+
+def feature_vis_ascent(proxy: Proxy | torch.nn.Module, start: torch.Tensor, target: torch.Tensor,
+                       levels: list[int], lr: float = 0.05, param: str = "fourier", decay_power: float = 1.0,
+                       jitter: int = 0, scale: float = 0.0, rotate: float = 0.0, tv: float = 0.0,
+                       l2: float = 0.0, objective: str = "logit", seed: int = 0,
+                       crossings: Crossings | None = None,
+                       bounds: tuple[float, float] = (0.0, 1.0)) -> Iterator[tuple[int, torch.Tensor]]:
+    """Yield (steps, images) at every level. Each step: Adam on the parameters (spectrum,
+    or pixels clamped to the bounds) ascending score(T(x)) - penalties(x), T this step's
+    random transformation. `crossings` records the untransformed image's proxy
+    probability, a measurement outside the optimizer's query count."""
+    if param not in PARAMETERIZATIONS:
+        raise ValueError(f"param: unknown {param!r}; allowed: {', '.join(PARAMETERIZATIONS)}")
+    proxy = as_proxy(proxy)
+    fourier = FourierImage(start.shape[1:], decay_power, bounds) if param == "fourier" else None
+    p = (fourier.spectrum_of(start) if fourier else start.clone()).requires_grad_(True)
+    opt = torch.optim.Adam([p], lr=lr)
+    moves = draw_transforms(seed, len(start), max(levels), jitter, scale, rotate).to(start.device)
+
+    def image(q):
+        return fourier.image(q) if fourier else q
+
+    def objective_fn(q, t, move):
+        x = image(q)
+        return proxy.score_and_prob(transform(x, move), t, objective)[0] - penalties(x, tv, l2, bounds)
+
+    def record(step: int) -> None:
+        if crossings is not None:
+            with torch.no_grad():
+                x = image(p.detach())
+                prob = map_fixed(lambda xc, tc: proxy.score_and_prob(xc, tc, objective)[1], x, target)
+            crossings.update(step, prob, lambda mask: x[mask.to(x.device)])
+
+    step = 0
+    for level in levels:
+        while step < level:
+            record(step)
+            _, grad = score_and_grad(objective_fn, p, target, moves[step])
+            p.grad = grad.neg_()
+            opt.step()
+            if not fourier:
+                with torch.no_grad():
+                    p.clamp_(*bounds)
+            step += 1
+        if step == levels[-1]:
+            record(step)
+        with torch.no_grad():
+            yield step, image(p.detach()).clone()
