@@ -20,10 +20,10 @@ class CountingMLP(nn.Module):
 
     proxy_kind = "classifier"
 
-    def __init__(self):
+    def __init__(self, inputs: int = 2):
         super().__init__()
         torch.manual_seed(0)
-        self.net = nn.Sequential(nn.Linear(2, 16), nn.Tanh(), nn.Linear(16, 4))
+        self.net = nn.Sequential(nn.Linear(inputs, 16), nn.Tanh(), nn.Linear(16, 4))
         self.forward_rows = self.backward_rows = 0
         self.net.register_full_backward_hook(self._count_backward)
 
@@ -47,6 +47,17 @@ def test_pixel_ascent_queries_are_counted_exactly():
         for steps, _ in pixel_ascent(proxy, x0, target, [0, 1, 4, 16], optimizer=optimizer, bounds=(-1, 1)):
             fwd, bwd = _declared("pixel_ascent", {"optimizer": optimizer}, steps)
             assert (proxy.forward_rows, proxy.backward_rows) == (fwd * N, bwd * N), (optimizer, steps)
+
+
+def test_feature_vis_queries_are_counted_exactly():
+    """One forward and one backward pass per step, whatever the priors (the
+    transformation is applied inside the pass)."""
+    from optbench.pressure.feature_vis import feature_vis_ascent
+    proxy = CountingMLP(inputs=64)
+    x0, target = torch.rand(N, 1, 8, 8), torch.arange(N) % 4
+    for steps, _ in feature_vis_ascent(proxy, x0, target, [0, 1, 4, 16], jitter=1, rotate=5.0, tv=1.0):
+        fwd, bwd = _declared("feature_vis", {}, steps)
+        assert (proxy.forward_rows, proxy.backward_rows) == (fwd * N, bwd * N), steps
 
 
 def test_generator_sources_queries_are_counted_exactly():

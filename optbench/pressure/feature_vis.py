@@ -68,11 +68,11 @@ class FourierImage:
         return torch.view_as_real(z) / self.scale.to(x.device)
 
 
-def draw_transforms(seed: int, n: int, steps: int, jitter: int, scale: float, rotate: float) -> torch.Tensor:
+def draw_transforms(seed: int, samples, steps: int, jitter: int, scale: float, rotate: float) -> torch.Tensor:
     """(steps, n, 4): per step and sample (dx, dy, log scale, angle in degrees), sample
-    i's from its own generator. All zeros is the identity, so the zero rows that pad a
+    i's (of the indices `samples`) from its own generator. All zeros is the identity, so the zero rows that pad a
     chunk (models/fixed_batch.py) are left alone (a zero scale would be singular)."""
-    u = torch.stack([torch.rand(steps, 4, generator=sample_torch(seed, i, TRANSFORM_STREAM)) for i in range(n)], 1)
+    u = torch.stack([torch.rand(steps, 4, generator=sample_torch(seed, i, TRANSFORM_STREAM)) for i in samples], 1)
     shift = torch.round((u[..., :2] * 2 - 1) * jitter)
     return torch.cat([shift, torch.log1p((u[..., 2:3] * 2 - 1) * scale), (u[..., 3:4] * 2 - 1) * rotate], -1)
 
@@ -104,22 +104,29 @@ def feature_vis_ascent(proxy: Proxy | torch.nn.Module, start: torch.Tensor, targ
                        levels: list[int], lr: float = 0.05, param: str = "fourier", decay_power: float = 1.0,
                        jitter: int = 0, scale: float = 0.0, rotate: float = 0.0, tv: float = 0.0,
                        l2: float = 0.0, objective: str = "logit", seed: int = 0,
-                       crossings: Crossings | None = None,
-                       bounds: tuple[float, float] = (0.0, 1.0)) -> Iterator[tuple[int, torch.Tensor]]:
+                       crossings: Crossings | None = None, bounds: tuple[float, float] = (0.0, 1.0),
+                       sample_ids: list[int] | None = None) -> Iterator[tuple[int, torch.Tensor]]:
     """Yield (steps, images) at every level. Each step: Adam on the parameters (spectrum,
     or pixels clamped to the bounds) ascending score(T(x)) - penalties(x), T this step's
     random transformation. `crossings` records the untransformed image's proxy
-    probability, a measurement outside the optimizer's query count."""
+    probability, a measurement outside the optimizer's query count. Row r draws its
+    transformations as sample sample_ids[r] of `seed` (default: r)."""
     if param not in PARAMETERIZATIONS:
         raise ValueError(f"param: unknown {param!r}; allowed: {', '.join(PARAMETERIZATIONS)}")
     proxy = as_proxy(proxy)
     fourier = FourierImage(start.shape[1:], decay_power, bounds) if param == "fourier" else None
-    p = (fourier.spectrum_of(start) if fourier else start.clone()).requires_grad_(True)
+    # FFTs of a (1, ...) and a (12, ...) batch round differently: every FFT outside
+    # score_and_grad also runs on fixed-shape chunks
+    p = (map_fixed(fourier.spectrum_of, start) if fourier else start.clone()).requires_grad_(True)
     opt = torch.optim.Adam([p], lr=lr)
-    moves = draw_transforms(seed, len(start), max(levels), jitter, scale, rotate).to(start.device)
+    ids = range(len(start)) if sample_ids is None else sample_ids
+    moves = draw_transforms(seed, ids, max(levels), jitter, scale, rotate).to(start.device)
 
     def image(q):
         return fourier.image(q) if fourier else q
+
+    def images(q):
+        return map_fixed(fourier.image, q) if fourier else q
 
     def objective_fn(q, t, move):
         x = image(q)
@@ -128,7 +135,7 @@ def feature_vis_ascent(proxy: Proxy | torch.nn.Module, start: torch.Tensor, targ
     def record(step: int) -> None:
         if crossings is not None:
             with torch.no_grad():
-                x = image(p.detach())
+                x = images(p.detach())
                 prob = map_fixed(lambda xc, tc: proxy.score_and_prob(xc, tc, objective)[1], x, target)
             crossings.update(step, prob, lambda mask: x[mask.to(x.device)])
 
@@ -146,4 +153,4 @@ def feature_vis_ascent(proxy: Proxy | torch.nn.Module, start: torch.Tensor, targ
         if step == levels[-1]:
             record(step)
         with torch.no_grad():
-            yield step, image(p.detach()).clone()
+            yield step, images(p.detach()).clone()
