@@ -60,6 +60,18 @@ def test_feature_vis_queries_are_counted_exactly():
         assert (proxy.forward_rows, proxy.backward_rows) == (fwd * N, bwd * N), steps
 
 
+def test_search_queries_are_counted_exactly():
+    """Forward passes only: the start (or a GA's first population) and each generation's
+    candidates, all samples' populations in one batch."""
+    from optbench.pressure.search import search
+    for algorithm, encoding in (("random_search", "direct"), ("cma_es", "direct"), ("genetic", "direct")):
+        proxy = CountingMLP()
+        x0, target = torch.rand(N, 2) * 2 - 1, torch.arange(N) % 4
+        for gens, _, _ in search(proxy, x0, target, [0, 1, 3], algorithm, population=4, bounds=(-1, 1)):
+            fwd, bwd = _declared(algorithm, {"population": 4}, gens)
+            assert (proxy.forward_rows, proxy.backward_rows) == (fwd * N, bwd * N), (algorithm, gens)
+
+
 def test_generator_sources_queries_are_counted_exactly():
     torch.manual_seed(1)
     G = nn.Sequential(nn.Linear(3, 2), nn.Tanh())

@@ -150,6 +150,50 @@ FEATURE_VIS = Source(
 )
 
 
+def _search_trajectory(algorithm: str):
+    def trajectory(proxy: Proxy, domain: str, n: int, seed: int, s: dict) -> Trajectory:
+        from optbench.pressure.search import search
+        x0, target = make_starts(domain, s["start"], n, seed)
+        x0, target = x0.to(proxy.device), target.to(proxy.device)
+        crossings = Crossings(n)
+        levels = search(proxy, x0, target, log_levels(s["max_generations"]), algorithm, s["population"],
+                        s["sigma"], s.get("encoding", "direct"), s.get("mutation_rate", 0.1), s["objective"], seed,
+                        get_domain(domain).bounds, crossings)
+        return Trajectory(x0.cpu(), target.cpu(), ((k, x.cpu(), info) for k, x, info in levels), 1.0,
+                          crossings=crossings)
+    return trajectory
+
+
+def _search_source(algorithm: str, doc: str, **extra: Setting) -> Source:
+    from optbench.pressure.search import queries
+    return Source(
+        name=algorithm,
+        knob="generations",
+        pressure="generations",
+        doc=doc + "; each sample searches on its own, all populations scored as one batch; "
+                  "the output is each sample's best so far",
+        settings={
+            "start": Setting(str, "real", STARTS, doc="as pixel ascent's (unused by the cppn encoding)"),
+            "population": Setting(int, 32, minimum=2, doc="candidates per sample per generation"),
+            "sigma": Setting(float, 0.1, minimum=1e-12, doc="mutation / step size (pixels, or CPPN weights)"),
+            "max_generations": Setting(int, 256, minimum=1, doc="last level; levels are 0, 1, 2, 4, ..."),
+            "objective": PIXEL_ASCENT.settings["objective"],
+            **extra,
+        },
+        trajectory=_search_trajectory(algorithm),
+        queries=lambda s, k, n: (queries(algorithm, s.get("encoding", "direct"), s["population"], k), 0.0),
+    )
+
+
+RANDOM_SEARCH = _search_source("random_search", "(1 + lambda) random search: Gaussian steps around the best so far")
+CMA_ES = _search_source("cma_es", "separable CMA-ES (the cma package) in pixel space")
+GENETIC = _search_source(
+    "genetic", "elitist genetic algorithm (Nguyen et al. 2015): tournaments, uniform crossover, Gaussian "
+    "mutation, on pixels (direct) or on a CPPN's weights (cppn)",
+    encoding=Setting(str, "direct", ("direct", "cppn"), doc="genes are pixels, or the weights of a fixed-topology CPPN"),
+    mutation_rate=Setting(float, 0.1, minimum=0.0, doc="probability that a gene mutates"))
+
+
 def _online_trajectory(proxy: Proxy, domain: str, n: int, seed: int,
                        s: dict) -> Trajectory:
     from optbench.pressure.online import online_pixel_ascent
@@ -274,6 +318,6 @@ def _source(name: str, obj) -> Source:
 # Pressure sources by name; a plug-in adds one with SOURCES.register(name, Source(...)),
 # and a suite may name one by import path ("mylab.search:ANNEALING").
 SOURCES = Registry("pressure source", check=_source)
-for _s in (PIXEL_ASCENT, FEATURE_VIS, ONLINE_ASCENT, GUIDANCE_SOURCE, LATENT_ASCENT, GENERATOR_FINETUNE, BEST_OF_N,
+for _s in (PIXEL_ASCENT, FEATURE_VIS, RANDOM_SEARCH, CMA_ES, GENETIC, ONLINE_ASCENT, GUIDANCE_SOURCE, LATENT_ASCENT, GENERATOR_FINETUNE, BEST_OF_N,
            QUANTILIZER):
     SOURCES.register(_s.name, _s)

@@ -1,0 +1,232 @@
+"""Gradient-free search against a frozen proxy: the objection "gradient ascent is a
+strawman; evolution finds fooling images too" (Nguyen et al. 2015, "Deep Neural Networks
+are Easily Fooled", who evolved images with direct and CPPN encodings).
+
+Every output sample runs its own search, and each generation scores the populations of
+all samples as one batch (fixed-shape chunks, models/fixed_batch.py). A sample draws only
+from its own generator, so its search is the same alone or in any batch. The output at
+each level is the sample's best candidate so far (the searches are elitist), so the
+proxy score never falls.
+
+    random_search  (1 + lambda): lambda Gaussian perturbations of the current best,
+                   step sigma, keep the best if it improves
+    cma_es         separable CMA-ES (Ros and Hansen 2008) from the `cma` package, Hansen's
+                   reference implementation (pure numpy, no other dependencies; evotorch
+                   would bring Ray and more). Diagonal covariance: a full one is d x d per
+                   sample (784^2 x 128 floats for MNIST) and an eigendecomposition each
+                   generation.
+    genetic        elitist GA: binary tournaments, uniform crossover, Gaussian mutation of
+                   each gene with probability `mutation_rate`. Genes are pixels (direct
+                   encoding) or the weights of a CPPN (cppn encoding; a fixed topology,
+                   where Nguyen et al. evolved it with NEAT) rendered over the pixel grid.
+"""
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from optbench.models.fixed_batch import map_fixed
+from optbench.pressure.crossings import Crossings
+from optbench.proxies import Proxy, as_proxy
+from optbench.rng import sample_rng
+
+ALGORITHMS = ("random_search", "cma_es", "genetic")
+ENCODINGS = ("direct", "cppn")
+SEARCH_STREAM = 12
+
+
+# -- CPPN encoding --------------------------------------------------------------------
+CPPN_HIDDEN = 8
+# Inputs per pixel: x, y, distance from the centre, bias (Stanley 2007; Nguyen et al. 2015).
+CPPN_ACTIVATIONS = (torch.sin, lambda h: torch.exp(-h * h), torch.tanh)
+
+
+def cppn_genes(shape) -> int:
+    """Weights of a CPPN with 4 inputs, three hidden layers of CPPN_HIDDEN units (sine,
+    Gaussian, tanh) and one output per channel."""
+    h, c = CPPN_HIDDEN, shape[0]
+    return (4 * h + h) + 2 * (h * h + h) + (h * c + c)
+
+
+def cppn_render(genes: torch.Tensor, shape, bounds) -> torch.Tensor:
+    """(n, genes) -> (n, c, h, w) images in the bounds: the CPPN evaluated at every pixel."""
+    c, height, width = shape
+    ys, xs = torch.meshgrid(torch.linspace(-1, 1, height, device=genes.device),
+                            torch.linspace(-1, 1, width, device=genes.device), indexing="ij")
+    grid = torch.stack([xs, ys, torch.sqrt(xs ** 2 + ys ** 2), torch.ones_like(xs)], -1).reshape(1, -1, 4)
+    h = grid.expand(len(genes), -1, -1)
+    k, units = 0, 4
+    for act in CPPN_ACTIVATIONS:
+        w = genes[:, k:k + units * CPPN_HIDDEN].reshape(-1, units, CPPN_HIDDEN)
+        b = genes[:, k + units * CPPN_HIDDEN:k + (units + 1) * CPPN_HIDDEN]
+        h = act(h @ w + b[:, None])
+        k, units = k + (units + 1) * CPPN_HIDDEN, CPPN_HIDDEN
+    w = genes[:, k:k + CPPN_HIDDEN * c].reshape(-1, CPPN_HIDDEN, c)
+    b = genes[:, k + CPPN_HIDDEN * c:k + (CPPN_HIDDEN + 1) * c]
+    out = torch.sigmoid(h @ w + b[:, None])                         # (n, pixels, c)
+    lo, hi = bounds
+    return lo + (hi - lo) * out.transpose(1, 2).reshape(len(genes), c, height, width)
+
+
+# -- the searches -----------------------------------------------------------------------
+class RandomSearch:
+    """(1 + lambda) search: the sample's current best plus sigma-Gaussian steps."""
+
+    def __init__(self, x0: np.ndarray, population: int, sigma: float, rngs, bounds, **_):
+        self.best, self.pop, self.sigma, self.rngs, self.bounds = x0.copy(), population, sigma, rngs, bounds
+
+    def ask(self) -> np.ndarray:                       # (n, P, D)
+        steps = np.stack([r.standard_normal((self.pop, self.best.shape[1])) for r in self.rngs])
+        return np.clip(self.best[:, None] + self.sigma * steps, *self.bounds)
+
+    def tell(self, candidates: np.ndarray, scores: np.ndarray) -> None:
+        pass   # the driver keeps the best; the next generation perturbs it
+
+    def start_from(self, best: np.ndarray) -> None:
+        self.best = best
+
+
+class CMAES:
+    """One separable CMA-ES (cma.CMAEvolutionStrategy) per sample, each with its own
+    random stream."""
+
+    def __init__(self, x0: np.ndarray, population: int, sigma: float, rngs, bounds, **_):
+        import cma
+        self.es = []
+        for x, rng in zip(x0, rngs):
+            opts = {"popsize": population, "CMA_diagonal": True, "bounds": list(bounds), "verbose": -9,
+                    "seed": np.nan, "randn": lambda *shape, r=rng: r.standard_normal(shape),
+                    "tolfun": 0, "tolx": 0, "tolflatfitness": 10**9, "tolstagnation": 10**9}
+            self.es.append(cma.CMAEvolutionStrategy(x, sigma, opts))
+
+    def ask(self) -> np.ndarray:
+        self._asked = [np.asarray(es.ask()) for es in self.es]
+        return np.stack(self._asked)
+
+    def tell(self, candidates: np.ndarray, scores: np.ndarray) -> None:
+        for es, asked, s in zip(self.es, self._asked, scores):
+            es.tell(list(asked), list(-s))               # cma minimizes
+
+    def start_from(self, best: np.ndarray) -> None:
+        pass
+
+
+class Genetic:
+    """Elitist GA over gene vectors: the best individual survives unchanged; the other
+    P - 1 are children of binary-tournament parents, uniform crossover, and Gaussian
+    mutation (sd sigma) of each gene with probability mutation_rate."""
+
+    def __init__(self, x0: np.ndarray, population: int, sigma: float, rngs, bounds, mutation_rate: float = 0.1,
+                 clip: bool = True, **_):
+        self.pop, self.sigma, self.rngs, self.rate = population, sigma, rngs, mutation_rate
+        self.bounds = bounds if clip else (-np.inf, np.inf)
+        # Generation 0: the start and P - 1 mutants of it.
+        self.genes = np.stack([self._mutate(np.repeat(x[None], population, 0), r) for x, r in zip(x0, rngs)])
+        self.genes[:, 0] = x0
+        self.scores = None
+
+    def _mutate(self, g: np.ndarray, rng) -> np.ndarray:
+        hit = rng.random(g.shape) < self.rate
+        return np.clip(g + hit * self.sigma * rng.standard_normal(g.shape), *self.bounds)
+
+    def initial(self) -> np.ndarray:
+        return self.genes
+
+    def ask(self) -> np.ndarray:
+        children = []
+        for genes, scores, rng in zip(self.genes, self.scores, self.rngs):
+            a, b = rng.integers(0, self.pop, (2, 2 * (self.pop - 1)))
+            parents = np.where(scores[a] >= scores[b], a, b).reshape(2, self.pop - 1)
+            mix = rng.random((self.pop - 1, genes.shape[1])) < 0.5
+            child = np.where(mix, genes[parents[0]], genes[parents[1]])
+            children.append(self._mutate(child, rng))
+        return np.stack(children)
+
+    def tell(self, candidates: np.ndarray, scores: np.ndarray) -> None:
+        elite = self.scores.argmax(1)
+        rows = np.arange(len(elite))
+        self.genes = np.concatenate([self.genes[rows, elite][:, None], candidates], 1)
+        self.scores = np.concatenate([self.scores[rows, elite][:, None], scores], 1)
+
+    def start_from(self, best: np.ndarray) -> None:
+        pass
+
+
+def search(proxy: Proxy | torch.nn.Module, start: torch.Tensor, target: torch.Tensor, levels: list[int],
+           algorithm: str = "random_search", population: int = 32, sigma: float = 0.1,
+           encoding: str = "direct", mutation_rate: float = 0.1, objective: str = "logit", seed: int = 0,
+           bounds: tuple[float, float] = (0.0, 1.0), crossings: Crossings | None = None,
+           sample_ids: list[int] | None = None) -> Iterator[tuple[int, torch.Tensor, dict]]:
+    """Yield (generations, each sample's best output so far, info) at every level.
+    Genes are float64 numpy (the searches' own arithmetic); candidates are scored in
+    float32 by the proxy. With the cppn encoding the start is not used (a CPPN cannot
+    encode a photograph): generation 0 is the best of P random CPPNs."""
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"algorithm: unknown {algorithm!r}; allowed: {', '.join(ALGORITHMS)}")
+    if encoding == "cppn" and algorithm != "genetic":
+        raise ValueError("encoding: 'cppn' is the genetic algorithm's (Nguyen et al. 2015)")
+    proxy = as_proxy(proxy)
+    shape, device = tuple(start.shape[1:]), start.device
+    n = len(start)
+    ids = range(n) if sample_ids is None else sample_ids
+    rngs = [sample_rng(seed, i, SEARCH_STREAM) for i in ids]
+    if encoding == "cppn":
+        x0 = np.stack([r.standard_normal(cppn_genes(shape)) for r in rngs])
+        decode = lambda g: cppn_render(torch.from_numpy(g).float().to(device), shape, bounds)  # noqa: E731
+    else:
+        x0 = start.detach().cpu().double().reshape(n, -1).numpy()
+        decode = lambda g: torch.from_numpy(g).float().to(device).reshape(len(g), *shape)  # noqa: E731
+    kind = {"random_search": RandomSearch, "cma_es": CMAES, "genetic": Genetic}[algorithm]
+    algo = kind(x0, population, sigma, rngs, bounds, mutation_rate=mutation_rate, clip=encoding == "direct")
+
+    def score(genes: np.ndarray) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
+        """(n, P) scores of (n, P, D) genes, their images and their probabilities."""
+        flat = genes.reshape(-1, genes.shape[-1])
+        x = map_fixed(lambda g: decode(g.numpy()), torch.from_numpy(flat)) if encoding == "cppn" else decode(flat)
+        t = target.repeat_interleave(genes.shape[1])
+        with torch.no_grad():
+            s, p = map_fixed(lambda xc, tc: torch.stack(proxy.score_and_prob(xc, tc, objective), 1), x, t).unbind(1)
+        return s.double().cpu().numpy().reshape(genes.shape[:2]), x, p.reshape(genes.shape[:2])
+
+    # Generation 0: the start (or, for a GA, its whole initial population).
+    first = algo.initial() if isinstance(algo, Genetic) else x0[:, None]
+    s0, x_first, p0 = score(first)
+    if isinstance(algo, Genetic):
+        algo.scores = s0
+    pick = s0.argmax(1)
+    rows, t_rows = np.arange(n), torch.arange(n)
+    best_genes, best_score = first[rows, pick], s0[rows, pick]
+    best_x = x_first.reshape(n, first.shape[1], *shape)[t_rows, torch.from_numpy(pick)]
+    best_prob = p0[t_rows, torch.from_numpy(pick)]
+    gen = 0
+    for level in levels:
+        while gen < level:
+            if crossings is not None:
+                crossings.update(gen, best_prob, lambda mask: best_x[mask.to(best_x.device)])
+            candidates = algo.ask()
+            s, x, p = score(candidates)
+            algo.tell(candidates, s)
+            top = s.argmax(1)
+            better = s[rows, top] > best_score
+            best_score = np.where(better, s[rows, top], best_score)
+            best_genes[better] = candidates[rows, top][better]
+            mask, t_top = torch.from_numpy(better), torch.from_numpy(top)
+            best_x[mask] = x.reshape(n, candidates.shape[1], *shape)[t_rows, t_top][mask]
+            best_prob[mask] = p[t_rows, t_top][mask]
+            algo.start_from(best_genes)
+            gen += 1
+        if gen == levels[-1] and crossings is not None:
+            crossings.update(gen, best_prob, lambda mask: best_x[mask.to(best_x.device)])
+        yield gen, best_x.clone(), {"extras": {"search_score": float(np.mean(best_score))}}
+
+
+def queries(algorithm: str, encoding: str, population: int, generations: float) -> float:
+    """Forward passes per output sample to reach `generations` (no backward passes):
+    the start (1), or a GA's initial population (P), then P candidates per generation
+    (P - 1 for the GA, whose elite is not re-scored)."""
+    if algorithm == "genetic":
+        return population + (population - 1) * generations
+    return 1 + population * generations
+
