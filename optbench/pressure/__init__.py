@@ -99,7 +99,8 @@ PIXEL_ASCENT = Source(
         "lr": Setting(float, 0.01, minimum=1e-12, doc="step size"),
         "max_steps": Setting(int, 2048, minimum=1, doc="last level; levels are 0, 1, 2, 4, ..."),
         "optimizer": Setting(str, "adam", OPTIMIZERS, doc="adam; sgd (steps follow the gradient's size); "
-                             "random_sign (control: +-lr per pixel, random signs, no proxy)"),
+                             "random_sign (control: +-lr per pixel, random signs, no proxy); steepest "
+                             "(PGD: lr sign(grad), or lr grad / ||grad|| under an l2 budget)"),
         "objective": Setting(str, "logit", OBJECTIVES, doc="ascend the target logit or its log-probability"),
         "norm": Setting(str, "none", NORMS, doc="budget norm; 'none' is free ascent"),
         "eps": Setting(float, 0.0, minimum=0.0, doc="budget radius (pixels in [0, 1])"),

@@ -14,7 +14,11 @@ from optbench.proxies import OBJECTIVES, Proxy, as_proxy  # noqa: F401
 from optbench.rng import sample_torch
 # "random_sign" is the matched-noise control: every pixel moves by +-lr each step with a
 # random sign, which is the size of Adam's early steps, and the proxy is never consulted.
-OPTIMIZERS = ("adam", "sgd", "random_sign")
+# "steepest" is PGD's step (Madry et al. 2018): the steepest ascent direction of the
+# budget's norm, lr * sign(grad) under linf (and with no budget), lr * grad / ||grad||_2
+# under l2; with objective log_prob it is torchattacks' targeted PGD / PGDL2 step.
+OPTIMIZERS = ("adam", "sgd", "random_sign", "steepest")
+GRAD_FLOOR = 1e-10   # added to ||grad||_2 before dividing (torchattacks' eps_for_division)
 SIGN_STREAM = 7   # keeps the noise stream apart from other per-sample draws of the seed
 
 
@@ -60,6 +64,8 @@ def pixel_ascent(proxy: Proxy | torch.nn.Module, start: torch.Tensor, target: to
     x = start.clone().requires_grad_(True)
     if optimizer == "random_sign":
         opt, gens = None, sample_generators(noise_seed, len(x))
+    elif optimizer == "steepest":
+        opt = None
     else:   # the fused Adam kernel halves the optimizer's share of a step; same update rule
         opt = (torch.optim.Adam([x], lr=lr, fused=x.device.type in ("cpu", "cuda"))
                if optimizer == "adam" else torch.optim.SGD([x], lr=lr))
@@ -74,7 +80,16 @@ def pixel_ascent(proxy: Proxy | torch.nn.Module, start: torch.Tensor, target: to
     step = 0
     for level in levels:
         while step < level:
-            if opt is None:
+            if optimizer == "steepest":
+                _, grad, prob = score_and_grad(score, x, target, aux=True)
+                record(step, prob)
+                with torch.no_grad():
+                    if norm == "l2":
+                        size = grad.flatten(1).norm(dim=1).add_(GRAD_FLOOR).view(-1, *[1] * (x.dim() - 1))
+                        x.add_(grad / size, alpha=lr)
+                    else:
+                        x.add_(grad.sign(), alpha=lr)
+            elif opt is None:
                 if crossings is not None:
                     record(step, _probs(proxy, x, target, objective))
                 with torch.no_grad():
