@@ -108,3 +108,20 @@ def test_levels_resting_on_few_samples_are_blanked(referee, bon_rows, quantilize
     # (best-of-n) keep their set metrics; the blanking only touches per-sample means.
     for r, f in zip(rows, full):
         assert (r["kid"] == f["kid"]) or (math.isnan(r["kid"]) and math.isnan(f["kid"]))
+
+
+def test_a_streamed_pool_gives_the_in_memory_pools_numbers(referee, bon_rows, monkeypatch):
+    """A pool above IN_MEMORY is generated chunk by chunk and its selected members made
+    again from their latents (pressure/pool.py): the same outputs, bit for bit, and the
+    same exact best-of-n means, up to the float32 its per-sample values are kept in."""
+    import optbench.pressure.pool as pool
+    monkeypatch.setattr(pool, "IN_MEMORY", 100)
+    monkeypatch.setattr(pool, "CHUNK", 96)        # 640 = 6 chunks of 96 and one of 64
+    streamed = compute_cell(_cell("best_of_n"), referee)
+    assert len(streamed.rows) == len(bon_rows)
+    for ours, theirs in zip(streamed.rows, bon_rows):
+        for key in ("proxy_prob", "judge_prob", "judge_mlp_prob", "kid", "precision"):
+            a, b = ours[key], theirs[key]
+            assert (math.isnan(a) and math.isnan(b)) or a == pytest.approx(b, rel=1e-5, abs=1e-6), (key, a, b)
+    # The set metrics see the selected outputs themselves: identical, so KID is equal exactly.
+    assert np.array_equal([r["kid"] for r in streamed.rows], [r["kid"] for r in bon_rows], equal_nan=True)

@@ -13,6 +13,7 @@ from optbench.models.gan import generate, sample_latents
 from optbench.pressure import Setting, Source, Trajectory, _cached_model
 from optbench.pressure.crossings import Crossings
 from optbench.pressure.generator import generator_finetune, latent_ascent
+from optbench.pressure.pool import GeneratorPool
 from optbench.pressure.pixel_ascent import OBJECTIVES, log_levels
 from optbench.pressure.selection import (best_of_n_kl_bound, best_of_n_pool_weights,
                                          effective_sample_size, quantile_weights, selection_levels,
@@ -66,9 +67,8 @@ def _selection_trajectory(mode: str):
         if N < n:
             raise ValueError(f"pool_size: must be >= n_samples ({n}), got {N}")
         G = _generator(proxy, domain, s)
-        device = proxy.device
-        pool = generate(G, sample_latents(N, seed, G.latent_dim).to(device)).cpu()
-        scores = _pool_scores(proxy, pool, s["objective"])
+        pool = GeneratorPool(G, N, seed, proxy.device)
+        scores = np.concatenate([_pool_scores(proxy, chunk, s["objective"]) for chunk in pool.chunks()], 1)
         T = len(scores)
         slot_target = np.arange(n) % T
         subpool = N // n   # best-of-n draws from disjoint sub-pools are exact up to this n
@@ -110,9 +110,9 @@ def _selection_trajectory(mode: str):
                     # The runner averages every per-sample metric with these weights, so NaN
                     # weights report them all as NaN; set metrics follow `exact` as before.
                     W = np.full_like(W, np.nan)
-                yield level, pool[torch.from_numpy(idx)], {"weights": W, "set_metrics": exact, "extras": extras}
+                yield level, pool.rows(idx), {"weights": W, "set_metrics": exact, "extras": extras}
 
-        first = pool[:n]
+        first = pool.rows(np.arange(n))
         return Trajectory(first, torch.from_numpy(slot_target), levels(), 1.0,
                           pool=pool, pool_targets=tuple(range(T)))
     return trajectory
@@ -168,7 +168,8 @@ GENERATOR_FINETUNE = Source(
 
 _SELECTION_SETTINGS = {
     "generator": GENERATOR,
-    "pool_size": Setting(int, 16384, minimum=2, doc="samples in the pool N; n (or 1/q) runs 1 .. N"),
+    "pool_size": Setting(int, 16384, minimum=2, doc="samples in the pool N; n (or 1/q) runs 1 .. N; "
+                         "a pool above 65,536 is streamed (any N: one in a million is 1,048,576)"),
     "objective": Setting(str, "log_prob", OBJECTIVES, doc="rank by the proxy's log-probability (= by probability) or its logit"),
     "min_ess": Setting(int, 32, minimum=1, doc="per-sample metrics (proxy and judge probabilities) "
                        "are NaN at levels whose selection weights have a Kish effective sample "
