@@ -87,6 +87,20 @@ def test_generator_sources_queries_are_counted_exactly():
         assert (proxy.forward_rows, proxy.backward_rows) == (fwd * N, bwd * N), steps
 
 
+def test_diffusion_finetune_queries_are_counted_exactly():
+    """batch_size rewards per fine-tune step (forward and backward), none for the
+    outputs, which the source samples but does not score."""
+    from optbench.models.checkpoints import load_model
+    from optbench.pressure.diffusion_finetune import draft_finetune
+    from optbench.pressure.guidance import initial_noise
+    proxy = CountingMLP()
+    model = load_model("gmm2", "diffusion_mlp")
+    for steps, _, _ in draft_finetune(model, proxy, initial_noise(N, 0, (2,)), torch.arange(N) % 4, [0, 1, 3], 4,
+                                      batch_size=8, ddim_steps=4, bounds=(-1.0, 1.0)):
+        fwd, bwd = _declared("diffusion_finetune", {"batch_size": 8}, steps)
+        assert (proxy.forward_rows, proxy.backward_rows) == (fwd * N, bwd * N), steps
+
+
 def test_crossings_probe_is_not_charged_to_the_optimizer():
     """Equal-proxy crossings cost one forward pass at the last level: the benchmark's
     measurement, outside the declared count."""

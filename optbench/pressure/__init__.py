@@ -260,6 +260,50 @@ def _guidance_trajectory(proxy: Proxy, domain: str, n: int, seed: int,
     return Trajectory(first.cpu(), labels.cpu(), all_levels(), 1.0)
 
 
+def _diffusion_finetune_trajectory(proxy: Proxy, domain: str, n: int, seed: int, s: dict) -> Trajectory:
+    from optbench.pressure.diffusion_finetune import draft_finetune
+    dom = get_domain(domain)
+    model = _cached_model(domain, s["generator"], str(proxy.device))
+    labels = (torch.arange(n) % dom.num_classes).to(proxy.device)
+    x_T = initial_noise(n, seed, dom.shape).to(proxy.device)
+    levels = draft_finetune(model, proxy, x_T, labels, log_levels(s["max_steps"]), dom.num_classes, s["lr"],
+                            s["batch_size"], s["grad_steps"], s["ddim_steps"], s["weight_l2"], seed, dom.bounds,
+                            s["objective"])
+    first_step, first, info = next(levels)
+
+    def all_levels():   # level 0 is the original model's samples: the start
+        yield first_step, first.cpu(), info
+        for k, x, extra in levels:
+            yield k, x.cpu(), extra
+    return Trajectory(first.cpu(), labels.cpu(), all_levels(), 1.0)
+
+
+DIFFUSION_FINETUNE = Source(
+    name="diffusion_finetune",
+    knob="steps",
+    pressure="fine-tune steps",
+    doc="DRaFT-K: fine-tune the diffusion model's weights to raise the frozen proxy's reward "
+        "(its target log-probability; log sigmoid D for a discriminator), backpropagating "
+        "through the last K DDIM steps; samples are the model's conditional ones (w = 1)",
+    settings={
+        "generator": Setting(str, "diffusion_unet", doc="the domain's diffusion model (trainable: not an exact one)"),
+        "lr": Setting(float, 1e-4, minimum=1e-12, doc="Adam step size on the weights"),
+        "max_steps": Setting(int, 64, minimum=1, doc="last level; levels are 0, 1, 2, 4, ..."),
+        "batch_size": Setting(int, 16, minimum=1, doc="samples per fine-tune step"),
+        "grad_steps": Setting(int, 1, minimum=1, doc="K: DDIM steps the reward is backpropagated through"),
+        "ddim_steps": Setting(int, 25, minimum=1, doc="DDIM sampling steps, in training and for the outputs"),
+        "weight_l2": Setting(float, 0.0, minimum=0.0, doc="penalty on the squared L2 distance of the weights "
+                             "from the original model's"),
+        "objective": Setting(str, "log_prob", OBJECTIVES, doc="the reward: log-probability (log sigmoid for D) or logit"),
+    },
+    check=lambda s, dom: ("grad_steps: must be <= ddim_steps" if s["grad_steps"] > s["ddim_steps"] else None),
+    trajectory=_diffusion_finetune_trajectory,
+    models=lambda s: (s["generator"],),
+    distance="param_l2",
+    queries=lambda s, k, n: (k * s["batch_size"] / n, k * s["batch_size"] / n),
+)
+
+
 def _guidance_queries(s: dict, scale: float, n: int) -> tuple[float, float]:
     """Classifier guidance queries its noise-aware classifier (forward and backward) at
     every DDIM step inside the interval; CFG queries no classifier (it pushes against the
@@ -319,6 +363,6 @@ def _source(name: str, obj) -> Source:
 # Pressure sources by name; a plug-in adds one with SOURCES.register(name, Source(...)),
 # and a suite may name one by import path ("mylab.search:ANNEALING").
 SOURCES = Registry("pressure source", check=_source)
-for _s in (PIXEL_ASCENT, FEATURE_VIS, RANDOM_SEARCH, CMA_ES, GENETIC, ONLINE_ASCENT, GUIDANCE_SOURCE, LATENT_ASCENT, GENERATOR_FINETUNE, BEST_OF_N,
-           QUANTILIZER):
+for _s in (PIXEL_ASCENT, FEATURE_VIS, RANDOM_SEARCH, CMA_ES, GENETIC, ONLINE_ASCENT, GUIDANCE_SOURCE,
+           DIFFUSION_FINETUNE, LATENT_ASCENT, GENERATOR_FINETUNE, BEST_OF_N, QUANTILIZER):
     SOURCES.register(_s.name, _s)
