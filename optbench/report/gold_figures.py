@@ -120,11 +120,14 @@ def picture(suite_dir: Path, cells: list[dict], domain: str, out: Path, seed: in
               ("latent ascent (exact sampler)", lambda s: s["source"] == "latent_ascent"
                and s["settings"].get("generator") == "sampler_exact" and s["proxy"] == "proxy_mlp"),
               ("CFG (exact diffusion)", lambda s: s["source"] == "guidance" and s["settings"].get("guidance") == "cfg"
-               and s["settings"].get("generator") == "diffusion_exact"),
+               and s["settings"].get("generator") == "diffusion_exact" and s["settings"].get("ddim_steps", 25) > 25),
               ("CFG (learned diffusion)", lambda s: s["source"] == "guidance" and s["settings"].get("guidance") == "cfg"
                and s["settings"].get("generator") == "diffusion_mlp"),
               ("classifier guidance (exact)", lambda s: s["source"] == "guidance"
-               and s["settings"].get("guidance") == "classifier")]
+               and s["settings"].get("guidance") == "classifier" and s["settings"].get("classifier") == "noisy_exact"),
+              ("classifier guidance (exact diffusion, learned classifier)", lambda s: s["source"] == "guidance"
+               and s["settings"].get("guidance") == "classifier"
+               and s["settings"].get("classifier", "noisy_classifier") == "noisy_classifier")]
     panels = []
     for title, match in wanted:
         cell = next((c for c in cells if c["spec"]["domain"] == domain and c["spec"]["seed"] == seed
