@@ -285,14 +285,21 @@ def available_memory() -> int | None:
     return None
 
 
-def _check_memory(where: str, n_samples: int, pool_size: int, sample_floats: int) -> None:
-    """Refuse a cell that cannot fit in memory now, rather than minutes into running it."""
+def _check_memory(where: str, n_samples: int, pool_size: int, sample_floats: int, targets: int = 10) -> None:
+    """Refuse a cell that cannot fit in memory now, rather than minutes into running it.
+    A pool above pressure/pool.py's IN_MEMORY is streamed: one chunk of images at a time,
+    plus its per-sample values (float32, about 24 metrics per target, twice while joined)."""
+    from optbench.pressure.pool import CHUNK, IN_MEMORY
     have = available_memory()
-    need = (n_samples + pool_size) * sample_floats * 4 * FLOAT_COPIES   # 4 bytes a float32
+    images = pool_size if pool_size <= IN_MEMORY else CHUNK
+    need = (n_samples + images) * sample_floats * 4 * FLOAT_COPIES   # 4 bytes a float32
+    if pool_size > IN_MEMORY:
+        need += pool_size * targets * 24 * 4 * 2
     if have is not None and need > have:
         what = f"n_samples + settings.pool_size: {n_samples + pool_size}" if pool_size else \
             f"n_samples: {n_samples}"
-        raise SuiteError(f"{where}.{what} samples need about {need / 2**30:.0f} GiB here, more than "
+        streamed = " (streamed)" if pool_size > IN_MEMORY else ""
+        raise SuiteError(f"{where}.{what} samples need about {need / 2**30:.0f} GiB here{streamed}, more than "
                          f"the {have / 2**30:.0f} GiB available; use fewer samples")
 
 
@@ -379,7 +386,7 @@ def _expand_cell(where: str, cell: dict, seeds: tuple[int, ...], context: Contex
                 raise SuiteError(f"{where}.settings.{key}: must be <= {CEILINGS[key]}, got {v!r}; "
                                  f"allowed: {setting.minimum or 0:g}..{CEILINGS[key]}")
         axes[key] = [float(v) if setting.kind is float else v for v in values]
-    _check_memory(where, n, max(axes.get("pool_size", [0])), math.prod(dom.shape))
+    _check_memory(where, n, max(axes.get("pool_size", [0])), math.prod(dom.shape), dom.num_classes)
     specs = []
     for combo in itertools.product(*axes.values()):
         s = dict(zip(axes, combo))

@@ -290,7 +290,7 @@ def test_non_finite_and_oversized_values_are_refused(old, new, expected, tmp_pat
      "cell[0].n_samples: 100000 samples need about 5 GiB here, more than the 1 GiB available"),
     ('source = "pixel_ascent"\nn_samples = 16\n' + SETTINGS,
      'source = "best_of_n"\nn_samples = 16\nsettings = { pool_size = 4194304 }',
-     "cell[0].n_samples + settings.pool_size: 4194320 samples need about 196 GiB here, "
+     "cell[0].n_samples + settings.pool_size: 4194320 samples need about 8 GiB here (streamed), "
      "more than the 1 GiB available"),
 ])
 def test_a_cell_larger_than_free_memory_is_refused_before_it_runs(old, new, expected, tmp_path,
