@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import torch
 
@@ -26,20 +25,7 @@ from optbench.pressure.pixel_ascent import pixel_ascent
 from optbench.pressure.search import cppn_genes, cppn_render, search
 from optbench.pressure.starts import make_starts
 from optbench.runner import setup_torch
-
-
-def timed_rounds(fns: dict, repeats: int) -> dict[str, list[float]]:
-    times = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t0)
-    return times
-
-
-def median_ratio(times, a, b) -> float:
-    return statistics.median(x / y for x, y in zip(times[a], times[b]))
+from speed_pixel_ascent import ratio as median_ratio, timed_rounds   # this folder's helpers
 
 
 def main():

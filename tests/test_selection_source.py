@@ -110,18 +110,23 @@ def test_levels_resting_on_few_samples_are_blanked(referee, bon_rows, quantilize
         assert (r["kid"] == f["kid"]) or (math.isnan(r["kid"]) and math.isnan(f["kid"]))
 
 
-def test_a_streamed_pool_gives_the_in_memory_pools_numbers(referee, bon_rows, monkeypatch):
+def test_a_streamed_pool_gives_the_in_memory_pools_numbers(monkeypatch):
     """A pool above IN_MEMORY is generated chunk by chunk and its selected members made
     again from their latents (pressure/pool.py): the same outputs, bit for bit, and the
-    same exact best-of-n means, up to the float32 its per-sample values are kept in."""
+    same exact best-of-n means, up to the float32 its per-sample values are kept in
+    (gmm2's exact sampler and gold referee: seconds)."""
     import optbench.pressure.pool as pool
+    gmm = Referee("gmm2", "proxy_mlp")
+    settings = (("generator", "sampler_exact"), ("min_ess", 1), ("objective", "log_prob"), ("pool_size", POOL))
+    spec = CellSpec("gmm2", "proxy_mlp", "best_of_n", N, 0, settings)
+    in_memory = compute_cell(spec, gmm)
     monkeypatch.setattr(pool, "IN_MEMORY", 100)
     monkeypatch.setattr(pool, "CHUNK", 96)        # 640 = 6 chunks of 96 and one of 64
-    streamed = compute_cell(_cell("best_of_n"), referee)
-    assert len(streamed.rows) == len(bon_rows)
-    for ours, theirs in zip(streamed.rows, bon_rows):
-        for key in ("proxy_prob", "judge_prob", "judge_mlp_prob", "kid", "precision"):
+    streamed = compute_cell(spec, gmm)
+    assert torch.equal(streamed.snapshots, in_memory.snapshots)
+    for ours, theirs in zip(streamed.rows, in_memory.rows, strict=True):
+        for key in ("proxy_prob", "judge_prob", "gold_atypical", "gold_prob", "gold_logp_q"):
             a, b = ours[key], theirs[key]
             assert (math.isnan(a) and math.isnan(b)) or a == pytest.approx(b, rel=1e-5, abs=1e-6), (key, a, b)
-    # The set metrics see the selected outputs themselves: identical, so KID is equal exactly.
-    assert np.array_equal([r["kid"] for r in streamed.rows], [r["kid"] for r in bon_rows], equal_nan=True)
+        # The set metrics see the selected outputs themselves: identical, so equal exactly.
+        assert np.array_equal([ours["kid"], ours["gold_ks"]], [theirs["kid"], theirs["gold_ks"]], equal_nan=True)

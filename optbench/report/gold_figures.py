@@ -226,6 +226,6 @@ def projections_figure(suite_dir: Path, cells: list[dict], domain: str, out: Pat
         ax.set_yticks([])
     fig.suptitle(f"{domain}, seed {seed}: top row of each strip, kept outputs; bottom row, the face each "
                  "projects to (the gold referee's nearest point on the renderer's manifold)", fontsize=8)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.3 / fig.get_figheight()))   # room for the suptitle
     fig.savefig(out, dpi=110)
     plt.close(fig)
