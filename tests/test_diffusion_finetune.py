@@ -7,8 +7,8 @@ import torch
 
 from optbench.domains import get_domain
 from optbench.models.checkpoints import load_model
-from optbench.pressure.diffusion_finetune import ddim_chain, draft_finetune
-from optbench.pressure.guidance import guided_samples, initial_noise, make_ddim
+from optbench.pressure.diffusion_finetune import conditional_eps, draft_finetune
+from optbench.pressure.guidance import ddim_sample, guided_samples, initial_noise, make_ddim
 from optbench.proxies import as_proxy
 
 DOM = "gmm2"
@@ -47,7 +47,7 @@ def test_gradient_reaches_only_the_last_k_steps():
     model = load_model(DOM, "diffusion_mlp").requires_grad_(True)
     sched = make_ddim("none", getattr(model, "scheduler_config", None))
     x_T, labels = torch.randn(8, 2), torch.arange(8) % 4
-    out = ddim_chain(model, x_T, labels, sched, 5, 1)
+    out = ddim_sample(conditional_eps(model, labels), x_T, sched, 5, "none", 1)
     (g1,) = torch.autograd.grad(out.sum(), model.out[1].weight)
     sched.set_timesteps(5)
     x = x_T * sched.init_noise_sigma
@@ -58,4 +58,4 @@ def test_gradient_reaches_only_the_last_k_steps():
     last = sched.step(model(x, t, class_labels=labels).sample, t, x, eta=0.0).prev_sample
     (g2,) = torch.autograd.grad(last.sum(), model.out[1].weight)
     torch.testing.assert_close(g1, g2)
-    assert not ddim_chain(model, x_T, labels, sched, 5, 0).requires_grad
+    assert not ddim_sample(conditional_eps(model, labels), x_T, sched, 5, "none", 0).requires_grad

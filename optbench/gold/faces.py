@@ -93,9 +93,10 @@ def project(x: torch.Tensor, restarts: int = 4, steps: int = 100, scout: int = 2
         xs = x[i:i + chunk]
         k = len(xs)
         u = torch.atanh(starts).repeat_interleave(k, 0).requires_grad_(True)   # (r * k, 9)
-        opt = _descend(u, xs.repeat(r, 1, 1, 1), scout, lr)
+        target = xs.repeat(r, 1, 1, 1)
+        opt = _descend(u, target, scout, lr)
         with torch.no_grad():
-            err = (render(torch.tanh(u)) - xs.repeat(r, 1, 1, 1)).pow(2).mean((1, 2, 3)).view(r, k)
+            err = (render(torch.tanh(u)) - target).pow(2).mean((1, 2, 3)).view(r, k)
             pick = err.argmin(0)
 
             def best(t):            # each image's row of its best start

@@ -66,7 +66,12 @@ class DCGANDiscriminator(nn.Module):
 def sample_latents(n: int, seed: int, latent_dim: int = LATENT_DIM, offset: int = 0) -> torch.Tensor:
     """Latent i comes from its own generator seeded by (seed, offset + i), so sample i is the
     same whether drawn alone or in any batch."""
-    return torch.stack([torch.randn(latent_dim, generator=latent_torch(seed, offset + i)) for i in range(n)])
+    return latents_at(range(offset, offset + n), seed, latent_dim)
+
+
+def latents_at(rows, seed: int, latent_dim: int = LATENT_DIM) -> torch.Tensor:
+    """The latents of samples `rows` (any indices) of `seed`."""
+    return torch.stack([torch.randn(latent_dim, generator=latent_torch(seed, int(i))) for i in rows])
 
 
 @torch.no_grad()

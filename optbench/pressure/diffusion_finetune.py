@@ -28,17 +28,9 @@ from optbench.pressure.generator import parameter_distance
 from optbench.proxies import Proxy, as_proxy
 
 
-def ddim_chain(model, x_T: torch.Tensor, labels: torch.Tensor, scheduler, steps: int, grad_last: int) -> torch.Tensor:
-    """x_0 from x_T by deterministic DDIM (eta = 0) with the model's conditional noise
-    prediction; autograd records only the last `grad_last` steps."""
-    scheduler.set_timesteps(steps)
-    x = x_T * scheduler.init_noise_sigma
-    timesteps = list(scheduler.timesteps)
-    for i, t in enumerate(timesteps):
-        with torch.set_grad_enabled(i >= len(timesteps) - grad_last):
-            eps = model(x, t, class_labels=labels).sample
-            x = scheduler.step(eps, t, x, eta=0.0).prev_sample
-    return x
+def conditional_eps(model, labels: torch.Tensor):
+    """The model's conditional noise prediction, as ddim_sample calls it."""
+    return lambda x, t: model(x, t, class_labels=labels).sample
 
 
 def draft_finetune(model0: torch.nn.Module, proxy: Proxy | torch.nn.Module, x_T_eval: torch.Tensor,
@@ -47,7 +39,7 @@ def draft_finetune(model0: torch.nn.Module, proxy: Proxy | torch.nn.Module, x_T_
                    seed: int = 0, bounds=(0.0, 1.0), objective: str = "log_prob"
                    ) -> Iterator[tuple[int, torch.Tensor, dict]]:
     """Yield (fine-tune steps, samples of x_T_eval, info) at every level."""
-    from optbench.pressure.guidance import make_ddim
+    from optbench.pressure.guidance import ddim_sample, make_ddim
     proxy = as_proxy(proxy)
     model = copy.deepcopy(model0).eval().requires_grad_(True)
     start = {n: p.detach().clone() for n, p in model.named_parameters()}
@@ -65,7 +57,8 @@ def draft_finetune(model0: torch.nn.Module, proxy: Proxy | torch.nn.Module, x_T_
         while step < level:
             x_T = torch.randn((batch_size, *x_T_eval.shape[1:]), generator=gen).to(device)
             labels = torch.randint(0, num_classes, (batch_size,), generator=gen).to(device)
-            r = reward(ddim_chain(model, x_T, labels, scheduler, ddim_steps, grad_steps), labels)
+            x0 = ddim_sample(conditional_eps(model, labels), x_T, scheduler, ddim_steps, "none", grad_steps)
+            r = reward(x0, labels)
             loss = -r.mean()
             if weight_l2:
                 loss = loss + weight_l2 * sum((p - start[n]).pow(2).sum() for n, p in model.named_parameters())
@@ -75,6 +68,6 @@ def draft_finetune(model0: torch.nn.Module, proxy: Proxy | torch.nn.Module, x_T_
             last_reward = float(r.detach().mean())
             step += 1
         with torch.no_grad():
-            x0 = ddim_chain(model, x_T_eval, labels_eval, scheduler, ddim_steps, 0)
+            x0 = ddim_sample(conditional_eps(model, labels_eval), x_T_eval, scheduler, ddim_steps, "none", 0)
         yield step, to_pixels(x0, bounds), {"extras": {"param_l2": parameter_distance(model, start),
                                                        "train_reward": last_reward}}

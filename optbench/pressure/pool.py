@@ -12,8 +12,7 @@ from typing import Iterator
 
 import torch
 
-from optbench.models.gan import generate
-from optbench.rng import latent_torch
+from optbench.models.gan import generate, latents_at
 
 IN_MEMORY = 2 ** 16      # pools up to this size keep their images (65,536 MNIST images: 206 MB)
 CHUNK = 2 ** 14
@@ -34,8 +33,7 @@ class GeneratorPool:
         return self._kept is None
 
     def _make(self, rows) -> torch.Tensor:
-        z = torch.stack([torch.randn(self.G.latent_dim, generator=latent_torch(self.seed, int(i))) for i in rows])
-        return generate(self.G, z.to(self.device)).cpu()
+        return generate(self.G, latents_at(rows, self.seed, self.G.latent_dim).to(self.device)).cpu()
 
     def chunks(self) -> Iterator[torch.Tensor]:
         """The pool in order, one chunk of images at a time."""
