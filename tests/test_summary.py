@@ -94,3 +94,55 @@ def test_departure_table_counts_the_seeds_that_depart_in_each_space():
     md = summary_markdown(summarize([seed_cell(0.1), seed_cell(0.1), seed_cell(0.9)]))
     line = [ln for ln in md.splitlines() if ln.startswith("| c | 1 |")]
     assert line == ["| c | 1 | 1 (1/3 seeds) |"]   # kid departs at 1 in every seed; kid@other in one
+
+
+def _counted(rows, per_step=3.0):
+    """Rows with proxy query counts: `per_step` forward passes per knob unit."""
+    return [dict(r, proxy_forward=per_step * r["steps"], proxy_backward=r["steps"]) for r in rows]
+
+
+def test_queries_to_reach_interpolates_the_count_where_the_curve_crosses():
+    from optbench.report.summary import queries_to_reach
+    c = cell(_counted(ROWS), BASE)
+    # proxy 0.7 is crossed halfway between steps 1 and 2: 1.5 steps x 3 passes
+    assert queries_to_reach(c, 0.7) == pytest.approx(4.5)
+    assert math.isnan(queries_to_reach(cell(ROWS, BASE), 0.7))    # results without counts
+
+
+def test_queries_to_reach_reads_a_stopped_point_at_its_mean_step():
+    from optbench.report.summary import queries_to_reach
+    c = cell(_counted(ROWS), BASE)
+    c["curve"]["equal_proxy"] = [{"threshold": 0.9, "reached_frac": 1.0, "steps_mean": 3.0},
+                                 {"threshold": 0.99, "reached_frac": 0.5, "steps_mean": 4.0}]
+    assert queries_to_reach(c, 0.9) == pytest.approx(9.0)      # steps 3 lies between levels 2 and 4
+    assert math.isnan(queries_to_reach(c, 0.99))               # half the samples: not counted
+    assert math.isnan(queries_to_reach(c, 0.5))                # no stopped point recorded there
+
+
+def test_summary_reports_queries_at_max_and_when_kid_leaves():
+    from optbench.report.summary import summarize, summary_markdown
+    null = {"kid": {"mean": 0.0, "q01": -0.01, "q99": 0.1}}
+
+    def seed_cell(per_step):
+        c = cell(_counted(ROWS, per_step), BASE, null)
+        c["spec"].update(label="c", source="pixel_ascent", proxy="p", domain="d", n_samples=8, settings={})
+        return c
+    (r,) = summarize([seed_cell(2.0), seed_cell(4.0)])
+    assert r["proxy_forward_at_max"] == pytest.approx(12.0)         # 4 steps x mean(2, 4)
+    assert r["kid_cross_queries"] == pytest.approx(6.0)              # KID leaves at step 2
+    md = summary_markdown([r])
+    assert "| c | 12 | 4 | 6 [" in md
+
+
+def test_equal_compute_table_and_figure(tmp_path):
+    from optbench.report.plots import equal_compute_figure
+    from optbench.report.summary import equal_compute_markdown, equal_proxy_table
+    spec = {"knob": "steps", "label": "c", "source": "pixel_ascent", "proxy": "p", "domain": "d",
+            "n_samples": 8, "settings": {}}
+    cells = [{"spec": spec, "curve": {"rows": _counted(ROWS, k)}} for k in (2.0, 4.0)]
+    (table,) = equal_proxy_table(cells)
+    assert table["queries@0.9"][0] == pytest.approx(6.0)        # reached at step 2: 2 x mean(2, 4)
+    assert "| c | 3 [" in equal_compute_markdown([table])       # proxy 0.5 at step 1
+    assert equal_compute_figure(cells, tmp_path / "c.png") and (tmp_path / "c.png").stat().st_size > 1000
+    free = [{"spec": dict(spec, label="cfg"), "curve": {"rows": _counted(ROWS, 0.0)}}]
+    assert not equal_compute_figure(free, tmp_path / "none.png")   # no curve spends queries

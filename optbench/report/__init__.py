@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -10,9 +11,10 @@ from pathlib import Path
 
 from optbench.report.goodhart import fit_curves, fits_figure, fits_markdown
 from optbench.report.grids import cell_grid
-from optbench.report.plots import curves_figure, equal_proxy_by_source, equal_proxy_figure
+from optbench.report.plots import curves_figure, equal_compute_figure, equal_proxy_by_source, equal_proxy_figure
 from optbench.report.controls import CONTROLS_NOTE, control_pairs, controls_figure, controls_markdown, controls_table
-from optbench.report.summary import (EQUAL_PROXY_NOTE, equal_proxy_markdown, equal_proxy_table,
+from optbench.report.summary import (EQUAL_COMPUTE_NOTE, EQUAL_PROXY_NOTE, equal_compute_markdown,
+                                     equal_proxy_markdown, equal_proxy_table,
                                      group_cells, incomplete_cells, kid_spaces, load_cells, summarize,
                                      summary_markdown, tidy_csv)
 from optbench.domains import get_domain
@@ -48,8 +50,10 @@ def _write_outputs(suite_dir: Path) -> dict:
     if fits:
         md += ["## Goodhart-law fits", "", fits_markdown(fits)]
     if len({c["spec"]["knob"] for c in cells}) > 1 or any(c["curve"].get("equal_proxy") for c in cells):
-        md += ["## Equal proxy score", "", EQUAL_PROXY_NOTE, "",
-               equal_proxy_markdown(equal_proxy_table(cells))]
+        table = equal_proxy_table(cells)
+        md += ["## Equal proxy score", "", EQUAL_PROXY_NOTE, "", equal_proxy_markdown(table)]
+        if any(math.isfinite(r[f"queries@{lv}"][0]) for r in table for lv in (0.5, 0.9, 0.99)):
+            md += ["## Equal proxy compute", "", EQUAL_COMPUTE_NOTE, "", equal_compute_markdown(table)]
         spaces = kid_spaces(cells[0])
         if len(spaces) > 1:
             md += ["KID at equal proxy score in every feature space (`kid`: the primary space):", "",
@@ -100,6 +104,9 @@ def _draw_plots(cells: list[dict], fits, suite_dir: Path, plots: Path) -> None:
         equal_proxy_by_source(cells, plots / "equal_proxy.png",
                               title=f"suite {name}: referee metrics at equal proxy score "
                                     "(mean over seeds; dashed grey: judge = proxy)")
+        equal_compute_figure(cells, plots / "equal_compute.png",
+                             title=f"suite {name}: proxy score and referee metrics at equal proxy "
+                                   "compute (mean over seeds)")
     if fits:
         fits_figure(cells, fits, plots / "goodhart.png")
     from optbench.report.audit import has_gold, write_audit

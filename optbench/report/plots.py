@@ -178,3 +178,47 @@ def equal_proxy_by_source(cells: list[dict], out: Path, title: str = "") -> None
     fig.tight_layout()
     fig.savefig(out, dpi=100)
     plt.close(fig)
+
+
+EQUAL_COMPUTE_PANELS = [("proxy_prob", "proxy: target probability", "linear"),
+                        ("kid", "KID to reference (symlog)", "symlog"),
+                        ("judge_prob", "judges: target probability", "linear")]
+
+
+def equal_compute_figure(cells: list[dict], out: Path, title: str = "") -> bool:
+    """Proxy score and referee metrics against the proxy forward passes spent per sample
+    (log x): sources compared at equal proxy compute. Colour follows the curve's label,
+    line style its proxy. Curves without query counts, or that spend none (CFG, the
+    matched-noise control), are left out. False when no curve has counts."""
+    groups = [g for g in group_cells(cells).values()
+              if np.nanmax(_mean_curve(g, "proxy_forward")) > 0]
+    if not groups:
+        return False
+    labels = list(dict.fromkeys(g[0]["spec"]["label"].split(" [")[0] for g in groups))
+    proxies = list(dict.fromkeys(g[0]["spec"]["proxy"] for g in groups))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    styles = ["-", "--", ":", "-."]
+    fig, axes = plt.subplots(1, len(EQUAL_COMPUTE_PANELS), figsize=(5.4 * len(EQUAL_COMPUTE_PANELS), 4.6))
+    for members in groups:
+        spec = members[0]["spec"]
+        short = spec["label"].split(" [")[0]
+        x = _mean_curve(members, "proxy_forward")
+        keep = x > 0     # a log axis: the start (no queries yet) is each curve's first level
+        style = dict(color=colors[labels.index(short) % len(colors)], ls=styles[proxies.index(spec["proxy"]) % 4],
+                     marker=".", ms=3, lw=1.2, label=f"{short} ({spec['proxy']})")
+        for ax, (metric, _, _) in zip(axes, EQUAL_COMPUTE_PANELS):
+            ax.plot(x[keep], _mean_curve(members, metric)[keep], **style)
+    for ax, (metric, name, yscale) in zip(axes, EQUAL_COMPUTE_PANELS):
+        ax.set_xscale("log")
+        if yscale == "symlog":
+            ax.set_yscale("symlog", linthresh=1e-2)
+            ax.set_ylim(bottom=-0.02)
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel("proxy forward passes per sample")
+        ax.grid(alpha=0.3)
+    axes[-1].legend(fontsize=6.5, loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
+    fig.suptitle(title or "sources at equal proxy compute (mean over seeds)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return True

@@ -49,6 +49,14 @@ def departs_at(cell: dict, metric: str = "kid") -> float:
     return at
 
 
+def queries_at_level(cell: dict, level: float, key: str = "proxy_forward") -> float:
+    """Proxy queries per sample (`key`: proxy_forward or proxy_backward) that reached the
+    pressure level `level`; NaN if the curve has no query count (results made before
+    Source.queries) or no such level."""
+    knob = cell["spec"]["knob"]
+    return next((r.get(key, math.nan) for r in cell["curve"]["rows"] if r[knob] == level), math.nan)
+
+
 def kid_spaces(cell: dict) -> list[str]:
     """KID's key in every feature space the cell measured (the plain one first)."""
     return [k for k in cell["curve"]["rows"][0] if k == "kid" or k.startswith("kid@")]
@@ -95,6 +103,9 @@ def curve_stats(cell: dict) -> dict:
     last_set = next((r for r in reversed(rows) if math.isfinite(r["kid"])), last)
     return {"judge_peak_at": rows[peak][knob], "judge_peak_prob": judge[peak],
             "kid_cross_at": departs_at(cell, "kid"),
+            "kid_cross_queries": queries_at_level(cell, departs_at(cell, "kid")),
+            "proxy_forward_at_max": last.get("proxy_forward", math.nan),
+            "proxy_backward_at_max": last.get("proxy_backward", math.nan),
             **{f"{k}_cross_at": departs_at(cell, k) for k in kid_spaces(cell) if k != "kid"},
             "kid_null_mean": null.get("mean", math.nan),
             "gap_at_max": last["gap"], "proxy_prob_at_max": last["proxy_prob"],
@@ -143,7 +154,8 @@ def summarize(cells: list[dict]) -> list[dict]:
         per_seed = [curve_stats(c) for c in members]
         columns = SUMMARY_COLUMNS + [k for k in per_seed[0] if k not in SUMMARY_COLUMNS
                                      and (k.endswith("_at_max") or k.endswith("_real")
-                                          or k.endswith("_cross_at") or k == "cell_seconds")]
+                                          or k.endswith("_cross_at") or k == "cell_seconds"
+                                          or k == "kid_cross_queries")]
         row = {"label": spec["label"], "source": spec["source"], "proxy": spec["proxy"],
                "knob": spec["knob"], "n_samples": spec["n_samples"], "seeds": len(members),
                "kid_crossed_seeds": sum(math.isfinite(p["kid_cross_at"]) for p in per_seed),
@@ -232,6 +244,20 @@ def summary_markdown(rows: list[dict]) -> str:
         for r in rows:
             lines.append(f"| {r['label']} | " + " | ".join(
                 _fmt(r[f"{k}_at_max"], r[f"{k}_at_max_lo"], r[f"{k}_at_max_hi"]) for k in extra) + " |")
+    counted = [r for r in rows if math.isfinite(r.get("proxy_forward_at_max", math.nan))]
+    if counted:
+        lines += ["", "Proxy compute: forward and backward passes of the model pushed against, per "
+                  "output sample (`Source.queries`), at the highest pressure and at the level "
+                  "from which KID has left the data (seeds that left):", "",
+                  "| curve | forward at max | backward at max | forward when KID leaves |",
+                  "|---|---|---|---|"]
+        for r in counted:
+            left = _fmt(r["kid_cross_queries"], r["kid_cross_queries_lo"], r["kid_cross_queries_hi"],
+                        missing="never")
+            if 0 < r["kid_crossed_seeds"] < r["seeds"]:
+                left += f" ({r['kid_crossed_seeds']}/{r['seeds']} seeds)"
+            lines.append(f"| {r['label']} | {r['proxy_forward_at_max']:.4g} | "
+                         f"{r['proxy_backward_at_max']:.4g} | {left} |")
     online = [r for r in rows if "retrain_seconds_at_max" in r]
     if online:
         lines += ["", "Online proxies: compute spent on retraining over the whole run, and the "
@@ -296,6 +322,14 @@ EQUAL_PROXY_NOTE = ("Referee metrics at equal proxy probability. 'stopped': iter
                     "samples); 'not measured': the results predate the metric.")
 
 
+EQUAL_COMPUTE_NOTE = ("Proxy forward passes per output sample spent to reach each proxy probability "
+                      "(`Source.queries`): at the stopped samples' mean step for sources that stop "
+                      "samples, else where the mean curve crosses the level (interpolated linearly "
+                      "between pressure levels). Mean and 95% interval over the seeds that reached it; "
+                      "'n/a': not reached, or the curve starts above the level. Curves that spend no "
+                      "queries (CFG, the matched-noise control) or predate the counts are left out.")
+
+
 def stopped_point(cell: dict, level: float) -> dict | None:
     """The cell's exact equal-proxy point at `level` (runner.equal_proxy_points), if the
     source recorded one."""
@@ -315,6 +349,21 @@ def equal_proxy_value(cell: dict, metric: str, level: float) -> float:
     return point.get(metric, math.nan)
 
 
+def queries_to_reach(cell: dict, level: float) -> float:
+    """Proxy forward passes per sample spent when the cell reaches proxy probability
+    `level`: at the stopped samples' mean step when the source stops samples (the count
+    interpolated linearly in the knob), else where the mean curve crosses the level."""
+    rows, knob = cell["curve"]["rows"], cell["spec"]["knob"]
+    if not all("proxy_forward" in r for r in rows):
+        return math.nan
+    if not cell["curve"].get("equal_proxy"):
+        return at_proxy_level(rows, "proxy_forward", level)
+    point = stopped_point(cell, level)
+    if point is None or point["reached_frac"] < MIN_REACHED:
+        return math.nan
+    return float(np.interp(point["steps_mean"], [r[knob] for r in rows], [r["proxy_forward"] for r in rows]))
+
+
 def _reached(cell: dict, level: float) -> bool:
     point = stopped_point(cell, level)
     if point is None:
@@ -331,6 +380,7 @@ def equal_proxy_table(cells: list[dict], levels=(0.5, 0.9, 0.99),
         row = {"label": members[0]["spec"]["label"], "seeds": len(members),
                "how": "stopped" if stopped else "interpolated"}
         for level in levels:
+            row[f"queries@{level}"] = mean_ci([queries_to_reach(c, level) for c in members])
             if stopped:
                 points = [stopped_point(c, level) or {} for c in members]
                 row[f"reached_frac@{level}"] = mean_ci([p.get("reached_frac", 0.0) for p in points])
@@ -366,4 +416,17 @@ def equal_proxy_markdown(rows: list[dict], levels=(0.5, 0.9, 0.99),
     if rows:
         lines += ["", f"Brackets: 95% interval of the mean {seeds_text(r['seeds'] for r in rows)}; "
                   "(k/n): only k of the n seeds reached the level, and the interval is over those k."]
+    return "\n".join(lines) + "\n"
+
+
+def equal_compute_markdown(rows: list[dict], levels=(0.5, 0.9, 0.99)) -> str:
+    """Proxy forward passes per sample each curve spent to reach each proxy level: the
+    equal-proxy table's compute axis (sources compared at equal proxy compute)."""
+    lines = ["| curve | " + " | ".join(f"forward passes to proxy {lv}" for lv in levels) + " |",
+             "|---|" + "---|" * len(levels)]
+    for r in rows:
+        if not any(math.isfinite(r[f"queries@{lv}"][0]) for lv in levels):
+            continue
+        lines.append(f"| {r['label']} | " + " | ".join(_fmt(*r[f"queries@{lv}"], missing="n/a")
+                                                     for lv in levels) + " |")
     return "\n".join(lines) + "\n"
