@@ -71,7 +71,22 @@ def cppn_render(genes: torch.Tensor, shape, bounds) -> torch.Tensor:
 
 
 # -- the searches -----------------------------------------------------------------------
-class RandomSearch:
+class Search:
+    """The interface search() drives, per generation: ask() for (n, P, D) candidates,
+    tell() their (n, P) scores, then best_so_far() with each sample's best genes."""
+
+    def initial(self, x0: np.ndarray) -> np.ndarray:
+        """Generation 0's (n, P0, D) genes: the start alone by default."""
+        return x0[:, None]
+
+    def tell_initial(self, scores: np.ndarray) -> None:
+        """The (n, P0) scores of initial()'s genes."""
+
+    def best_so_far(self, best: np.ndarray) -> None:
+        """Each sample's best genes so far (the driver keeps them)."""
+
+
+class RandomSearch(Search):
     """(1 + lambda) search: the sample's current best plus sigma-Gaussian steps."""
 
     def __init__(self, x0: np.ndarray, population: int, sigma: float, rngs, bounds, **_):
@@ -84,7 +99,7 @@ class RandomSearch:
     def tell(self, candidates: np.ndarray, scores: np.ndarray) -> None:
         pass   # the driver keeps the best; the next generation perturbs it
 
-    def start_from(self, best: np.ndarray) -> None:
+    def best_so_far(self, best: np.ndarray) -> None:
         self.best = best
 
 
@@ -130,7 +145,7 @@ def box_inverse(y: np.ndarray, bounds) -> np.ndarray:
                     np.where(y < ub - au, y, ub + au - 2 * np.sqrt(au * np.maximum(ub - y, 0))))
 
 
-class CMAES:
+class CMAES(Search):
     """Separable CMA-ES (Ros and Hansen 2008), one per sample, all samples' updates as
     array operations. Written here because no library runs many independent CMA-ES
     searches as one batch: the `cma` package's per-candidate bound repair in Python cost
@@ -189,11 +204,8 @@ class CMAES:
         self.c = (1 - self.c1 - self.cmu) * self.c + self.c1 * rank_one + self.cmu * self.c * zz_w  # (47)
         self.sigma = self.sigma * np.exp(self.cs / self.ds * (ps_norm / self.chi_n - 1))               # (44)
 
-    def start_from(self, best: np.ndarray) -> None:
-        pass
 
-
-class Genetic:
+class Genetic(Search):
     """Elitist GA over gene vectors: the best individual survives unchanged; the other
     P - 1 are children of binary-tournament parents, uniform crossover, and Gaussian
     mutation (sd sigma) of each gene with probability mutation_rate."""
@@ -213,8 +225,11 @@ class Genetic:
         g[hit] += self.sigma * rng.standard_normal(int(hit.sum()))   # draws for the mutated genes only
         return np.clip(g, *self.bounds)
 
-    def initial(self) -> np.ndarray:
-        return self.genes
+    def initial(self, x0: np.ndarray) -> np.ndarray:
+        return self.genes       # the start and P - 1 mutants (made in __init__)
+
+    def tell_initial(self, scores: np.ndarray) -> None:
+        self.scores = scores
 
     def ask(self) -> np.ndarray:
         children = []
@@ -231,9 +246,6 @@ class Genetic:
         rows = np.arange(len(elite))
         self.genes = np.concatenate([self.genes[rows, elite][:, None], candidates], 1)
         self.scores = np.concatenate([self.scores[rows, elite][:, None], scores], 1)
-
-    def start_from(self, best: np.ndarray) -> None:
-        pass
 
 
 def search(proxy: Proxy | torch.nn.Module, start: torch.Tensor, target: torch.Tensor, levels: list[int],
@@ -273,10 +285,9 @@ def search(proxy: Proxy | torch.nn.Module, start: torch.Tensor, target: torch.Te
         return s.double().cpu().numpy().reshape(genes.shape[:2]), x, p.reshape(genes.shape[:2])
 
     # Generation 0: the start (or, for a GA, its whole initial population).
-    first = algo.initial() if isinstance(algo, Genetic) else x0[:, None]
+    first = algo.initial(x0)
     s0, x_first, p0 = score(first)
-    if isinstance(algo, Genetic):
-        algo.scores = s0
+    algo.tell_initial(s0)
     pick = s0.argmax(1)
     rows, t_rows = np.arange(n), torch.arange(n)
     best_genes, best_score = first[rows, pick], s0[rows, pick]
@@ -297,7 +308,7 @@ def search(proxy: Proxy | torch.nn.Module, start: torch.Tensor, target: torch.Te
             mask, t_top = torch.from_numpy(better), torch.from_numpy(top)
             best_x[mask] = x.reshape(n, candidates.shape[1], *shape)[t_rows, t_top][mask]
             best_prob[mask] = p[t_rows, t_top][mask]
-            algo.start_from(best_genes)
+            algo.best_so_far(best_genes)
             gen += 1
         if gen == levels[-1] and crossings is not None:
             crossings.update(gen, best_prob, lambda mask: best_x[mask.to(best_x.device)])
