@@ -175,7 +175,7 @@ def equal_proxy_by_source(cells: list[dict], out: Path, title: str = "") -> None
                 ax.set_xlabel("proxy probability reached")
         axes[i, -1].legend(fontsize=6.5, loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
     fig.suptitle(title or "referee metrics at equal proxy score (mean over seeds)", fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / fig.get_figheight()))   # room for the title
     fig.savefig(out, dpi=100)
     plt.close(fig)
 
@@ -191,9 +191,10 @@ def equal_compute_figure(cells: list[dict], out: Path, title: str = "") -> bool:
     line style its proxy. Curves without query counts, or that spend none (CFG, the
     matched-noise control), are left out. False when no curve has counts."""
     groups = [g for g in group_cells(cells).values()
-              if np.nanmax(_mean_curve(g, "proxy_forward")) > 0]
+              if (_mean_curve(g, "proxy_forward") > 0).any()]     # NaN (no counts) compares False
     if not groups:
         return False
+    groups.sort(key=lambda g: (g[0]["spec"]["label"].split(" [")[0], g[0]["spec"]["proxy"]))
     labels = list(dict.fromkeys(g[0]["spec"]["label"].split(" [")[0] for g in groups))
     proxies = list(dict.fromkeys(g[0]["spec"]["proxy"] for g in groups))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -218,7 +219,7 @@ def equal_compute_figure(cells: list[dict], out: Path, title: str = "") -> bool:
         ax.grid(alpha=0.3)
     axes[-1].legend(fontsize=6.5, loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
     fig.suptitle(title or "sources at equal proxy compute (mean over seeds)", fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.3 / fig.get_figheight()))
     fig.savefig(out, dpi=100)
     plt.close(fig)
     return True

@@ -81,7 +81,30 @@ def load_cells(suite_dir: Path) -> list[dict]:
     cells = [read_cell(f) for f in cell_folders(suite_dir) if cell_is_complete(f)]
     for c in cells:
         c["spec"]["label"] = labels.get(c["spec"]["cell_id"], c["spec"]["label"])
+        declare_query_counts(c)
     return cells
+
+
+def declare_query_counts(cell: dict) -> None:
+    """Results made before curves recorded proxy queries get them from their source's
+    declaration (Source.queries: a function of the settings, the level and n, the same
+    one the runner records), so old and new curves share the compute axis."""
+    from optbench.pressure import SOURCES
+    from optbench.registry import PluginError
+    rows, spec = cell["curve"]["rows"], cell["spec"]
+    if all("proxy_forward" in r for r in rows):
+        return
+    try:
+        source = SOURCES[spec["source"]]
+    except (KeyError, PluginError):     # a plug-in this process has not imported
+        return
+    if source.queries is None:
+        return
+    settings = {k: (tuple(s.default) if s.kind is list else s.default) for k, s in source.settings.items()}
+    settings |= spec["settings"]
+    for r in rows:
+        if "proxy_forward" not in r:
+            r["proxy_forward"], r["proxy_backward"] = source.queries(settings, r[spec["knob"]], spec["n_samples"])
 
 
 def incomplete_cells(suite_dir: Path) -> list[str]:
@@ -425,7 +448,8 @@ def equal_compute_markdown(rows: list[dict], levels=(0.5, 0.9, 0.99)) -> str:
     lines = ["| curve | " + " | ".join(f"forward passes to proxy {lv}" for lv in levels) + " |",
              "|---|" + "---|" * len(levels)]
     for r in rows:
-        if not any(math.isfinite(r[f"queries@{lv}"][0]) for lv in levels):
+        spent = [r[f"queries@{lv}"][0] for lv in levels]
+        if not any(math.isfinite(q) and q > 0 for q in spent):   # no counts, or none spent (CFG)
             continue
         lines.append(f"| {r['label']} | " + " | ".join(_fmt(*r[f"queries@{lv}"], missing="n/a")
                                                      for lv in levels) + " |")
