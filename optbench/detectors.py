@@ -32,11 +32,17 @@ def max_logit(logits: torch.Tensor) -> torch.Tensor:
 
 
 def grad_norm(model: torch.nn.Module, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Per-sample L2 norm of the input gradient of the target's log-probability."""
+    """Per-sample L2 norm of the input gradient of the target's log-probability. The model
+    runs in eval mode (batch norm in training mode would mix the samples of a batch)."""
     x = x.detach().clone().requires_grad_(True)
-    with torch.enable_grad():
-        logp = model(x).log_softmax(1).gather(1, target[:, None].to(x.device)).sum()
-        (g,) = torch.autograd.grad(logp, x)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.enable_grad():
+            logp = model(x).log_softmax(1).gather(1, target[:, None].to(x.device)).sum()
+            (g,) = torch.autograd.grad(logp, x)
+    finally:
+        model.train(was_training)
     return g.flatten(1).double().norm(dim=1).cpu()
 
 
@@ -52,7 +58,7 @@ class ClassGaussians:
         cov = centred.T @ centred / len(f)
         # A ridge relative to the mean variance keeps the inverse finite when features
         # are rank-deficient (ReLU units that never fire on the training data).
-        cov += ridge * cov.diagonal().mean() * torch.eye(len(cov), dtype=cov.dtype)
+        cov += ridge * cov.diagonal().mean() * torch.eye(len(cov), dtype=cov.dtype, device=cov.device)
         self.precision = torch.linalg.inv(cov)
 
     def distances(self, features: torch.Tensor) -> torch.Tensor:

@@ -9,8 +9,10 @@
 set -euo pipefail
 source "$(dirname "$0")/venv.sh"
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
-cores=$(.venv/bin/python -c "import os; print(len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count())")
-workers=${OPTBENCH_TEST_WORKERS:-$(( cores < 4 ? cores : 4 ))}
+# Cores this process may use (affinity; a container's CPU quota is not seen: set
+# OPTBENCH_TEST_WORKERS there). One core: run in this process (0 workers).
+cores=$(.venv/bin/python -c "import os; print(len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else (os.cpu_count() or 1))")
+workers=${OPTBENCH_TEST_WORKERS:-$(( cores < 2 ? 0 : cores < 4 ? cores : 4 ))}
 .venv/bin/python -m pytest -q -n "$workers" "$@"
 if [ $# -eq 0 ] && [ "${ATEN_CPU_CAPABILITY:-}" != default ]; then
     echo "again under a second kernel set (ATEN_CPU_CAPABILITY=default):"

@@ -89,18 +89,22 @@ def test_box_transform_is_cmas():
     linear-quadratic transformation, on points inside, beside and far beyond the box."""
     from cma.transformations import BoxConstraintsLinQuadTransformation
     from optbench.pressure.search import box_inverse, box_transform
-    x = np.random.default_rng(0).uniform(-3, 4, 2000)
     for bounds in [(0.0, 1.0), (-1.0, 1.0), (-5.0, 20.0)]:
+        w = bounds[1] - bounds[0]        # points from three box widths below to three above
+        x = np.random.default_rng(0).uniform(bounds[0] - 3 * w, bounds[1] + 3 * w, 2000)
         ref = BoxConstraintsLinQuadTransformation([list(bounds)] * len(x))
         assert np.allclose(box_transform(x, bounds), ref(x.copy()), rtol=0, atol=1e-12)
         y = np.random.default_rng(1).uniform(*bounds, 500)
         assert np.allclose(box_transform(box_inverse(y, bounds), bounds), y, rtol=0, atol=1e-12)
+    # A NaN in one row leaves the other rows' transformation (and the box) alone.
+    x = np.array([[np.nan, 0.5], [5.0, -7.3]])
+    assert np.array_equal(box_transform(x, (0.0, 1.0))[1], box_transform(x[1:], (0.0, 1.0))[0])
 
 
 def test_cma_es_converges_like_the_cma_package():
     """On a separable ellipsoid in d = 20 (condition 1e3, no box in reach), our separable
     CMA-ES needs about as many generations as cma's own (CMA_diagonal) to reach 1e-8
-    (measured: 234, 223, 232 against 224, 241, 223)."""
+    (measured: 238, 234, 234 against 224, 241, 223; both stop on their best candidate)."""
     import cma
     from optbench.pressure.search import CMAES
     d, lam = 20, 12
@@ -109,14 +113,15 @@ def test_cma_es_converges_like_the_cma_package():
     gens = []
     for seed in range(3):
         ours = CMAES(np.full((1, d), 0.3), lam, 0.05, [np.random.default_rng(seed)], (-100.0, 100.0))
-        g = 0
-        while f(ours.m[0]) > 1e-8 and g < 3000:
+        g, best = 0, np.inf      # stop as cma does: on the best candidate evaluated
+        while best > 1e-8 and g < 3000:
             cand = ours.ask()
             ours.tell(cand, -f(cand))
+            best = min(best, f(cand).min())
             g += 1
         es = cma.CMAEvolutionStrategy(np.full(d, 0.3), 0.05, {"popsize": lam, "CMA_diagonal": True,
                                                                "verbose": -9, "seed": seed + 1, "ftarget": 1e-8})
         es.optimize(f)
         gens.append((g, es.countiter))
     ours_mean, theirs_mean = np.mean([a for a, _ in gens]), np.mean([b for _, b in gens])
-    assert ours_mean < 1.5 * theirs_mean, gens
+    assert ours_mean < 1.25 * theirs_mean, gens

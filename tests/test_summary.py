@@ -144,5 +144,10 @@ def test_equal_compute_table_and_figure(tmp_path):
     assert table["queries@0.9"][0] == pytest.approx(6.0)        # reached at step 2: 2 x mean(2, 4)
     assert "| c | 3 [" in equal_compute_markdown([table])       # proxy 0.5 at step 1
     assert equal_compute_figure(cells, tmp_path / "c.png") and (tmp_path / "c.png").stat().st_size > 1000
-    free = [{"spec": dict(spec, label="cfg"), "curve": {"rows": _counted(ROWS, 0.0)}}]
+    free = [{"spec": dict(spec, label="cfg", source="guidance"), "curve": {"rows": _counted(ROWS, 0.0)}}]
     assert not equal_compute_figure(free, tmp_path / "none.png")   # no curve spends queries
+    # A curve that spends queries but never reaches a level keeps its row (a failed
+    # search is not hidden); one that spends none is left out.
+    weak = [{"spec": dict(spec, label="weak"), "curve": {"rows": _counted([dict(r, proxy_prob=0.2) for r in ROWS])}}]
+    md = equal_compute_markdown(equal_proxy_table(weak + free))
+    assert "| weak | n/a | n/a | n/a |" in md and "cfg" not in md

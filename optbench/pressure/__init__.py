@@ -165,7 +165,7 @@ def _search_trajectory(algorithm: str):
     return trajectory
 
 
-def _search_source(algorithm: str, doc: str, **extra: Setting) -> Source:
+def _search_source(algorithm: str, doc: str, version: int = 1, **extra: Setting) -> Source:
     from optbench.pressure.search import queries
     return Source(
         name=algorithm,
@@ -183,11 +183,14 @@ def _search_source(algorithm: str, doc: str, **extra: Setting) -> Source:
         },
         trajectory=_search_trajectory(algorithm),
         queries=lambda s, k, n: (queries(algorithm, s.get("encoding", "direct"), s["population"], k), 0.0),
+        version=version,
     )
 
 
 RANDOM_SEARCH = _search_source("random_search", "(1 + lambda) random search: Gaussian steps around the best so far")
-CMA_ES = _search_source("cma_es", "separable CMA-ES (the cma package) in pixel space")
+# version 2: the batched separable CMA-ES (version 1 ran the cma package per sample)
+CMA_ES = _search_source("cma_es", "separable CMA-ES (Ros and Hansen 2008), batched over samples, in "
+                        "pixel space with cma's box transformation", version=2)
 GENETIC = _search_source(
     "genetic", "elitist genetic algorithm (Nguyen et al. 2015): tournaments, uniform crossover, Gaussian "
     "mutation, on pixels (direct) or on a CPPN's weights (cppn)",

@@ -117,8 +117,8 @@ def box_transform(x: np.ndarray, bounds) -> np.ndarray:
     lb, ub = bounds
     al, au = linquad_margins(bounds)
     period, left = 2 * (ub - lb + al + au), lb - 2 * al - (ub - lb) / 2
-    if x.min() < left or x.max() > ub + 2 * au + (ub - lb) / 2:    # rare: steps of box widths
-        far = (x < left) | (x > ub + 2 * au + (ub - lb) / 2)
+    far = (x < left) | (x > ub + 2 * au + (ub - lb) / 2)      # per element: a NaN elsewhere
+    if far.any():                                              # cannot hide it (rare: box widths)
         x = np.where(far, x - period * np.floor((x - left) / period), x)
     # Mirror into [lb - al, ub + au], then bend the margins: with t the depth into a
     # margin, cma's lb + (x - (lb - al))^2 / (4 al) is x + t^2 / (4 al) (likewise above).

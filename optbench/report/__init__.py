@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import shutil
 import tempfile
@@ -13,7 +12,7 @@ from optbench.report.goodhart import fit_curves, fits_figure, fits_markdown
 from optbench.report.grids import cell_grid
 from optbench.report.plots import curves_figure, equal_compute_figure, equal_proxy_by_source, equal_proxy_figure
 from optbench.report.controls import CONTROLS_NOTE, control_pairs, controls_figure, controls_markdown, controls_table
-from optbench.report.summary import (EQUAL_COMPUTE_NOTE, EQUAL_PROXY_NOTE, equal_compute_markdown,
+from optbench.report.summary import (EQUAL_COMPUTE_NOTE, EQUAL_PROXY_NOTE, equal_compute_markdown, spends_queries,
                                      equal_proxy_markdown, equal_proxy_table,
                                      group_cells, incomplete_cells, kid_spaces, load_cells, summarize,
                                      summary_markdown, tidy_csv)
@@ -52,7 +51,7 @@ def _write_outputs(suite_dir: Path) -> dict:
     if len({c["spec"]["knob"] for c in cells}) > 1 or any(c["curve"].get("equal_proxy") for c in cells):
         table = equal_proxy_table(cells)
         md += ["## Equal proxy score", "", EQUAL_PROXY_NOTE, "", equal_proxy_markdown(table)]
-        if any(math.isfinite(r[f"queries@{lv}"][0]) for r in table for lv in (0.5, 0.9, 0.99)):
+        if any(spends_queries(r) for r in table):
             md += ["## Equal proxy compute", "", EQUAL_COMPUTE_NOTE, "", equal_compute_markdown(table)]
         spaces = kid_spaces(cells[0])
         if len(spaces) > 1:

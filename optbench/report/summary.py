@@ -267,7 +267,7 @@ def summary_markdown(rows: list[dict]) -> str:
         for r in rows:
             lines.append(f"| {r['label']} | " + " | ".join(
                 _fmt(r[f"{k}_at_max"], r[f"{k}_at_max_lo"], r[f"{k}_at_max_hi"]) for k in extra) + " |")
-    counted = [r for r in rows if math.isfinite(r.get("proxy_forward_at_max", math.nan))]
+    counted = [r for r in rows if r.get("proxy_forward_at_max", math.nan) > 0]   # NaN: no counts
     if counted:
         lines += ["", "Proxy compute: forward and backward passes of the model pushed against, per "
                   "output sample (`Source.queries`), at the highest pressure and at the level "
@@ -276,11 +276,11 @@ def summary_markdown(rows: list[dict]) -> str:
                   "|---|---|---|---|"]
         for r in counted:
             left = _fmt(r["kid_cross_queries"], r["kid_cross_queries_lo"], r["kid_cross_queries_hi"],
-                        missing="never")
+                        digits=4, missing="never")
             if 0 < r["kid_crossed_seeds"] < r["seeds"]:
                 left += f" ({r['kid_crossed_seeds']}/{r['seeds']} seeds)"
-            lines.append(f"| {r['label']} | {r['proxy_forward_at_max']:.4g} | "
-                         f"{r['proxy_backward_at_max']:.4g} | {left} |")
+            lines.append(f"| {r['label']} | {r['proxy_forward_at_max']:.6g} | "
+                         f"{r['proxy_backward_at_max']:.6g} | {left} |")
     online = [r for r in rows if "retrain_seconds_at_max" in r]
     if online:
         lines += ["", "Online proxies: compute spent on retraining over the whole run, and the "
@@ -348,9 +348,11 @@ EQUAL_PROXY_NOTE = ("Referee metrics at equal proxy probability. 'stopped': iter
 EQUAL_COMPUTE_NOTE = ("Proxy forward passes per output sample spent to reach each proxy probability "
                       "(`Source.queries`): at the stopped samples' mean step for sources that stop "
                       "samples, else where the mean curve crosses the level (interpolated linearly "
-                      "between pressure levels). Mean and 95% interval over the seeds that reached it; "
-                      "'n/a': not reached, or the curve starts above the level. Curves that spend no "
-                      "queries (CFG, the matched-noise control) or predate the counts are left out.")
+                      "between pressure levels). Mean and 95% interval over the seeds that reached "
+                      "it; (k/n): only k of n seeds did; 'n/a': not reached, or the curve starts "
+                      "above the level. Curves that spend no queries (CFG, the matched-noise "
+                      "control) are left out; results made before curves recorded the counts get "
+                      "them from their source's declaration.")
 
 
 def stopped_point(cell: dict, level: float) -> dict | None:
@@ -401,9 +403,14 @@ def equal_proxy_table(cells: list[dict], levels=(0.5, 0.9, 0.99),
     for members in group_cells(cells).values():
         stopped = all(c["curve"].get("equal_proxy") for c in members)
         row = {"label": members[0]["spec"]["label"], "seeds": len(members),
-               "how": "stopped" if stopped else "interpolated"}
+               "how": "stopped" if stopped else "interpolated",
+               # forward passes per sample at the highest level: > 0 when the curve spends any
+               "queries_max": float(np.nanmean([c["curve"]["rows"][-1].get("proxy_forward", math.nan)
+                                                for c in members]))}
         for level in levels:
-            row[f"queries@{level}"] = mean_ci([queries_to_reach(c, level) for c in members])
+            spent = [queries_to_reach(c, level) for c in members]
+            row[f"queries@{level}"] = mean_ci(spent)
+            row[f"queries@{level}_reached"] = sum(math.isfinite(q) for q in spent)
             if stopped:
                 points = [stopped_point(c, level) or {} for c in members]
                 row[f"reached_frac@{level}"] = mean_ci([p.get("reached_frac", 0.0) for p in points])
@@ -442,15 +449,22 @@ def equal_proxy_markdown(rows: list[dict], levels=(0.5, 0.9, 0.99),
     return "\n".join(lines) + "\n"
 
 
+def spends_queries(row: dict) -> bool:
+    """An equal-proxy table row whose curve spends proxy queries (NaN: no counts)."""
+    return row.get("queries_max", math.nan) > 0
+
+
 def equal_compute_markdown(rows: list[dict], levels=(0.5, 0.9, 0.99)) -> str:
     """Proxy forward passes per sample each curve spent to reach each proxy level: the
-    equal-proxy table's compute axis (sources compared at equal proxy compute)."""
+    equal-proxy table's compute axis (sources compared at equal proxy compute). Every
+    curve that spends queries has a row, also one that reached no level."""
     lines = ["| curve | " + " | ".join(f"forward passes to proxy {lv}" for lv in levels) + " |",
              "|---|" + "---|" * len(levels)]
-    for r in rows:
-        spent = [r[f"queries@{lv}"][0] for lv in levels]
-        if not any(math.isfinite(q) and q > 0 for q in spent):   # no counts, or none spent (CFG)
-            continue
-        lines.append(f"| {r['label']} | " + " | ".join(_fmt(*r[f"queries@{lv}"], missing="n/a")
-                                                     for lv in levels) + " |")
+    for r in filter(spends_queries, rows):
+        cells = []
+        for lv in levels:
+            n = r[f"queries@{lv}_reached"]
+            cell = _fmt(*r[f"queries@{lv}"], digits=4, missing="n/a")
+            cells.append(cell + (f" ({n}/{r['seeds']})" if 0 < n < r["seeds"] else ""))
+        lines.append(f"| {r['label']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
