@@ -123,7 +123,7 @@ def _cmd_run(a) -> int:
     with suite_lock(suite_dir):   # one lock over the cells and the outputs made from them
         counts = run_suite(suite, Path(a.out), force=a.force, device=a.device, command=a.command,
                            workers=a.workers, executor=a.executor, address=a.address,
-                           gpus_per_cell=a.gpus_per_cell)
+                           gpus_per_cell=a.gpus_per_cell, threads=a.threads)
         print(f"{suite.name}: {counts['computed']} computed, {counts['skipped']} skipped, "
               f"{counts['failed']} failed in {counts['seconds']}s")
         if counts["computed"] + counts["skipped"]:
@@ -213,7 +213,8 @@ def main(argv: list[str] | None = None) -> int:
     p = _Parser(prog="optbench", description=__doc__,
                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--threads", type=_int_at_least_1, default=None,
-                   help="torch threads (default: torch's)")
+                   help="torch threads, per pool worker with --workers (default: torch's; with "
+                        "--workers, the cores this process may use divided among the workers)")
     sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
     t = sub.add_parser("train", help="train a domain's proxy, judges and feature net")
     t.add_argument("domain")

@@ -44,6 +44,14 @@ def setup_torch(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
+def available_cores() -> int:
+    """Cores this process may run on (its affinity, which a container or taskset narrows;
+    os.cpu_count() counts the whole machine)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def resolve_device(device: str | None) -> torch.device:
     if device in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -369,12 +377,14 @@ def _refresh_ray_auth() -> None:
 
 def run_suite(suite: Suite, out_root: Path, force: bool = False, device: str | None = None,
               log=print, command: str | None = None, workers: int = 1, executor: str = "local",
-              address: str | None = None, gpus_per_cell: float = 0.0) -> dict:
+              address: str | None = None, gpus_per_cell: float = 0.0,
+              threads: int | None = None) -> dict:
     """Run every cell not already complete; return counts of computed, skipped and
     failed cells.
 
-    executor "local": in-process, or with `workers` > 1 a local process pool with the
-    machine's threads divided among workers. executor "ray": Ray tasks on the cluster at
+    executor "local": in-process, or with `workers` > 1 a local process pool whose workers
+    each use `threads` torch threads (default: the cores this process may use, divided
+    among the workers). Numbers are bit-identical only at equal thread counts. executor "ray": Ray tasks on the cluster at
     `address` (or a local Ray with `workers` CPUs), each asking for 1 CPU and
     `gpus_per_cell` GPUs. All give identical numbers (tested)."""
     if executor not in EXECUTORS:
@@ -388,11 +398,12 @@ def run_suite(suite: Suite, out_root: Path, force: bool = False, device: str | N
         raise StorageError(f"cannot write results to {suite_dir}: {e.strerror or e}") from None
     with suite_lock(suite_dir):
         return _run_locked(suite, suite_dir, force, device, log, command, workers, executor,
-                           address, gpus_per_cell)
+                           address, gpus_per_cell, threads)
 
 
 def _run_locked(suite: Suite, suite_dir: Path, force: bool, device: str | None, log, command,
-                workers: int, executor: str, address: str | None, gpus_per_cell: float) -> dict:
+                workers: int, executor: str, address: str | None, gpus_per_cell: float,
+                threads: int | None) -> dict:
     # A cell is only ever visible under its real name once complete; the temporary
     # folders of killed runs are removed now that no live run can be writing them.
     remove_stale_temporaries(suite_dir)
@@ -424,7 +435,7 @@ def _run_locked(suite: Suite, suite_dir: Path, force: bool, device: str | None, 
     else:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor, as_completed
-        threads = max(1, (os.cpu_count() or 1) // workers)
+        threads = threads or max(1, available_cores() // workers)
         pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                                    initializer=pool_worker_init, initargs=(threads, os.getpid()))
         try:

@@ -132,13 +132,15 @@ SOURCES.register("contract_random_search", SEARCH, replace=True)
 
 METRICS.register("contract_mean_abs", Metric(
     "contract_mean_abs", "mean absolute value of the outputs", panel="mean |x| (plug-in)",
-    compute=lambda b: float(b.x.abs().mean()), at_max=True), replace=True)
+    compute=lambda b: float(b.x.abs().mean()), at_max=True,
+    domains=("contract_blobs", "contract_vectors")), replace=True)
 
 
 @pytest.fixture(scope="module", autouse=True)
 def _unregister_after_this_module():
-    """The metric would otherwise be computed by every later in-process cell of the
-    test session (not by pool workers, which never import this module for them)."""
+    """Registered when pytest imports this module, so in every test process: `domains`
+    keeps the metric off other tests' MNIST cells, and this removes it once this
+    module's tests are done."""
     yield
     METRICS.unregister("contract_mean_abs")
     SOURCES.unregister("contract_random_search")
@@ -329,3 +331,33 @@ def test_torchscript_models_load_and_a_pickle_in_disguise_is_refused(tmp_path):
             load_model(Scripted.name, "fake")
     finally:
         DOMAINS.unregister(Scripted.name)
+
+
+def test_a_plugin_metric_sees_the_proxy_and_keeps_to_its_domains_and_proxy_kinds():
+    from optbench.referees import Referee
+    seen = {}
+
+    def record(b):
+        seen["logits"], seen["proxy"], seen["domain"] = b.proxy_logits, b.proxy, b.domain
+        return float(len(b.x))
+    only = {"contract_only_blobs": Metric("contract_only_blobs", "blobs only", compute=record,
+                                          domains=("contract_blobs",)),
+            "contract_only_gan": Metric("contract_only_gan", "discriminators only", compute=record,
+                                        proxy_kinds=("discriminator",))}
+    for name, m in only.items():
+        METRICS.register(name, m)
+    try:
+        referee = Referee("contract_vectors", "user_proxy")
+        x = Vectors().load_split("test")[0][:9]
+        out = referee.evaluate(x, torch.arange(9) % 3, x)
+        assert "contract_mean_abs" in out and not set(only) & set(out)
+        assert set(out) == {"diverged_frac", "n_finite", *referee.metric_names()}
+        referee = Referee("contract_blobs", "user_proxy")
+        x = Blobs().load_split("test")[0][:7]
+        out = referee.evaluate(x, torch.arange(7) % 4, x)
+        assert out["contract_only_blobs"] == 7 and "contract_only_gan" not in out
+        assert seen["domain"] == "contract_blobs" and seen["proxy"] is referee.proxy
+        torch.testing.assert_close(seen["logits"], referee.proxy.model(x))
+    finally:
+        for name in only:
+            METRICS.unregister(name)

@@ -65,11 +65,17 @@ def test_rerun_skips_complete_cells_and_redoes_corrupted_ones(tiny_dir, tmp_path
 
 
 def test_process_pool_gives_identical_curves(tiny_dir, tmp_path):
-    counts = run_suite(parse_suite(TINY), tmp_path, device="cpu", workers=2, log=lambda *_: None)
+    # one thread per worker, as in this process (conftest): a machine with more cores would
+    # otherwise give each worker more threads, and other kernels' reduction orders
+    counts = run_suite(parse_suite(TINY), tmp_path, device="cpu", workers=2, threads=1,
+                       log=lambda *_: None)
     assert counts["computed"] == 6
     for spec in parse_suite(TINY).cells:
         ours = json.loads((tmp_path / "tiny" / spec.cell_id / "curve.json").read_text())
         ref = json.loads((tiny_dir / spec.cell_id / "curve.json").read_text())
+        differ = [(i, k, a.get(k), b.get(k)) for i, (a, b) in enumerate(zip(ours["rows"], ref["rows"]))
+                  for k in a.keys() | b.keys() if a.get(k) != b.get(k)]
+        assert not differ, f"{spec.label} seed {spec.seed}: (level, key, pool, in-process): {differ[:6]}"
         assert ours == ref
 
 
@@ -105,9 +111,11 @@ def test_cli_run_then_plot_writes_summary_and_plots(tmp_path, capsys):
     assert [r["label"] for r in summary] == ["tiny start=real", "tiny start=noise"]
     assert all(r["seeds"] == 2 for r in summary)
     summary_md = (out / "summary.md").read_text()
-    # six tables, two curves each: summary, judges, KID departure per feature space, fits,
-    # equal proxy score, and KID at equal proxy score per feature space
-    assert summary_md.count("| tiny start=") == 12
+    # eight tables, two curves each: summary, judges, KID departure per feature space, proxy
+    # compute, fits, equal proxy score, equal proxy compute (pixel ascent spends queries), and
+    # KID at equal proxy score per feature space
+    assert summary_md.count("| tiny start=") == 16
+    assert "## Equal proxy compute" in summary_md
     assert "## Goodhart-law fits" in summary_md
     assert f"optbench run {suite_file} --out {tmp_path} --device cpu" in summary_md
     import csv

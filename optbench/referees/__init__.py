@@ -70,13 +70,14 @@ class Referee:
         return ["diversity", *(space_metric(m, s, self.spaces[0]) for s in self.spaces for m in DISTRIBUTION_METRICS),
                 *gold]
 
-    def metric_names(self) -> list[str]:
+    def metric_names(self, proxy: Proxy | None = None) -> list[str]:
         """Every key `evaluate` returns besides diverged_frac and n_finite."""
         per = ["proxy_prob", "proxy_logit", "proxy_hit",
                *(f"{n}_{m}" for n in self.judges for m in ("prob", "agree")),
                "judge_prob", "judge_hit", "judge_agree", "judge_conf", "out_of_range",
                *(k for k in (self.gold.names if self.gold else ()) if k not in self.gold.set_names)]
-        return [*per, "gap", "l2", "linf", *self.distribution_names(), *(m.name for m in computed_metrics())]
+        plugins = computed_metrics(self.domain, (proxy or self.proxy).kind)
+        return [*per, "gap", "l2", "linf", *self.distribution_names(), *(m.name for m in plugins)]
 
     def features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """x's features in every feature space."""
@@ -170,7 +171,7 @@ class Referee:
         finite = torch.isfinite(x).flatten(1).all(1) & proxy.finite(logits["proxy"])
         out = {"diverged_frac": float(1 - finite.double().mean()), "n_finite": int(finite.sum())}
         if not finite.any():   # every sample diverged: recorded as such, every metric NaN
-            return out | {k: float("nan") for k in self.metric_names()}
+            return out | {k: float("nan") for k in self.metric_names(proxy)}
         x, target, start = x[finite], target[finite], start[finite]
         logits = {k: v[finite] for k, v in logits.items()}
         feats = {k: v[finite] for k, v in feats.items()}
@@ -185,9 +186,10 @@ class Referee:
         out |= self.distribution_of_features(feats, ens.argmax(1))
         if self.gold:
             out |= self.gold.set_metrics(x)
-        plugins = computed_metrics()   # on the same finite outputs and features
+        plugins = computed_metrics(self.domain, proxy.kind)   # on the same finite outputs and features
         if plugins:
-            batch = Batch(x, target, start, feats, ens)
+            batch = Batch(x, target, start, feats, ens, domain=self.domain, proxy=proxy,
+                          proxy_logits=logits["proxy"])
             out |= {m.name: float(m.compute(batch)) for m in plugins}
         return out
 

@@ -25,12 +25,16 @@ from optbench.registry import PluginError, Registry
 class Batch:
     """What a plug-in metric sees of one pressure level: the finite outputs, their
     targets and starting points, their features in every feature space (the primary
-    first), and the judge ensemble's class probabilities."""
+    first), the judge ensemble's class probabilities, and the cell's domain, proxy (the
+    model pushed against; a `Proxy`) and its logits on x."""
     x: torch.Tensor
     target: torch.Tensor
     start: torch.Tensor
     features: dict[str, torch.Tensor]
     judge_probs: torch.Tensor
+    domain: str = ""
+    proxy: object = None
+    proxy_logits: torch.Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,12 @@ class Metric:
     yscale: str = "linear"           # "linear", "log" or "symlog"
     compute: Callable[[Batch], float] | None = None   # None: the referee computes it
     at_max: bool = False             # a summary column: its value at the highest pressure
+    domains: tuple[str, ...] = ()    # computed only on these domains (empty: on every one)
+    proxy_kinds: tuple[str, ...] = ()   # only for proxies of these kinds (empty: any)
+
+    def applies(self, domain: str, proxy_kind: str | None = None) -> bool:
+        return ((not self.domains or domain in self.domains)
+                and (not self.proxy_kinds or proxy_kind in self.proxy_kinds))
 
 
 def _metric(name: str, obj) -> Metric:
@@ -105,6 +115,8 @@ def panels() -> list[Metric]:
     return [METRICS[name] for name in [*BUILTIN_PANELS, *extra]]
 
 
-def computed_metrics() -> list[Metric]:
-    """Plug-in metrics the referee computes from a Batch."""
-    return [METRICS[name] for name in METRICS if METRICS[name].compute is not None]
+def computed_metrics(domain: str | None = None, proxy_kind: str | None = None) -> list[Metric]:
+    """Plug-in metrics the referee computes from a Batch (on `domain` with a proxy of
+    `proxy_kind`, when given)."""
+    out = [METRICS[name] for name in METRICS if METRICS[name].compute is not None]
+    return out if domain is None else [m for m in out if m.applies(domain, proxy_kind)]

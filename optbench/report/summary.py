@@ -378,9 +378,10 @@ def queries_to_reach(cell: dict, level: float) -> float:
     """Proxy forward passes per sample spent when the cell reaches proxy probability
     `level`: at the stopped samples' mean step when the source stops samples (the count
     interpolated linearly in the knob), else where the mean curve crosses the level."""
-    rows, knob = cell["curve"]["rows"], cell["spec"]["knob"]
+    rows = cell["curve"]["rows"]
     if not all("proxy_forward" in r for r in rows):
         return math.nan
+    knob = cell["curve"].get("knob") or cell["spec"]["knob"]
     if not cell["curve"].get("equal_proxy"):
         return at_proxy_level(rows, "proxy_forward", level)
     point = stopped_point(cell, level)
