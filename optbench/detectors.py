@@ -16,8 +16,23 @@ suspicious; issue 16 grades them against the gold referees.
     disagreement      the standard deviation, over an ensemble of proxies trained on the
                       same data, of the target log-probability (Coste et al. 2023,
                       "Reward model ensembles help mitigate overoptimization")
+    typicality        |log p(x) - the median log p of held-out real data| under an
+                      independent density model trained on the proxy's training split
+                      (optbench/density.py). Two-sided, a typicality test rather than a
+                      likelihood threshold: bright or simple images can have a higher
+                      likelihood than real data (Nalisnick et al. 2019, "Do deep generative
+                      models know what they don't know?"; Nalisnick et al. 2019,
+                      "Detecting out-of-distribution inputs to deep generative models
+                      using typicality").
+
+`ProxySide` fits what they need once per proxy and calibrates each on held-out real data
+(the domain's test split, labels as targets): an output is flagged when its score is
+above the real scores' 99th percentile, so on real data 1% are flagged.
 """
 from __future__ import annotations
+
+import math
+import weakref
 
 import torch
 
@@ -76,3 +91,98 @@ def disagreement(member_logits: list[torch.Tensor], target: torch.Tensor) -> tor
     the members agree; population std, so one member gives 0)."""
     logp = torch.stack([m.double().log_softmax(1).gather(1, target[:, None]).squeeze(1) for m in member_logits])
     return logp.std(0, correction=0)
+
+
+DETECTORS = ("energy", "max_logit", "grad_norm", "mahalanobis", "disagreement", "typicality")
+CLASS_DETECTORS = ("energy", "max_logit", "mahalanobis", "disagreement")   # need class logits
+ENSEMBLE_REPLICATES = (100, 101, 102)   # extra proxies: replicates of the proxy's recipe
+FLAG_QUANTILE = 0.99
+CALIBRATION_SPLIT = "test"
+
+
+def target_grad_norm(proxy, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """grad_norm of any proxy kind: the input gradient of the score the optimizer ascends
+    with objective log_prob (log p(target | x); log sigmoid D(x) for a discriminator)."""
+    model = proxy.model
+    x = x.detach().clone().to(proxy.device).requires_grad_(True)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.enable_grad():
+            score = proxy.score(model(x), target.to(x.device), "log_prob").sum()
+            (g,) = torch.autograd.grad(score, x)
+    finally:
+        model.train(was_training)
+    return g.flatten(1).double().norm(dim=1).cpu()
+
+
+class ProxySide:
+    """Every detector for one proxy on one domain: fitted on the proxy's training split,
+    calibrated on held-out real data. `proxy` is the cell's Proxy; `name` its catalog name
+    (for the ensemble's replicates; "" when it has no recipe: no disagreement)."""
+
+    def __init__(self, domain: str, proxy, name: str = ""):
+        from optbench.density import domain_density
+        from optbench.domains import get_domain
+        from optbench.referees.distribution import extract
+        dom = get_domain(domain)
+        self.proxy, self.classes = proxy, proxy.kind == "classifier"
+        self.names = tuple(d for d in DETECTORS if self.classes or d not in CLASS_DETECTORS)
+        x_fit, y_fit = dom.load_split("proxy_train")
+        self.gaussians = None
+        if self.classes and hasattr(proxy.model, "features"):
+            self.gaussians = ClassGaussians(extract(proxy.model, x_fit), y_fit)
+        self.members = self._members(domain, name) if self.classes else []
+        self.density = domain_density(domain, device=proxy.device)
+        x_cal, y_cal = dom.load_split(CALIBRATION_SPLIT)
+        with torch.no_grad():
+            self.centre = float(self.density.log_prob(x_cal.to(proxy.device)).median())
+        cal = self.scores(x_cal, y_cal)
+        self.thresholds = {k: float(torch.quantile(v[torch.isfinite(v)], FLAG_QUANTILE))
+                           if torch.isfinite(v).any() else math.nan for k, v in cal.items()}
+
+    def _members(self, domain: str, name: str) -> list[torch.nn.Module]:
+        from optbench.models.checkpoints import CheckpointError
+        from optbench.models.replicates import load_replicate
+        if not name:
+            return []
+        try:
+            return [load_replicate(domain, name, r, self.proxy.device)[0] for r in ENSEMBLE_REPLICATES]
+        except CheckpointError:   # no recipe: a user's proxy, or a GAN's discriminator
+            return []
+
+    @torch.no_grad()
+    def scores(self, x: torch.Tensor, target: torch.Tensor, logits: torch.Tensor | None = None
+               ) -> dict[str, torch.Tensor]:
+        """Per-sample scores of every detector, higher = more suspicious (CPU, float64)."""
+        from optbench.referees.classifiers import logits_of
+        from optbench.referees.distribution import extract
+        out = {}
+        if self.classes:
+            logits = (logits_of(self.proxy.model, x) if logits is None else logits).double().cpu()
+            out["energy"], out["max_logit"] = energy(logits), max_logit(logits)
+            nan = torch.full((len(x),), math.nan, dtype=torch.float64)
+            out["mahalanobis"] = self.gaussians.score(extract(self.proxy.model, x)).cpu() if self.gaussians else nan
+            out["disagreement"] = (disagreement([logits, *(logits_of(m, x).cpu() for m in self.members)],
+                                                target.cpu()) if self.members else nan)
+        out["grad_norm"] = target_grad_norm(self.proxy, x, target)
+        lp = self.density.log_prob(x.to(self.proxy.device)).double().cpu()
+        out["typicality"] = (lp - self.centre).abs()
+        return out
+
+    def flagged(self, scores: dict[str, torch.Tensor]) -> dict[str, float]:
+        """Share of samples above each detector's calibrated threshold (NaN: undefined)."""
+        return {k: float((v > self.thresholds[k]).double().mean()) if math.isfinite(self.thresholds[k])
+                else math.nan for k, v in scores.items()}
+
+
+_FITTED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def proxy_side(domain: str, proxy, name: str = "") -> ProxySide:
+    """The ProxySide of a proxy's model, fitted once while the model lives."""
+    fitted = _FITTED.get(proxy.model)
+    if fitted is None or fitted[0] != domain:
+        fitted = (domain, ProxySide(domain, proxy, name))
+        _FITTED[proxy.model] = fitted
+    return fitted[1]

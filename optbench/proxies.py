@@ -37,6 +37,7 @@ class Proxy:
 
     kind = ""
     has_classes = True      # targets are classes (False: a single "real" score)
+    name = ""               # its catalog name, when it has one (detectors train its replicates)
 
     def __init__(self, model: torch.nn.Module):
         self.model = model

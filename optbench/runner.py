@@ -29,7 +29,7 @@ from optbench.pressure.starts import real_sample
 from optbench.proxies import Proxy, as_proxy
 from optbench.referees import Referee
 from optbench.storage import (DONE, StorageError, SuiteBusyError, _sha, cell_is_complete,  # noqa: F401
-                              read_cell, remove_stale_temporaries, suite_lock, write_atomic)
+                              read_cell, suite_lock, write_atomic)
 from optbench.suite import CellSpec, Suite
 from optbench.workers import pool_worker_init
 
@@ -114,7 +114,9 @@ def cell_proxy(spec: CellSpec, referee: Referee) -> tuple[Proxy, float]:
     if spec.proxy_training != "per_seed":
         return referee.proxy, 0.0
     model, seconds = load_replicate(spec.domain, spec.proxy, spec.seed, referee.proxy.device)
-    return as_proxy(model, referee.proxy.kind), seconds
+    proxy = as_proxy(model, referee.proxy.kind)
+    proxy.name = spec.proxy
+    return proxy, seconds
 
 
 def real_null(referee: Referee, n: int) -> dict:
@@ -405,8 +407,7 @@ def _run_locked(suite: Suite, suite_dir: Path, force: bool, device: str | None, 
                 workers: int, executor: str, address: str | None, gpus_per_cell: float,
                 threads: int | None) -> dict:
     # A cell is only ever visible under its real name once complete; the temporary
-    # folders of killed runs are removed now that no live run can be writing them.
-    remove_stale_temporaries(suite_dir)
+    # folders of killed runs were removed when the suite lock was taken.
     dev = str(resolve_device(device))
     counts = {"computed": 0, "skipped": 0, "failed": 0}
     t_suite = time.time()

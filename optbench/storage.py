@@ -48,6 +48,10 @@ def suite_lock(suite_dir: Path):
             holder = f.read().strip() or "unknown"
             raise SuiteBusyError(f"{suite_dir} is in use by another optbench process ({holder}); "
                                  "wait for it to finish, or give another --out") from None
+        # The temporary folders of killed runs go now that no live run can be writing
+        # them, and before the lock names its holder: a process that sees the pid knows
+        # the cleanup is over (a test made a folder in between and lost it).
+        remove_stale_temporaries(suite_dir)
         f.seek(0)
         f.truncate()
         f.write(f"pid {os.getpid()} on {platform.node()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")

@@ -72,3 +72,114 @@ def test_grad_norm_of_a_linear_softmax_is_analytic():
     bn[0].running_mean.fill_(0.3)
     alone = torch.cat([grad_norm(bn, x[i:i + 1], t[i:i + 1]) for i in range(8)])
     assert torch.allclose(grad_norm(bn, x, t), alone, rtol=1e-12) and bn.training
+
+
+def test_the_flow_density_integrates_to_one_on_the_box_in_two_dimensions():
+    """The flow's log_prob includes the box-to-logit map's Jacobian, so exp(log_prob)
+    is a density on the box: a 601 x 601 midpoint sum over the box gives 1."""
+    from optbench.density import FlowDensity
+    torch.manual_seed(0)
+    x = (torch.randn(600, 2) * torch.tensor([0.2, 0.4]) + torch.tensor([0.3, -0.1])).clamp(-0.99, 0.99)
+    model = FlowDensity(2, (-1.0, 1.0), transforms=2, hidden_features=(16, 16))
+    best = model.fit(x, steps=300, seed=0)
+    assert best["step"] > 0   # it trained, and the weights kept are the best validated ones
+    h = 2 / 601
+    g = torch.linspace(-1 + h / 2, 1 - h / 2, 601)
+    grid = torch.cartesian_prod(g, g)
+    with torch.no_grad():
+        total = float(model.log_prob(grid).double().exp().sum() * h * h)
+        inside, outside = model.log_prob(torch.tensor([[0.3, -0.1]])), model.log_prob(torch.tensor([[-0.9, 0.9]]))
+    assert abs(total - 1) < 0.01, total
+    assert float(inside) > float(outside) + 3   # the fit puts its mass where the data are
+
+
+def test_detectors_flag_one_percent_of_held_out_real_data_and_more_of_uniform_noise():
+    """Calibrated on the test split, each detector flags about 1% of a fresh real sample
+    (the reference split, 2,000 points: a binomial 99.9% range), and the detectors that
+    see the input (gradient, Mahalanobis, ensemble, density) flag uniform noise in the
+    box far more often."""
+    from scipy.stats import binom
+
+    from optbench.detectors import ProxySide
+    from optbench.domains import get_domain
+    from optbench.referees import load_proxy
+    dom = get_domain("gmm2")
+    side = ProxySide("gmm2", load_proxy("gmm2", "proxy_mlp"), "proxy_mlp")
+    assert len(side.members) == 3 and side.gaussians is not None
+    x, y = dom.load_split("reference")
+    real = side.flagged(side.scores(x, y))
+    lo, hi = binom.ppf([0.0005, 0.9995], len(x), 0.01) / len(x)
+    assert all(lo - 0.01 <= v <= hi + 0.01 for v in real.values()), real   # + the threshold's own error
+    noise = (torch.rand(2000, 2, generator=torch.Generator().manual_seed(0)) * 2 - 1)
+    flagged = side.flagged(side.scores(noise, torch.arange(2000) % dom.num_classes))
+    for name in ("grad_norm", "mahalanobis", "disagreement", "typicality"):
+        assert flagged[name] > 0.2, flagged
+
+
+def test_detector_metrics_join_a_cell_and_the_grading_reads_them(tmp_path):
+    """Registered by importing the plug-in module; a gmm2 pixel-ascent cell then records
+    det_<name> at every level, about 1% on its real baseline."""
+    import importlib
+    import json
+
+    from optbench.report import write_suite_outputs
+    from optbench.runner import run_suite
+    from optbench.suite import parse_suite
+    dm = importlib.import_module("optbench.detector_metrics")
+    try:
+        suite = parse_suite("""
+name = "det"
+seeds = [0, 1]
+plugins = ["optbench.detector_metrics"]
+[[cell]]
+domain = "gmm2"
+proxy_training = "per_seed"
+source = "pixel_ascent"
+n_samples = 64
+settings = { start = "real", lr = 0.05, max_steps = 64 }
+""")
+        assert run_suite(suite, tmp_path, log=lambda *_: None)["computed"] == 2
+        curve = json.loads((tmp_path / "det" / suite.cells[0].cell_id / "curve.json").read_text())
+        rows = curve["rows"]
+        assert {f"det_{d}" for d in dm.DETECTORS} <= set(rows[0]) and "det_typicality_score" in rows[0]
+        assert all(curve["baseline"][f"det_{d}"] <= 0.1 for d in dm.DETECTORS)
+        assert rows[-1]["det_grad_norm_score"] != rows[0]["det_grad_norm_score"]
+        write_suite_outputs(tmp_path / "det")
+        graded = json.loads((tmp_path / "det" / "detectors.json").read_text())
+        assert {r["detector"] for r in graded} == set(dm.DETECTORS)
+        assert all(r["cells"] == 2 and r["gold_truth"] == "gold_ks" for r in graded)
+        assert (tmp_path / "det" / "plots" / "detectors.png").stat().st_size > 10_000
+    finally:
+        dm.unregister()
+
+
+def _cell(seed: int, det: list[float], truth: list[float], gold: list[float], n: int = 100) -> dict:
+    rows = [{"steps": i, "proxy_prob": 0.1 * i, "det_x": d, "gold_ks": t, "gold_prob": g}
+            for i, (d, t, g) in enumerate(zip(det, truth, gold))]
+    return {"spec": {"domain": "toy", "source": "s", "seed": seed, "knob": "steps", "n_samples": n},
+            "curve": {"rows": rows, "null": {"gold_ks": {"q99": 0.5, "q01": 0.0}}}}
+
+
+def test_grading_against_a_known_answer():
+    """Gold departs at level 2 (gold_ks > 0.5); the detector fires from level 1 (a share
+    above Binomial(100, 0.01)'s q99 = 4/100). AUROC by hand: departed levels' values
+    {0.3, 0.9, 1.0} against on-data levels' {0.0, 0.2}: every pair ordered, 1.0. The stop
+    is at level 1, where the gold score is 0.8; its best is 0.9 at level 2: regret 0.1;
+    never stopping ends at 0.2: regret 0.7."""
+    from optbench.report.detectors import auroc, fire_threshold, grade, lead, stop
+    assert fire_threshold(100) == 0.04
+    c = _cell(0, [0.0, 0.2, 0.3, 0.9, 1.0], [0.1, 0.2, 0.6, 0.8, 0.9], [0.5, 0.8, 0.9, 0.4, 0.2])
+    c["curve"]["rows"][1]["gold_ks"] = 0.3
+    assert auroc([c], "x") == 1.0
+    assert lead(c, "x") == "earlier"
+    s = stop(c, "x")
+    assert (s["index"], s["fired"], s["departed_at_stop"]) == (1, True, False)
+    assert s["regret"] == pytest.approx(0.1) and s["regret_never_stop"] == pytest.approx(0.7)
+    late = _cell(1, [0.0, 0.01, 0.02, 0.03, 0.5], [0.1, 0.2, 0.6, 0.8, 0.9], [0.5, 0.8, 0.9, 0.4, 0.2])
+    assert lead(late, "x") == "later" and stop(late, "x")["index"] == 4
+    from sklearn.metrics import roc_auc_score   # ties and a mixed order, against sklearn
+    mixed = _cell(2, [0.1, 0.5, 0.1, 0.4, 0.05], [0.6, 0.1, 0.7, 0.2, 0.9], [0.5] * 5)
+    assert auroc([mixed], "x") == pytest.approx(roc_auc_score([1, 0, 1, 0, 1], [0.1, 0.5, 0.1, 0.4, 0.05]))
+    (row,) = grade([c, late])
+    assert (row["earlier"], row["later"], row["fired"]) == (1, 1, 2)
+    assert row["auroc"][0] == pytest.approx((1.0 + auroc([late], "x")) / 2)

@@ -199,7 +199,9 @@ def load_proxy(domain: str, name: str, device=None, root=None) -> Proxy:
     module's `proxy_kind`)."""
     from optbench.models.checkpoints import model_entry
     kind = model_entry(domain, name, root).get("kind")
-    return as_proxy(load_model(domain, name, device, root=root), kind)
+    proxy = as_proxy(load_model(domain, name, device, root=root), kind)
+    proxy.name = name
+    return proxy
 
 
 def _mean(t: torch.Tensor) -> float:

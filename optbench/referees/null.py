@@ -44,7 +44,10 @@ HEAD = 5                   # first draws stored with a null, so a recomputation 
 DEPARTURE_SIDE = {"fid": "high", "kid": "high", "c2st": "high",
                   "precision": "low", "recall": "low", "density": "low", "coverage": "low",
                   # exact referees (optbench/gold): their nulls come from the true law
-                  "gold_atypical": "high", "gold_ks": "high", "gold_maha": "high", "gold_logp_q": "low"}
+                  "gold_atypical": "high", "gold_ks": "high", "gold_maha": "high", "gold_logp_q": "low",
+                  # detectors' flagged shares (optbench/detectors.py); null Binomial(n, 0.01) / n
+                  **{f"det_{d}": "high" for d in ("energy", "max_logit", "grad_norm", "mahalanobis",
+                                                  "disagreement", "typicality")}}
 
 
 def departure_side(metric: str) -> str | None:

@@ -61,6 +61,11 @@ def _write_outputs(suite_dir: Path) -> dict:
         md += ["## Referee audit against the exact departure", "",
                "See [audit.md](audit.md): each learned referee graded against the exact "
                "departure of the same outputs (plots/audit_misses_<domain>.png, plots/picture_<domain>.png).", ""]
+    if any(k.startswith("det_") for c in cells[:1] for k in c["curve"]["rows"][0]):
+        md += ["## Detectors graded against the gold", "",
+               "See [detectors.md](detectors.md): each over-optimization detector (the proxy's side "
+               "only) graded against the gold's departure, with the regret of stopping when it fires "
+               "(plots/detectors.png).", ""]
     controls = controls_table(group_cells(cells))
     if controls:
         md += ["## Controls: pressure-attributable departure", "", CONTROLS_NOTE, "",
@@ -108,6 +113,8 @@ def _draw_plots(cells: list[dict], fits, suite_dir: Path, plots: Path) -> None:
                                    "compute (mean over seeds)")
     if fits:
         fits_figure(cells, fits, plots / "goodhart.png")
+    from optbench.report.detectors import write_grading
+    write_grading(cells, suite_dir, plots)
     from optbench.report.audit import has_gold, write_audit
     if write_audit(cells, suite_dir, plots):   # ground-truth domains: learned referees graded
         from optbench.report.gold_figures import picture, projections_figure

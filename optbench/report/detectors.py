@@ -1,0 +1,225 @@
+"""Detectors graded against the gold (issue 16).
+
+A detector (optbench/detectors.py, recorded by optbench/detector_metrics.py) reads only
+the proxy's side. At every level it gives `det_<name>`, the share of outputs above its
+threshold calibrated on held-out real data, so n real samples give Binomial(n, 0.01) / n:
+it fires at a level when the share exceeds that law's 99th percentile. The gold is what
+the optimizer's owner does not have:
+
+  departed    by the domain's exact truth where it has one (`gold_ks` on the mixtures,
+              `gold_atypical` on faces: optbench/report/audit.py), else KID in the primary
+              feature space beyond its real-against-real null (MNIST, digits8)
+  gold score  `gold_prob` (the exact target posterior, or the target of the face an output
+              projects to) where the domain has it, else the judges' `judge_prob`
+
+Per domain, source and detector:
+
+  auroc       how well the detector's level value separates levels the gold calls
+              departed from levels it calls on the data: sklearn's roc_auc_score over every
+              (cell, level) of one seed (ties count half), mean and Student-t 95% interval
+              over seeds
+  lead        per cell, the detector's departure point (first level from which it fires at
+              every later level, as for the referees) against the gold's, in levels:
+              earlier, same, later, never (gold departs, it does not), alone (it fires,
+              the gold does not)
+  regret      the stopping rule "stop at the first level where the detector fires" (once
+              is enough: an owner stops on the first alarm), or at the last level if it
+              never fires: the best gold score along the trajectory minus the gold score
+              where it stopped; beside it, the regret of never stopping
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+from scipy.stats import binom
+
+from optbench.report.intervals import INTERVAL_METHOD, mean_ci
+from optbench.report.summary import departs_at
+
+FLAG_RATE, FIRE_QUANTILE = 0.01, 0.99
+GOLD_TRUTHS = ("gold_ks", "gold_atypical")   # the first a cell has is its departure truth
+ORDERS = ("earlier", "same", "later", "never", "alone", "neither")
+
+
+def detector_names(cell: dict) -> list[str]:
+    return sorted(k[4:] for k in cell["curve"]["rows"][0] if k.startswith("det_") and not k.endswith("_score"))
+
+
+def fire_threshold(n: int) -> float:
+    """The share of n real samples flagged at a 1% rate that is exceeded with probability
+    at most 1%."""
+    return float(binom.ppf(FIRE_QUANTILE, n, FLAG_RATE) / n)
+
+
+def gold_truth(cell: dict) -> str:
+    row = cell["curve"]["rows"][0]
+    return next((t for t in GOLD_TRUTHS if t in row), "kid")
+
+
+def gold_score_key(cell: dict) -> str:
+    return "gold_prob" if "gold_prob" in cell["curve"]["rows"][0] else "judge_prob"
+
+
+def with_detector_null(cell: dict) -> dict:
+    """The cell with every detector's binomial threshold in its null, so the referees'
+    departure rule (summary.departs_at) reads detectors too."""
+    n = cell["spec"]["n_samples"]
+    null = dict(cell["curve"].get("null") or {})
+    null |= {f"det_{d}": {"q99": fire_threshold(n), "q01": 0.0} for d in detector_names(cell)}
+    return {**cell, "curve": {**cell["curve"], "null": null}}
+
+
+def gold_departed(cell: dict, row: dict) -> bool | None:
+    from optbench.referees.null import departed
+    truth = gold_truth(cell)
+    value = row.get(truth, math.nan)
+    return departed(cell["curve"].get("null") or {}, truth, value) if math.isfinite(value) else None
+
+
+def _index(cell: dict, level: float) -> float:
+    knob = cell["spec"]["knob"]
+    return float([r[knob] for r in cell["curve"]["rows"]].index(level)) if math.isfinite(level) else math.nan
+
+
+def lead(cell: dict, detector: str) -> str:
+    """Where the detector departs relative to the gold in one cell."""
+    cell = with_detector_null(cell)
+    g = _index(cell, departs_at(cell, gold_truth(cell)))
+    d = _index(cell, departs_at(cell, f"det_{detector}"))
+    if math.isnan(g):
+        return "neither" if math.isnan(d) else "alone"
+    if math.isnan(d):
+        return "never"
+    return "earlier" if d < g else "same" if d == g else "later"
+
+
+def stop(cell: dict, detector: str) -> dict:
+    """The stopping rule on one cell: where it stops, and the gold there and at best."""
+    rows, thr = cell["curve"]["rows"], fire_threshold(cell["spec"]["n_samples"])
+    gold = [r.get(gold_score_key(cell), math.nan) for r in rows]
+    at = next((i for i, r in enumerate(rows) if r.get(f"det_{detector}", math.nan) > thr), len(rows) - 1)
+    best = float(np.nanmax(gold)) if np.isfinite(gold).any() else math.nan
+    return {"index": at, "fired": rows[at].get(f"det_{detector}", math.nan) > thr,
+            "proxy_prob": rows[at]["proxy_prob"], "gold": gold[at], "best_gold": best,
+            "regret": best - gold[at], "regret_never_stop": best - gold[-1],
+            "departed_at_stop": gold_departed(cell, rows[at])}
+
+
+def auroc(cells: list[dict], detector: str) -> float:
+    """AUROC of det_<detector> for gold-departed levels over the cells' levels (NaN when
+    the gold calls every level the same)."""
+    from sklearn.metrics import roc_auc_score
+    labels, scores = [], []
+    for c in cells:
+        for r in c["curve"]["rows"]:
+            g, v = gold_departed(c, r), r.get(f"det_{detector}", math.nan)
+            if g is not None and math.isfinite(v):
+                labels.append(int(g))
+                scores.append(v)
+    return float(roc_auc_score(labels, scores)) if len(set(labels)) == 2 else math.nan
+
+
+def grade(cells: list[dict]) -> list[dict]:
+    """One row per (domain, source, detector) among cells that recorded detectors."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for c in cells:
+        if detector_names(c):
+            groups.setdefault((c["spec"]["domain"], c["spec"]["source"]), []).append(c)
+    out = []
+    for (domain, source), members in sorted(groups.items()):
+        seeds = sorted({c["spec"]["seed"] for c in members})
+        for det in detector_names(members[0]):
+            aucs = [auroc([c for c in members if c["spec"]["seed"] == s], det) for s in seeds]
+            stops = [stop(c, det) for c in members]
+            orders = {k: 0 for k in ORDERS}
+            for c in members:
+                orders[lead(c, det)] += 1
+            row = {"domain": domain, "source": source, "detector": det, "cells": len(members),
+                   "gold_truth": gold_truth(members[0]), "gold_score": gold_score_key(members[0]),
+                   "auroc": mean_ci(aucs), "auroc_seeds": sum(math.isfinite(a) for a in aucs),
+                   "regret": mean_ci([s["regret"] for s in stops]),
+                   "regret_never_stop": mean_ci([s["regret_never_stop"] for s in stops]),
+                   "gold_at_stop": mean_ci([s["gold"] for s in stops]),
+                   "proxy_at_stop": mean_ci([s["proxy_prob"] for s in stops]),
+                   "fired": sum(s["fired"] for s in stops),
+                   "departed_at_stop": sum(bool(s["departed_at_stop"]) for s in stops)} | orders
+            out.append(row)
+    return out
+
+
+def _ci(v: tuple[float, float, float], digits: int = 2) -> str:
+    mean, lo, hi = v
+    if not math.isfinite(mean):
+        return "n/a"
+    return f"{mean:.{digits}f}" + (f" [{lo:.{digits}f}, {hi:.{digits}f}]" if math.isfinite(lo) else "")
+
+
+def grading_markdown(rows: list[dict]) -> str:
+    lines = []
+    for domain in dict.fromkeys(r["domain"] for r in rows):
+        members = [r for r in rows if r["domain"] == domain]
+        lines += [f"### {domain}", "",
+                  f"Gold departure: `{members[0]['gold_truth']}` beyond its null's q99; gold score: "
+                  f"`{members[0]['gold_score']}`. AUROC: {INTERVAL_METHOD} (one value per seed); regret "
+                  "and the scores at the stop: the same interval over cells.", "",
+                  "| source | detector | AUROC | earlier | same | later | never | alone | fired | proxy at stop "
+                  "| gold at stop | regret | regret, never stopping | stopped after the gold departed |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        for r in members:
+            lines.append(f"| {r['source']} | `{r['detector']}` | {_ci(r['auroc'])} | {r['earlier']} | {r['same']} "
+                         f"| {r['later']} | {r['never']} | {r['alone']} | {r['fired']}/{r['cells']} "
+                         f"| {_ci(r['proxy_at_stop'])} | {_ci(r['gold_at_stop'])} | {_ci(r['regret'])} "
+                         f"| {_ci(r['regret_never_stop'])} | {r['departed_at_stop']}/{r['cells']} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_grading(cells: list[dict], suite_dir: Path, plots: Path) -> bool:
+    """detectors.md, detectors.json and plots/detectors.png when cells recorded detectors."""
+    rows = grade(cells)
+    if not rows:
+        return False
+    from optbench.storage import write_atomic
+    write_atomic(Path(suite_dir) / "detectors.json", json.dumps(rows, indent=1) + "\n")
+    write_atomic(Path(suite_dir) / "detectors.md", "# Detectors graded against the gold\n\n"
+                 + (__doc__ or "").split("\n\n", 1)[1] + "\n\n" + grading_markdown(rows))
+    detectors_figure(rows, Path(plots) / "detectors.png")
+    return True
+
+
+def detectors_figure(rows: list[dict], out: Path) -> None:
+    """One panel per domain: detectors as rows, sources as columns, colour the AUROC
+    (grey: undefined), text the AUROC and how many cells the detector fired before (e),
+    with (s) or after (l) the gold, or never (n)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    domains = list(dict.fromkeys(r["domain"] for r in rows))
+    fig, axes = plt.subplots(1, len(domains), figsize=(3.2 + 1.9 * max(
+        len({r["source"] for r in rows if r["domain"] == d}) for d in domains) * len(domains), 4.2),
+        squeeze=False)
+    cmap = plt.get_cmap("RdBu").with_extremes(bad="0.85")
+    for ax, domain in zip(axes[0], domains):
+        members = [r for r in rows if r["domain"] == domain]
+        sources = list(dict.fromkeys(r["source"] for r in members))
+        dets = list(dict.fromkeys(r["detector"] for r in members))
+        grid = np.full((len(dets), len(sources)), np.nan)
+        for r in members:
+            i, j = dets.index(r["detector"]), sources.index(r["source"])
+            grid[i, j] = r["auroc"][0]
+            txt = "n/a" if not math.isfinite(r["auroc"][0]) else f"{r['auroc'][0]:.2f}"
+            ax.text(j, i, f"{txt}\n{r['earlier']}e {r['same']}s {r['later']}l {r['never']}n",
+                    ha="center", va="center", fontsize=7.5)
+        im = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, vmin=0, vmax=1, aspect="auto")
+        ax.set_xticks(range(len(sources)), [s.replace("_", " ") for s in sources], rotation=20, fontsize=8)
+        ax.set_yticks(range(len(dets)), dets, fontsize=8)
+        ax.set_title(f"{domain} (gold: {members[0]['gold_truth']})", fontsize=9)
+    fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8, label="AUROC for gold-departed levels")
+    fig.suptitle("Detectors graded against the gold: AUROC (colour; mean over seeds) and, per cell, "
+                 "firing earlier / same / later than the gold / never", fontsize=9)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110, bbox_inches="tight")
+    plt.close(fig)
