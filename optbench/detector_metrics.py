@@ -19,9 +19,9 @@ from optbench.detectors import CLASS_DETECTORS, DETECTORS, proxy_side
 from optbench.referees.metrics import METRICS, Batch, Metric
 
 DOCS = {"energy": "energy -logsumexp(logits)", "max_logit": "minus the largest logit",
-        "grad_norm": "input-gradient norm of the target log-probability",
+        "grad_norm": "input-gradient norm of the proxy's top-class log-probability",
         "mahalanobis": "class-conditional Mahalanobis distance in the proxy's features",
-        "disagreement": "std of the target log-probability over the proxy and 3 replicates",
+        "disagreement": "std of the agreed class's log-probability over the proxy and 3 replicates",
         "typicality": "|log p(x) - median real log p| under a flow trained on the proxy's data"}
 
 _last: dict = {}
@@ -31,7 +31,7 @@ def _scores(batch: Batch) -> dict:
     """Per-sample scores for this batch, computed once for all the detector metrics."""
     if _last.get("batch") is not batch:
         side = proxy_side(batch.domain, batch.proxy, getattr(batch.proxy, "name", ""))
-        scores = side.scores(batch.x, batch.target, batch.proxy_logits)
+        scores = side.scores(batch.x, batch.proxy_logits)
         _last.clear()
         _last.update(batch=batch, scores=scores, flagged=side.flagged(scores))
     return _last

@@ -7,14 +7,15 @@ suspicious; issue 16 grades them against the gold referees.
                       out-of-distribution detection", eq. 4 with T = 1)
     max_logit         minus the largest logit (Hendrycks et al. 2022, "Scaling
                       out-of-distribution detection for real-world settings")
-    grad_norm         ||d log p(target | x) / dx||_2: how steep the proxy is where the
-                      output sits
+    grad_norm         ||d log p(y^ | x) / dx||_2, y^ the proxy's class at x: how steep
+                      the proxy is where the output sits
     mahalanobis       min over classes of the squared Mahalanobis distance of the
                       penultimate features to the class mean, with one covariance shared
                       by the classes (Lee et al. 2018, "A simple unified framework for
                       detecting out-of-distribution samples", eq. 2)
     disagreement      the standard deviation, over an ensemble of proxies trained on the
-                      same data, of the target log-probability (Coste et al. 2023,
+                      same data, of the log-probability of the ensemble's class (Coste
+                      et al. 2023,
                       "Reward model ensembles help mitigate overoptimization")
     typicality        |log p(x) - the median log p of held-out real data| under an
                       independent density model trained on the proxy's training split
@@ -26,8 +27,10 @@ suspicious; issue 16 grades them against the gold referees.
                       using typicality").
 
 `ProxySide` fits what they need once per proxy and calibrates each on held-out real data
-(the domain's test split, labels as targets): an output is flagged when its score is
-above the real scores' 99th percentile, so on real data 1% are flagged.
+(the domain's test split): an output is flagged when its score is above the real scores'
+99th percentile, so on real data 1% are flagged. Every detector is blind to the target:
+with the target's log-probability, a real start of another class reads as suspicious
+before any optimization (a trial flagged every pixel-ascent start on gmm2).
 """
 from __future__ import annotations
 
@@ -46,19 +49,23 @@ def max_logit(logits: torch.Tensor) -> torch.Tensor:
     return -logits.double().amax(1)
 
 
-def grad_norm(model: torch.nn.Module, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Per-sample L2 norm of the input gradient of the target's log-probability. The model
-    runs in eval mode (batch norm in training mode would mix the samples of a batch)."""
+def input_grad_norm(model: torch.nn.Module, x: torch.Tensor, score) -> torch.Tensor:
+    """Per-sample L2 norm of d score(model(x)).sum() / dx. The model runs in eval mode
+    (batch norm in training mode would mix the samples of a batch)."""
     x = x.detach().clone().requires_grad_(True)
     was_training = model.training
     model.eval()
     try:
         with torch.enable_grad():
-            logp = model(x).log_softmax(1).gather(1, target[:, None].to(x.device)).sum()
-            (g,) = torch.autograd.grad(logp, x)
+            (g,) = torch.autograd.grad(score(model(x)).sum(), x)
     finally:
         model.train(was_training)
     return g.flatten(1).double().norm(dim=1).cpu()
+
+
+def grad_norm(model: torch.nn.Module, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The input-gradient norm of a classifier's target log-probability."""
+    return input_grad_norm(model, x, lambda out: out.log_softmax(1).gather(1, target[:, None].to(out.device)))
 
 
 class ClassGaussians:
@@ -100,20 +107,13 @@ FLAG_QUANTILE = 0.99
 CALIBRATION_SPLIT = "test"
 
 
-def target_grad_norm(proxy, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """grad_norm of any proxy kind: the input gradient of the score the optimizer ascends
-    with objective log_prob (log p(target | x); log sigmoid D(x) for a discriminator)."""
-    model = proxy.model
-    x = x.detach().clone().to(proxy.device).requires_grad_(True)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.enable_grad():
-            score = proxy.score(model(x), target.to(x.device), "log_prob").sum()
-            (g,) = torch.autograd.grad(score, x)
-    finally:
-        model.train(was_training)
-    return g.flatten(1).double().norm(dim=1).cpu()
+def confidence_grad_norm(proxy, x: torch.Tensor) -> torch.Tensor:
+    """grad_norm of any proxy kind, blind to the target: the input gradient of log p(y^ | x)
+    with y^ the proxy's class at x (log sigmoid D(x) for a discriminator)."""
+    x = x.to(proxy.device)
+    if proxy.kind == "classifier":
+        return input_grad_norm(proxy.model, x, lambda out: out.log_softmax(1).amax(1))
+    return input_grad_norm(proxy.model, x, lambda out: proxy.score(out, None, "log_prob"))
 
 
 class ProxySide:
@@ -134,10 +134,10 @@ class ProxySide:
             self.gaussians = ClassGaussians(extract(proxy.model, x_fit), y_fit)
         self.members = self._members(domain, name) if self.classes else []
         self.density = domain_density(domain, device=proxy.device)
-        x_cal, y_cal = dom.load_split(CALIBRATION_SPLIT)
+        x_cal, _ = dom.load_split(CALIBRATION_SPLIT)
         with torch.no_grad():
             self.centre = float(self.density.log_prob(x_cal.to(proxy.device)).median())
-        cal = self.scores(x_cal, y_cal)
+        cal = self.scores(x_cal)
         self.thresholds = {k: float(torch.quantile(v[torch.isfinite(v)], FLAG_QUANTILE))
                            if torch.isfinite(v).any() else math.nan for k, v in cal.items()}
 
@@ -152,8 +152,7 @@ class ProxySide:
             return []
 
     @torch.no_grad()
-    def scores(self, x: torch.Tensor, target: torch.Tensor, logits: torch.Tensor | None = None
-               ) -> dict[str, torch.Tensor]:
+    def scores(self, x: torch.Tensor, logits: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Per-sample scores of every detector, higher = more suspicious (CPU, float64)."""
         from optbench.referees.classifiers import logits_of
         from optbench.referees.distribution import extract
@@ -163,9 +162,13 @@ class ProxySide:
             out["energy"], out["max_logit"] = energy(logits), max_logit(logits)
             nan = torch.full((len(x),), math.nan, dtype=torch.float64)
             out["mahalanobis"] = self.gaussians.score(extract(self.proxy.model, x)).cpu() if self.gaussians else nan
-            out["disagreement"] = (disagreement([logits, *(logits_of(m, x).cpu() for m in self.members)],
-                                                target.cpu()) if self.members else nan)
-        out["grad_norm"] = target_grad_norm(self.proxy, x, target)
+            if self.members:
+                members = [logits, *(logits_of(m, x).double().cpu() for m in self.members)]
+                agreed = torch.stack([m.softmax(1) for m in members]).mean(0).argmax(1)
+                out["disagreement"] = disagreement(members, agreed)
+            else:
+                out["disagreement"] = nan
+        out["grad_norm"] = confidence_grad_norm(self.proxy, x)
         lp = self.density.log_prob(x.to(self.proxy.device)).double().cpu()
         out["typicality"] = (lp - self.centre).abs()
         return out

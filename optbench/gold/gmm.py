@@ -187,9 +187,13 @@ class MixtureReferee(ExactReferee):
         either side (0.01 for real data): the per-sample typicality test.
     gold_ks: Kolmogorov-Smirnov statistic of the outputs' quantiles against the uniform
         law they follow on real data: the batch's typicality test.
-    gold_maha: Mahalanobis distance to the nearest component (about sqrt(d) on data)."""
+    gold_maha: Mahalanobis distance to the nearest component (about sqrt(d) on data).
+    gold_value: the target's posterior for a typical output, 0 for an atypical one: what
+        an output is worth to someone who asked for a real-looking example of the target
+        (the gold score of the detectors' stopping rule, optbench/report/detectors.py)."""
 
-    names = ("gold_prob", "gold_hit", "gold_conf", "gold_logp_q", "gold_atypical", "gold_maha", "gold_ks")
+    names = ("gold_prob", "gold_hit", "gold_conf", "gold_logp_q", "gold_atypical", "gold_maha", "gold_value",
+             "gold_ks")
     set_names = ("gold_ks",)
     TAIL = 0.005          # each side of the typicality test
     TYPICAL_DRAWS = 200_000
@@ -216,12 +220,15 @@ class MixtureReferee(ExactReferee):
         lp = self.mixture._joint(x, white=white).logsumexp(1)
         q = self.logp_quantile(x, lp)
         lo, hi = self.bounds
-        return {"gold_prob": post.gather(1, target.long().cpu()[:, None]).squeeze(1),
+        typical = (lp >= lo) & (lp <= hi)
+        prob = post.gather(1, target.long().cpu()[:, None]).squeeze(1)
+        return {"gold_prob": prob,
                 "gold_hit": (post.argmax(1) == target.cpu()).double(),
                 "gold_conf": post.amax(1),
                 "gold_logp_q": q,
-                "gold_atypical": ((lp < lo) | (lp > hi)).double(),
-                "gold_maha": white.pow(2).sum(-1).amin(1).sqrt()}
+                "gold_atypical": (~typical).double(),
+                "gold_maha": white.pow(2).sum(-1).amin(1).sqrt(),
+                "gold_value": prob * typical}
 
     def set_metrics(self, x: torch.Tensor) -> dict[str, float]:
         from scipy.stats import kstest

@@ -9,8 +9,11 @@ the optimizer's owner does not have:
   departed    by the domain's exact truth where it has one (`gold_ks` on the mixtures,
               `gold_atypical` on faces: optbench/report/audit.py), else KID in the primary
               feature space beyond its real-against-real null (MNIST, digits8)
-  gold score  `gold_prob` (the exact target posterior, or the target of the face an output
-              projects to) where the domain has it, else the judges' `judge_prob`
+  gold score  what an output is worth to someone who asked for a real-looking example of
+              the target: `gold_value` on the mixtures (the exact target posterior of a
+              typical output, 0 for an atypical one), `gold_prob` on faces (the target
+              attribute of the face an output projects to, 0 off the manifold), else the
+              judges' `judge_prob`
 
 Per domain, source and detector:
 
@@ -60,7 +63,8 @@ def gold_truth(cell: dict) -> str:
 
 
 def gold_score_key(cell: dict) -> str:
-    return "gold_prob" if "gold_prob" in cell["curve"]["rows"][0] else "judge_prob"
+    row = cell["curve"]["rows"][0]
+    return next((k for k in ("gold_value", "gold_prob") if k in row), "judge_prob")
 
 
 def with_detector_null(cell: dict) -> dict:
@@ -97,14 +101,16 @@ def lead(cell: dict, detector: str) -> str:
 
 
 def stop(cell: dict, detector: str) -> dict:
-    """The stopping rule on one cell: where it stops, and the gold there and at best."""
-    rows, thr = cell["curve"]["rows"], fire_threshold(cell["spec"]["n_samples"])
-    gold = [r.get(gold_score_key(cell), math.nan) for r in rows]
+    """The stopping rule on one cell, over the levels where the gold score is defined
+    (best-of-n's per-sample estimates end where the pool runs short): where it stops,
+    and the gold there and at best."""
+    key, thr = gold_score_key(cell), fire_threshold(cell["spec"]["n_samples"])
+    rows = [r for r in cell["curve"]["rows"] if math.isfinite(r.get(key, math.nan))]
+    gold = [r[key] for r in rows]
     at = next((i for i, r in enumerate(rows) if r.get(f"det_{detector}", math.nan) > thr), len(rows) - 1)
-    best = float(np.nanmax(gold)) if np.isfinite(gold).any() else math.nan
     return {"index": at, "fired": rows[at].get(f"det_{detector}", math.nan) > thr,
-            "proxy_prob": rows[at]["proxy_prob"], "gold": gold[at], "best_gold": best,
-            "regret": best - gold[at], "regret_never_stop": best - gold[-1],
+            "proxy_prob": rows[at]["proxy_prob"], "gold": gold[at], "best_gold": max(gold),
+            "regret": max(gold) - gold[at], "regret_never_stop": max(gold) - gold[-1],
             "departed_at_stop": gold_departed(cell, rows[at])}
 
 
