@@ -238,8 +238,10 @@ def summary_markdown(rows: list[dict]) -> str:
                      f"{c('judge_peak_prob')} | {r['knob']} {crossed} | {c('gap_at_max')} | "
                      f"{c('proxy_prob_at_max')} | {c('judge_prob_at_max')} | {c('kid_at_max')} | "
                      f"{r['kid_null_mean']:.2g}, {r['kid_threshold']:.2g} |")
-    judge_cols = [k for k in rows[0] if k.startswith("judge_") and k.endswith("_prob_at_max")
-                  and k != "judge_prob_at_max"]
+    # A suite over several domains has each domain's judges and feature spaces: columns are
+    # their union, and a curve shows "-" under another domain's.
+    judge_cols = list(dict.fromkeys(k for r in rows for k in r if k.startswith("judge_")
+                                    and k.endswith("_prob_at_max") and k != "judge_prob_at_max"))
     if judge_cols:
         names = [k[:-len("_prob_at_max")] for k in judge_cols]
         lines += ["", "Each judge's mean target probability at the highest pressure (and on real "
@@ -247,18 +249,20 @@ def summary_markdown(rows: list[dict]) -> str:
                   "| curve | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
         for r in rows:
             cells = [f"{_fmt(r[n + '_prob_at_max'], r[n + '_prob_at_max_lo'], r[n + '_prob_at_max_hi'])}"
-                     f" (real {r.get(n + '_prob_real', math.nan):.3f})" for n in names]
+                     f" (real {r.get(n + '_prob_real', math.nan):.3f})" if n + "_prob_at_max" in r else "-"
+                     for n in names]
             lines.append(f"| {r['label']} | " + " | ".join(cells) + " |")
-    spaces = [k[:-len("_cross_at")] for k in rows[0] if k.startswith("kid@") and k.endswith("_cross_at")]
+    spaces = list(dict.fromkeys(k[:-len("_cross_at")] for r in rows for k in r
+                                if k.startswith("kid@") and k.endswith("_cross_at")))
     if spaces:
         lines += ["", "The level from which KID lies beyond its null's q99 at every higher level, in every "
                   "feature space (the plain `kid` is the primary space):", "",
                   "| curve | kid | " + " | ".join(spaces) + " |", "|---|---|" + "---|" * len(spaces)]
         for r in rows:
-            seeds = [r["kid_crossed_seeds"], *(r[f"{k}_cross_at_seeds"] for k in spaces)]
+            seeds = [r["kid_crossed_seeds"], *(r.get(f"{k}_cross_at_seeds", 0) for k in spaces)]
             cells = [_fmt(r[f"{k}_cross_at"], r[f"{k}_cross_at_lo"], r[f"{k}_cross_at_hi"], missing="never")
                      + (f" ({n}/{r['seeds']} seeds)" if 0 < n < r["seeds"] else "")
-                     for k, n in zip(["kid", *spaces], seeds)]
+                     if f"{k}_cross_at" in r else "-" for k, n in zip(["kid", *spaces], seeds)]
             lines.append(f"| {r['label']} | " + " | ".join(cells) + " |")
     extra = sorted(k for k in _plugin_at_max() if f"{k}_at_max" in rows[0])
     if extra:
