@@ -94,6 +94,8 @@ def test_box_transform_is_cmas():
         x = np.random.default_rng(0).uniform(bounds[0] - 3 * w, bounds[1] + 3 * w, 2000)
         ref = BoxConstraintsLinQuadTransformation([list(bounds)] * len(x))
         assert np.allclose(box_transform(x, bounds), ref(x.copy()), rtol=0, atol=1e-12)
+        # In place (as CMA-ES calls it) gives the same bits, near the box and beyond it.
+        assert np.array_equal(box_transform(x.copy(), bounds, overwrite=True), box_transform(x, bounds))
         y = np.random.default_rng(1).uniform(*bounds, 500)
         assert np.allclose(box_transform(box_inverse(y, bounds), bounds), y, rtol=0, atol=1e-12)
     # A NaN in one row leaves the other rows' transformation (and the box) alone.

@@ -86,6 +86,15 @@ class Search:
         """Each sample's best genes so far (the driver keeps them)."""
 
 
+def _normals(rngs, population: int, dim: int) -> np.ndarray:
+    """(n, P, D) standard normals, sample i's from rngs[i], drawn into one array (no
+    per-sample copies to stack: the draws are a search's main cost besides the proxy)."""
+    out = np.empty((len(rngs), population, dim))
+    for r, o in zip(rngs, out):
+        r.standard_normal(out=o)
+    return out
+
+
 class RandomSearch(Search):
     """(1 + lambda) search: the sample's current best plus sigma-Gaussian steps."""
 
@@ -93,8 +102,10 @@ class RandomSearch(Search):
         self.best, self.pop, self.sigma, self.rngs, self.bounds = x0.copy(), population, sigma, rngs, bounds
 
     def ask(self) -> np.ndarray:                       # (n, P, D)
-        steps = np.stack([r.standard_normal((self.pop, self.best.shape[1])) for r in self.rngs])
-        return np.clip(self.best[:, None] + self.sigma * steps, *self.bounds)
+        x = _normals(self.rngs, self.pop, self.best.shape[1])
+        x *= self.sigma                                # in place: the same values as
+        x += self.best[:, None]                        # best + sigma * steps, no temporaries
+        return np.clip(x, *self.bounds, out=x)
 
     def tell(self, candidates: np.ndarray, scores: np.ndarray) -> None:
         pass   # the driver keeps the best; the next generation perturbs it
@@ -110,10 +121,11 @@ def linquad_margins(bounds) -> tuple[float, float]:
     return min((ub - lb) / 2, 0.05 * max(abs(lb), 1)), min((ub - lb) / 2, 0.05 * max(abs(ub), 1))
 
 
-def box_transform(x: np.ndarray, bounds) -> np.ndarray:
+def box_transform(x: np.ndarray, bounds, overwrite: bool = False) -> np.ndarray:
     """Map unbounded genotypes into the box [lb, ub]: cma's periodic linear-quadratic
     transformation, vectorized (the identity in [lb + al, ub - au], quadratic beside it,
-    mirrored and periodic beyond). tests/test_search.py compares it with cma's own."""
+    mirrored and periodic beyond). tests/test_search.py compares it with cma's own.
+    With `overwrite`, x's memory holds the result (CMA-ES's candidates are temporaries)."""
     lb, ub = bounds
     al, au = linquad_margins(bounds)
     period, left = 2 * (ub - lb + al + au), lb - 2 * al - (ub - lb) / 2
@@ -124,7 +136,9 @@ def box_transform(x: np.ndarray, bounds) -> np.ndarray:
     # margin, cma's lb + (x - (lb - al))^2 / (4 al) is x + t^2 / (4 al) (likewise above).
     # In place on whole arrays: masked indexing and fresh temporaries cost more than
     # the proxy's forward pass on MNIST.
-    y, t = x.copy(), np.empty_like(x)
+    # In place is exact: after the far shift no element is mirrored at both ends, so the
+    # second mirror's depth is 0 wherever the first one moved x.
+    y, t = (x if overwrite else x.copy()), np.empty_like(x)
 
     def depth_into(a, b):       # t = max(a - b, 0), in place
         np.subtract(a, b, out=t)
@@ -180,10 +194,10 @@ class CMAES(Search):
         self.gen = 0
 
     def ask(self) -> np.ndarray:
-        self._z = np.stack([r.standard_normal((self.lam, self.m.shape[1])) for r in self.rngs])
+        self._z = _normals(self.rngs, self.lam, self.m.shape[1])
         genotypes = self._z * (self.sigma[:, None] * np.sqrt(self.c))[:, None]
         genotypes += self.m[:, None]
-        return box_transform(genotypes, self.bounds)
+        return box_transform(genotypes, self.bounds, overwrite=True)
 
     def tell(self, candidates: np.ndarray, scores: np.ndarray) -> None:
         order = np.argsort(-scores, axis=1, kind="stable")[:, :self.mu]      # maximize
@@ -215,15 +229,17 @@ class Genetic(Search):
         self.pop, self.sigma, self.rngs, self.rate = population, sigma, rngs, mutation_rate
         self.bounds = bounds if clip else (-np.inf, np.inf)
         # Generation 0: the start and P - 1 mutants of it.
-        self.genes = np.stack([self._mutate(np.repeat(x[None], population, 0), r) for x, r in zip(x0, rngs)])
+        self.genes = np.repeat(x0[:, None], population, 1)
+        for g, r in zip(self.genes, rngs):
+            self._mutate(g, r)
         self.genes[:, 0] = x0
         self.scores = None
 
     def _mutate(self, g: np.ndarray, rng) -> np.ndarray:
+        """Mutate g in place (and return it)."""
         hit = rng.random(g.shape) < self.rate
-        g = g.copy()
         g[hit] += self.sigma * rng.standard_normal(int(hit.sum()))   # draws for the mutated genes only
-        return np.clip(g, *self.bounds)
+        return np.clip(g, *self.bounds, out=g)
 
     def initial(self, x0: np.ndarray) -> np.ndarray:
         return self.genes       # the start and P - 1 mutants (made in __init__)
@@ -232,14 +248,15 @@ class Genetic(Search):
         self.scores = scores
 
     def ask(self) -> np.ndarray:
-        children = []
-        for genes, scores, rng in zip(self.genes, self.scores, self.rngs):
+        children = np.empty((len(self.genes), self.pop - 1, self.genes.shape[2]))
+        for genes, scores, rng, child in zip(self.genes, self.scores, self.rngs, children):
             a, b = rng.integers(0, self.pop, (2, 2 * (self.pop - 1)))
             parents = np.where(scores[a] >= scores[b], a, b).reshape(2, self.pop - 1)
             mix = rng.random((self.pop - 1, genes.shape[1])) < 0.5
-            child = np.where(mix, genes[parents[0]], genes[parents[1]])
-            children.append(self._mutate(child, rng))
-        return np.stack(children)
+            np.take(genes, parents[1], axis=0, out=child)              # uniform crossover,
+            np.copyto(child, genes[parents[0]], where=mix)              # into the batch's array
+            self._mutate(child, rng)
+        return children
 
     def tell(self, candidates: np.ndarray, scores: np.ndarray) -> None:
         elite = self.scores.argmax(1)
