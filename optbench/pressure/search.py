@@ -86,13 +86,6 @@ class Search:
         """Each sample's best genes so far (the driver keeps them)."""
 
 
-def _normals(rngs, population: int, dim: int) -> np.ndarray:
-    """(n, P, D) standard normals, sample i's from rngs[i], drawn into one array (no
-    per-sample copies to stack: the draws are a search's main cost besides the proxy)."""
-    out = np.empty((len(rngs), population, dim))
-    for r, o in zip(rngs, out):
-        r.standard_normal(out=o)
-    return out
 
 
 class RandomSearch(Search):
@@ -102,10 +95,15 @@ class RandomSearch(Search):
         self.best, self.pop, self.sigma, self.rngs, self.bounds = x0.copy(), population, sigma, rngs, bounds
 
     def ask(self) -> np.ndarray:                       # (n, P, D)
-        x = _normals(self.rngs, self.pop, self.best.shape[1])
-        x *= self.sigma                                # in place: the same values as
-        x += self.best[:, None]                        # best + sigma * steps, no temporaries
-        return np.clip(x, *self.bounds, out=x)
+        # clip(best + sigma * steps), built sample by sample in place: each sample's block
+        # stays in cache, where whole-batch passes cost as much as the proxy (README, Speed).
+        x = np.empty((len(self.rngs), self.pop, self.best.shape[1]))
+        for r, xi, best in zip(self.rngs, x, self.best):
+            r.standard_normal(out=xi)
+            xi *= self.sigma
+            xi += best
+            np.clip(xi, *self.bounds, out=xi)
+        return x
 
     def tell(self, candidates: np.ndarray, scores: np.ndarray) -> None:
         pass   # the driver keeps the best; the next generation perturbs it
@@ -194,10 +192,16 @@ class CMAES(Search):
         self.gen = 0
 
     def ask(self) -> np.ndarray:
-        self._z = _normals(self.rngs, self.lam, self.m.shape[1])
-        genotypes = self._z * (self.sigma[:, None] * np.sqrt(self.c))[:, None]
-        genotypes += self.m[:, None]
-        return box_transform(genotypes, self.bounds, overwrite=True)
+        # m + sigma sqrt(C) z in the box, built sample by sample (each block stays in cache).
+        self._z = np.empty((len(self.rngs), self.lam, self.m.shape[1]))
+        candidates = np.empty_like(self._z)
+        scale = self.sigma[:, None] * np.sqrt(self.c)
+        for r, z, x, s, m in zip(self.rngs, self._z, candidates, scale, self.m):
+            r.standard_normal(out=z)
+            np.multiply(z, s, out=x)
+            x += m
+            x[...] = box_transform(x, self.bounds, overwrite=True)
+        return candidates
 
     def tell(self, candidates: np.ndarray, scores: np.ndarray) -> None:
         order = np.argsort(-scores, axis=1, kind="stable")[:, :self.mu]      # maximize
