@@ -1,7 +1,7 @@
 """What the top of a million look like: the pool of `benchmarks/million.toml`'s MNIST
 cells (the shipped DCGAN, latents (seed, i), i < 2^20) ranked by the shipped proxy for
 each target class, and the members at ranks 1-10 and 91-100 drawn with the judges'
-probability of that class under each (README, finding 12).
+(the domain's judge ensemble) probability of that class under each (README, finding 12).
 
     .venv/bin/python benchmarks/top_of_million.py [--pool 1048576] [--seed 0]
         [--out results/million/plots/top_of_million_mnist.png]
@@ -45,11 +45,18 @@ def main():
     # One row of log-probabilities per class, as the quantilizer ranks them.
     scores = np.concatenate([_pool_scores(proxy, chunk, "log_prob") for chunk in pool.chunks()], 1)
     classes = len(scores)
-    order = np.argsort(-scores, axis=1, kind="stable")[:, :100]          # (classes, 100), best first
+    # Best first, ties broken as the cells break them (optbench/pressure/selection.py: a
+    # stable ascending sort, so the last index of a tie ranks highest).
+    order = np.argsort(scores, axis=1, kind="stable")[:, ::-1][:, :100]   # (classes, 100)
+    # float32 log-probabilities saturate at 0.0: members tied at the top are ones the proxy
+    # cannot rank, and their order is the pool's (random) order.
+    tied_at_top = (scores == scores.max(1, keepdims=True)).sum(1)
     picked = order[:, [r - 1 for r in RANKS]]
     images = pool.rows(picked.reshape(-1)).reshape(classes, len(RANKS), *pool.rows([0]).shape[1:])
     with torch.no_grad():
-        judge_probs = torch.stack([j(images.flatten(0, 1)).softmax(1) for j in referee.judges.values()]).mean(0)
+        # The judges' ensemble, as the referee reads judge_prob (the domain's `ensemble`).
+        judge_probs = torch.stack([referee.judges[name](images.flatten(0, 1)).softmax(1)
+                                   for name in referee.ensemble]).mean(0)
     target = torch.arange(classes).repeat_interleave(len(RANKS))
     judged = judge_probs[torch.arange(len(target)), target].reshape(classes, len(RANKS))
     proxy_prob = np.exp(np.take_along_axis(scores, picked, 1))
@@ -74,14 +81,15 @@ def main():
     fig.savefig(out, dpi=130)
     summary = {"pool": a.pool, "seed": a.seed, "ranks": RANKS,
                "judge_prob_by_class": judged.tolist(), "proxy_prob_by_class": proxy_prob.tolist(),
-               "pool_index_by_class": picked.tolist(),
+               "pool_index_by_class": picked.tolist(), "tied_at_top_by_class": tied_at_top.tolist(),
+               "top_score_by_class": scores.max(1).tolist(),
                "judges_mean": {"top 1": float(judged[:, 0].mean()), "ranks 1-10": float(judged[:, :10].mean()),
                                "ranks 91-100": float(judged[:, 10:].mean())},
                "judged_below_half": {"top 1": int((judged[:, 0] < 0.5).sum()),
                                      "ranks 1-10": int((judged[:, :10] < 0.5).sum()),
                                      "ranks 91-100": int((judged[:, 10:] < 0.5).sum())}}
     out.with_suffix(".json").write_text(json.dumps(summary, indent=1))
-    print(json.dumps({k: summary[k] for k in ("judges_mean", "judged_below_half")}, indent=1))
+    print(json.dumps({k: summary[k] for k in ("judges_mean", "judged_below_half", "tied_at_top_by_class")}, indent=1))
 
 
 if __name__ == "__main__":
