@@ -22,6 +22,7 @@ import statistics
 import torch
 
 from optbench.models import load_model
+from optbench.models.fixed_batch import chunks
 from optbench.pressure.feature_vis import feature_vis_ascent
 from optbench.pressure.pixel_ascent import pixel_ascent
 from optbench.pressure.search import queries, search
@@ -71,8 +72,8 @@ def main():
         run_search(alg, enc, sigma, recorder)()
         fns[name] = run_search(alg, enc, sigma)
         fns[f"{name}: forward of its candidates"] = replay(recorder.batches)
-    fns["forward of the starts x (n P)"] = replay([x0.repeat_interleave(P, 0)[i:i + 128]
-                                                   for i in range(0, a.n * P, 128)] * G)
+    starts = x0.repeat_interleave(P, 0)          # in the chunks the searches' calls use
+    fns["forward of the starts x (n P)"] = replay([starts[i:j] for i, j in chunks(len(starts))] * G)
     times = timed_rounds(fns, a.repeats)
     print(f"## gradient-free search: {a.n} samples x population {P}, {G} generations, {a.threads} thread(s)\n")
     print("| source | seconds per query | vs a batched forward pass of its own candidates | "

@@ -51,13 +51,16 @@ class FlowDensity(torch.nn.Module):
         self.register_buffer("mean", torch.zeros(dim))
         self.register_buffer("std", torch.ones(dim))
 
+    def _logit(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(s, u): x scaled from the box into (ALPHA, 1 - ALPHA), and its logit."""
+        s = ALPHA + (1 - 2 * ALPHA) * ((x.flatten(1) - self.lo) / (self.hi - self.lo)).clamp(0, 1)
+        return s, torch.log(s) - torch.log1p(-s)
+
     def _to_flow(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """z and log |dz/dx| summed over coordinates."""
-        width = self.hi - self.lo
-        s = ALPHA + (1 - 2 * ALPHA) * ((x.flatten(1) - self.lo) / width).clamp(0, 1)
-        u = torch.log(s) - torch.log1p(-s)
+        s, u = self._logit(x)
         z = (u - self.mean) / self.std
-        log_det = (math.log(1 - 2 * ALPHA) - math.log(width) - torch.log(s) - torch.log1p(-s)
+        log_det = (math.log(1 - 2 * ALPHA) - math.log(self.hi - self.lo) - torch.log(s) - torch.log1p(-s)
                    - torch.log(self.std)).sum(1)
         return z, log_det
 
@@ -78,8 +81,7 @@ class FlowDensity(torch.nn.Module):
         val, train = x[:n_val], x[n_val:]
         noise = lambda t: t + (self.hi - self.lo) / 256 * torch.rand(t.shape, generator=gen)  # noqa: E731
         with torch.no_grad():
-            s = ALPHA + (1 - 2 * ALPHA) * ((noise(train) - self.lo) / (self.hi - self.lo)).clamp(0, 1)
-            u = torch.log(s) - torch.log1p(-s)
+            _, u = self._logit(noise(train))
             self.mean.copy_(u.mean(0))
             self.std.copy_(u.std(0).clamp_min(1e-3))
         val = noise(val)   # one fixed dequantization of the validation samples

@@ -103,7 +103,8 @@ def disagreement(member_logits: list[torch.Tensor], target: torch.Tensor) -> tor
 DETECTORS = ("energy", "max_logit", "grad_norm", "mahalanobis", "disagreement", "typicality")
 CLASS_DETECTORS = ("energy", "max_logit", "mahalanobis", "disagreement")   # need class logits
 ENSEMBLE_REPLICATES = (100, 101, 102)   # extra proxies: replicates of the proxy's recipe
-FLAG_QUANTILE = 0.99
+FLAG_RATE = 0.01                  # share of held-out real data each detector flags
+FLAG_QUANTILE = 1 - FLAG_RATE     # its threshold's quantile (exactly 0.99)
 CALIBRATION_SPLIT = "test"
 
 

@@ -86,8 +86,6 @@ class Search:
         """Each sample's best genes so far (the driver keeps them)."""
 
 
-
-
 class RandomSearch(Search):
     """(1 + lambda) search: the sample's current best plus sigma-Gaussian steps."""
 

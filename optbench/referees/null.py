@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from optbench.cache import cache_dir, entry_lock, key_hash
+from optbench.detectors import DETECTORS
 from optbench.domains import get_domain
 from optbench.models.checkpoints import model_hash
 
@@ -46,8 +47,7 @@ DEPARTURE_SIDE = {"fid": "high", "kid": "high", "c2st": "high",
                   # exact referees (optbench/gold): their nulls come from the true law
                   "gold_atypical": "high", "gold_ks": "high", "gold_maha": "high", "gold_logp_q": "low",
                   # detectors' flagged shares (optbench/detectors.py); null Binomial(n, 0.01) / n
-                  **{f"det_{d}": "high" for d in ("energy", "max_logit", "grad_norm", "mahalanobis",
-                                                  "disagreement", "typicality")}}
+                  **{f"det_{d}": "high" for d in DETECTORS}}
 
 
 def departure_side(metric: str) -> str | None:

@@ -39,10 +39,11 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import binom
 
+from optbench.detectors import FLAG_RATE
 from optbench.report.intervals import INTERVAL_METHOD, mean_ci
 from optbench.report.summary import departs_at
 
-FLAG_RATE, FIRE_QUANTILE = 0.01, 0.99
+FIRE_QUANTILE = 0.99
 GOLD_TRUTHS = ("gold_ks", "gold_atypical")   # the first a cell has is its departure truth
 ORDERS = ("earlier", "same", "later", "never", "alone", "neither")
 
