@@ -8,7 +8,13 @@ different trajectories. This measures what that does to the numbers we report.
     .venv/bin/python benchmarks/cross_kernel.py benchmarks/quick.toml \
         --capability default --reference results/quick
 
-Writes <reference>/cross_kernel.md and cross_kernel.json: for every summary number of
+On another machine, compare a folder that machine produced instead of running here
+(`results/quick/cross_machine.md` was made so, from a fresh clone's `bash scripts/quick.sh`):
+
+    .venv/bin/python benchmarks/cross_kernel.py benchmarks/quick.toml \
+        --reference results/quick --rerun /path/to/clone/results/quick --name cross_machine
+
+Writes <reference>/<name>.md and <name>.json (name: cross_kernel by default): for every summary number of
 every curve, the committed mean and interval, the rerun's mean, their difference, and
 whether the rerun's mean lies inside the committed interval; and per curve metric the
 largest difference at any single pressure level of any seed."""
@@ -88,11 +94,11 @@ def compare_curves(ref_dir: Path, new_dir: Path) -> list[dict]:
     return list(out.values())
 
 
-def markdown(summary: list[dict], curves: list[dict], capability: str, ref_machine: dict,
+def markdown(summary: list[dict], curves: list[dict], title: str, ref_machine: dict,
              new_machine: dict) -> str:
     inside = sum(r["inside"] for r in summary)
     worst = max(summary, key=lambda r: r["abs_diff"] / max(r["hi"] - r["lo"], 1e-12))
-    lines = [f"# Cross-kernel rerun: ATEN_CPU_CAPABILITY={capability}", "",
+    lines = [f"# {title}", "",
              f"Committed results: kernels {ref_machine.get('cpu_capability')} on "
              f"{ref_machine.get('cpu_model')}. Rerun: kernels {new_machine.get('cpu_capability')} "
              f"on {new_machine.get('cpu_model')}. Same cell ids, same code.", "",
@@ -126,18 +132,25 @@ def main() -> None:
     p.add_argument("--capability", default="default", help="ATEN_CPU_CAPABILITY of the rerun")
     p.add_argument("--reference", type=Path, required=True, help="committed results/<suite> folder")
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--rerun", type=Path, help="compare this results folder of the suite (made on another "
+                   "machine) instead of running the suite here")
+    p.add_argument("--name", default="cross_kernel", help="stem of the written .md and .json")
     a = p.parse_args()
+    ref = json.loads((a.reference / "summary.json").read_text())
     with tempfile.TemporaryDirectory(prefix="optbench-cross-") as tmp:
-        run_under(a.suite, a.capability, Path(tmp), a.workers)
-        new_dir = next(d for d in Path(tmp).iterdir() if d.is_dir())
-        ref = json.loads((a.reference / "summary.json").read_text())
+        if a.rerun:
+            new_dir, title = a.rerun, "Cross-machine rerun: the same suite on another machine"
+        else:
+            run_under(a.suite, a.capability, Path(tmp), a.workers)
+            new_dir = next(d for d in Path(tmp).iterdir() if d.is_dir())
+            title = f"Cross-kernel rerun: ATEN_CPU_CAPABILITY={a.capability}"
         new = json.loads((new_dir / "summary.json").read_text())
         summary = compare_summaries(ref, new)
         curves = compare_curves(a.reference, new_dir)
-        md = markdown(summary, curves, a.capability, first_machine(a.reference), first_machine(new_dir))
-    (a.reference / "cross_kernel.md").write_text(md)
-    (a.reference / "cross_kernel.json").write_text(json.dumps(
-        {"capability": a.capability, "summary": summary, "curves": curves}, indent=1) + "\n")
+        md = markdown(summary, curves, title, first_machine(a.reference), first_machine(new_dir))
+    (a.reference / f"{a.name}.md").write_text(md)
+    (a.reference / f"{a.name}.json").write_text(json.dumps(
+        {"capability": None if a.rerun else a.capability, "summary": summary, "curves": curves}, indent=1) + "\n")
     print(md)
 
 
