@@ -18,6 +18,7 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import save_file
@@ -144,34 +145,54 @@ def equal_proxy_points(referee: Referee, traj, proxy: Proxy) -> list[dict]:
     return out
 
 
-def pool_per_sample(referee: Referee, traj, proxy: Proxy) -> list[dict] | None:
-    """Per-sample metric values over a selection source's pool, one dict per target row.
-    A streamed pool (pressure/pool.py) is read chunk by chunk and its values kept in
-    float32: a million samples x 10 targets x 20 metrics are 0.8 GB so, 1.7 GB in float64."""
+def pool_per_sample(referee: Referee, traj, proxy: Proxy) -> tuple[list[dict], torch.Tensor] | None:
+    """Per-sample metric values over a selection source's pool, one dict per target row,
+    and (N,) whether each member is finite (pixels and proxy output; diverged members
+    are left out of every mean). A streamed pool (pressure/pool.py) is read chunk by
+    chunk and its values kept in float32: a million samples x 10 targets x 20 metrics
+    are 0.8 GB so, 1.7 GB in float64."""
     if traj.pool is None:
         return None
     pool = traj.pool
-    parts = []
+    parts, finite = [], []
     for x in (pool.chunks() if hasattr(pool, "chunks") else [pool]):   # a source's own tensor pool
         logits = referee.logits(x, proxy)
+        finite.append(torch.isfinite(x.flatten(1)).all(1) & proxy.finite(logits["proxy"]))
         values = [referee.per_sample(logits, x, torch.full((len(x),), t), proxy) for t in traj.pool_targets]
         if getattr(pool, "streamed", False):
             values = [{k: v.float() for k, v in row.items()} for row in values]
         parts.append(values)
+    finite = torch.cat(finite)
     if len(parts) == 1:
-        return parts[0]
-    return [{k: torch.cat([p[t][k] for p in parts]) for k in parts[0][t]} for t in range(len(parts[0]))]
+        return parts[0], finite
+    return [{k: torch.cat([p[t][k] for p in parts]) for k in parts[0][t]} for t in range(len(parts[0]))], finite
 
 
-def weighted_pool_means(pool_values: list[dict], weights) -> dict[str, float]:
+def weighted_pool_means(pool_values: tuple[list[dict], torch.Tensor], weights) -> dict[str, float]:
     """Average each per-sample metric with each target row's selection weights, then over
     rows with equal weight: the unbiased order-statistics estimate for best-of-n with the
     target classes equally likely. (The set metrics' samples cycle the classes i mod 10,
-    which is equal only when n_samples is a multiple of 10.)"""
-    out = {}
-    for key in pool_values[0]:
-        per_target = [float(weights[t] @ v[key].numpy()) for t, v in enumerate(pool_values)]
-        out[key] = float(sum(per_target) / len(per_target))
+    which is equal only when n_samples is a multiple of 10.)
+
+    Diverged members carry weight only where every candidate diverged (the source ranks
+    them lowest): that weight is `diverged_frac`, the exact chance that the selected
+    sample diverged, and the metrics are means over the finite selections."""
+    values, finite = pool_values
+    keep = finite.numpy()
+    per_target: dict[str, list[float]] = {}
+    diverged = []
+    for t, v in enumerate(values):
+        w = np.asarray(weights[t], dtype=float)
+        lost = float(w[~keep].sum())   # NaN where the level is blanked (too few samples)
+        diverged.append(lost)
+        if lost > 0:
+            w = w / (1.0 - lost) if lost < 1 else np.full_like(w, np.nan)
+        for key in v:
+            value = w @ v[key].numpy() if keep.all() else w[keep] @ v[key].numpy()[keep]
+            per_target.setdefault(key, []).append(float(value))
+    out = {k: float(sum(per) / len(per)) for k, per in per_target.items()}
+    if not np.isnan(diverged).any():
+        out["diverged_frac"] = float(np.mean(diverged))
     return out
 
 

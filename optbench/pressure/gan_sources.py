@@ -15,9 +15,9 @@ from optbench.pressure.crossings import Crossings
 from optbench.pressure.generator import generator_finetune, latent_ascent
 from optbench.pressure.pool import GeneratorPool
 from optbench.pressure.pixel_ascent import OBJECTIVES, log_levels
-from optbench.pressure.selection import (best_of_n_kl_bound, best_of_n_pool_weights,
-                                         effective_sample_size, quantile_weights, selection_levels,
-                                         subpool_best)
+from optbench.pressure.selection import (best_of_n_kl_bound, best_of_n_pool_weights, diverged_lowest,
+                                         diverged_members, effective_sample_size, quantile_weights,
+                                         selection_levels, subpool_best)
 
 
 def _generator(proxy, domain: str, s: dict) -> torch.nn.Module:
@@ -54,11 +54,14 @@ def _finetune_trajectory(proxy, domain: str, n: int, seed: int, s: dict) -> Traj
     return Trajectory(start, target, ((k, x.cpu(), info) for k, x, info in levels), s["lr"])
 
 
-def _pool_scores(proxy, pool: torch.Tensor, objective: str) -> np.ndarray:
-    """(targets, N) selection scores: one row per target the proxy's kind has (one per
-    class for a classifier, one for a discriminator)."""
+def _pool_scores(proxy, pool: torch.Tensor, objective: str) -> tuple[np.ndarray, np.ndarray]:
+    """(targets, N) selection scores, one row per target the proxy's kind has (one per
+    class for a classifier, one for a discriminator), and (N,) whether each member
+    diverged (non-finite pixels, proxy output or score)."""
     out = in_batches(proxy, pool, 1024, proxy.device)
-    return proxy.selection_scores(out, objective).double().numpy()
+    scores = proxy.selection_scores(out, objective).double().numpy()
+    finite = (torch.isfinite(pool.flatten(1)).all(1) & proxy.finite(out)).numpy()
+    return scores, diverged_members(scores, finite)
 
 
 def _selection_trajectory(mode: str):
@@ -68,7 +71,10 @@ def _selection_trajectory(mode: str):
             raise ValueError(f"pool_size: must be >= n_samples ({n}), got {N}")
         G = _generator(proxy, domain, s)
         pool = GeneratorPool(G, N, seed, proxy.device)
-        scores = np.concatenate([_pool_scores(proxy, chunk, s["objective"]) for chunk in pool.chunks()], 1)
+        parts = [_pool_scores(proxy, chunk, s["objective"]) for chunk in pool.chunks()]
+        diverged = np.concatenate([d for _, d in parts])
+        scores = diverged_lowest(np.concatenate([p for p, _ in parts], 1), diverged)
+        n_diverged = int(diverged.sum())
         T = len(scores)
         slot_target = np.arange(n) % T
         subpool = N // n   # best-of-n draws from disjoint sub-pools are exact up to this n
@@ -104,7 +110,7 @@ def _selection_trajectory(mode: str):
                 # How many pool samples the weighted per-sample means rest on (least over targets).
                 ess = min(effective_sample_size(w) for w in W)
                 extras = {"kl": kl, "sqrt_kl": math.sqrt(kl), "l2": math.nan, "linf": math.nan,
-                          "ess": ess}
+                          "ess": ess, "pool_diverged": n_diverged}
                 if ess < s["min_ess"]:
                     # Too few samples carry this level (best-of-n at n = N: one per target).
                     # The runner averages every per-sample metric with these weights, so NaN

@@ -55,6 +55,23 @@ def quantilizer_mean(scores: np.ndarray, values: np.ndarray, q: float) -> float:
     return float(np.asarray(values, dtype=float)[top].mean())
 
 
+def diverged_lowest(scores: np.ndarray, diverged: np.ndarray) -> np.ndarray:
+    """(targets, N) selection scores with every diverged member (`diverged_members`) at
+    -inf, strictly below every other member: a score of -inf (probability 0) becomes the
+    lowest finite float. np.argsort puts NaN last, that is, highest, so unguarded,
+    best-of-n would prefer diverged members; with this, one is selected only when every
+    candidate diverged."""
+    out = np.where(scores == -np.inf, -np.finfo(np.float64).max, scores)
+    out[:, diverged] = -np.inf
+    return out
+
+
+def diverged_members(scores: np.ndarray, finite_outputs: np.ndarray) -> np.ndarray:
+    """(N,) whether each pool member diverged: a non-finite output (pixels or proxy
+    output), or a NaN or +inf score for any target."""
+    return ~finite_outputs | (np.isnan(scores) | (scores == np.inf)).any(0)
+
+
 def selection_levels(pool_size: int) -> list[int]:
     """n = 1, 2, 3, 4, 6, 8, 11, 16, ... (powers of sqrt 2, rounded) up to the pool size."""
     levels, k = [], 0

@@ -85,7 +85,10 @@ BUILTIN_DOCS = {
     "out_of_range": "share of pixels outside [0, 1] (by more than 1/255)",
     "l2": "mean L2 distance from the starting point (pixels in [0, 1])",
     "linf": "mean Linf distance from the starting point",
-    "diverged_frac": "share of samples with NaN or inf pixels or proxy logits; excluded from the rest",
+    "diverged_frac": "share of samples with NaN or inf pixels or proxy logits; excluded from the rest "
+                     "(selection sources: the exact chance that the selected sample diverged)",
+    "pool_diverged": "selection sources: pool members with NaN or inf pixels, proxy output or score; "
+                     "ranked below every finite member, so selected only when every candidate diverged",
 }
 
 # The curves figure's panels, in order: (metric, title, y scale). "distance" stands for
