@@ -28,15 +28,38 @@ def import_object(path: str) -> Any:
     if not sep or not module or not attr:
         raise PluginError(f"{path!r}: expected an import path 'module:attr'")
     try:
-        obj = importlib.import_module(module)
+        obj = _import(module)
     except ImportError as e:
         raise PluginError(f"{path!r}: cannot import module {module!r} ({e}); is it on "
                           "PYTHONPATH or installed?") from None
+    except PluginError as e:
+        raise PluginError(f"{path!r}: {e}") from None
     for part in attr.split("."):
         if not hasattr(obj, part):
             raise PluginError(f"{path!r}: module {module!r} has no attribute {attr!r}")
         obj = getattr(obj, part)
     return obj
+
+
+def _import(module: str):
+    """importlib.import_module, with whatever a user's module does at import other than
+    an ImportError (raising anything, calling sys.exit) turned into one PluginError:
+    a plug-in that exits must not end optbench with its own exit code, having done
+    nothing."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise
+    except KeyboardInterrupt:
+        raise
+    except SystemExit as e:
+        sys.modules.pop(module, None)
+        raise PluginError(f"module {module!r} called sys.exit({e.code!r}) while being imported; "
+                          "a plug-in must only define and register things") from None
+    except BaseException as e:   # noqa: BLE001 - any error in a user's module is bad input
+        sys.modules.pop(module, None)
+        raise PluginError(f"importing module {module!r} raised {type(e).__name__}: "
+                          f"{str(e).splitlines()[0] if str(e) else ''}; fix the module") from None
 
 
 def load_plugins(modules: tuple[str, ...] | list[str]) -> None:
@@ -45,10 +68,12 @@ def load_plugins(modules: tuple[str, ...] | list[str]) -> None:
         if name in sys.modules:
             continue
         try:
-            importlib.import_module(name)
+            _import(name)
         except ImportError as e:
             raise PluginError(f"plugin {name!r}: cannot import it ({e}); is it on PYTHONPATH "
                               "or installed?") from None
+        except PluginError as e:
+            raise PluginError(f"plugin {name!r}: {e}") from None
 
 
 def is_import_path(name: str) -> bool:
@@ -102,7 +127,16 @@ class Registry(Mapping):
         return self._entries[name]
 
     def _validated(self, name: str, obj: Any) -> Any:
-        return self._check(name, obj) if self._check else obj
+        if not self._check:
+            return obj
+        from optbench.domains.base import DomainError
+        try:
+            return self._check(name, obj)
+        except (PluginError, DomainError):   # already one line naming the field
+            raise
+        except Exception as e:   # e.g. a user's Domain whose __init__ raises
+            raise PluginError(f"{self.kind} {name!r}: building it raised {type(e).__name__}: "
+                              f"{str(e).splitlines()[0] if str(e) else ''}") from None
 
     def __contains__(self, name: object) -> bool:
         if not isinstance(name, str):

@@ -121,12 +121,10 @@ def cell_proxy(spec: CellSpec, referee: Referee) -> tuple[Proxy, float]:
 
 
 def real_null(referee: Referee, n: int) -> dict:
-    """The real-against-real null of every distribution metric at n (referees/null.py);
-    empty when n is too large for the held-out pool to give independent draws."""
-    try:
-        return referee.null(n)
-    except ValueError:
-        return {}
+    """The real-against-real null of every distribution metric at n (referees/null.py).
+    Suites refuse an n without a null before any cell runs (suite.py), so a failure
+    here fails the cell rather than storing a cell whose departures cannot be read."""
+    return referee.null(n)
 
 
 def equal_proxy_points(referee: Referee, traj, proxy: Proxy) -> list[dict]:

@@ -3,6 +3,7 @@ errors when the disk is full or read-only. Used by the runner and the reports.""
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -36,10 +37,7 @@ def suite_lock(suite_dir: Path):
     if suite_dir in _HELD:
         yield
         return
-    try:
-        f = open(suite_dir / LOCK, "a+")
-    except OSError as e:
-        raise StorageError(f"cannot write {suite_dir / LOCK}: {e.strerror or e}") from None
+    f = _open_lock(suite_dir / LOCK)
     try:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -64,6 +62,27 @@ def suite_lock(suite_dir: Path):
             fcntl.flock(f, fcntl.LOCK_UN)
     finally:
         f.close()
+
+
+def _open_lock(path: Path):
+    """The lock file, opened without following a symbolic link: `open(path, "a+")` would
+    follow one and the lock's truncate would empty its target."""
+    import stat
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    except OSError as e:
+        if e.errno == errno.EISDIR:
+            raise ValueError(f"{path} is a folder, so it cannot be optbench's lock file; remove "
+                             "it and rerun") from None
+        if e.errno == errno.ELOOP or path.is_symlink():
+            raise ValueError(f"{path} is a symbolic link, not optbench's lock file; remove it "
+                             "(its target is left untouched) and rerun") from None
+        raise StorageError(f"cannot write {path}: {e.strerror or e}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise ValueError(f"{path} is not a regular file, so it cannot be optbench's lock file; "
+                         "remove it and rerun")
+    return os.fdopen(fd, "r+")
 
 
 def remove_stale_temporaries(suite_dir: Path) -> list[str]:

@@ -40,9 +40,8 @@ NUMBERS_VERSION = 2   # 2: four feature spaces, LDA two-sample test, starts with
 # Sanity ceilings, checked before anything runs: past these a cell would run for minutes
 # and then die of memory (n_samples = 10_000_000 did, after 4 minutes).
 MAX_SAMPLES = 1_000_000
-MAX_POOL = 4_194_304            # a selection source's pool_size (2^22)
 FLOAT_COPIES = 16               # a generous working set: float copies held per sample
-CEILINGS = {"pool_size": MAX_POOL}   # settings (of any source) with a ceiling
+FLOAT_CEILING = 1e30            # any float setting: it becomes a float32 tensor (max 3.4e38)
 
 SUITE_KEYS = {"name": "suite name (results/<name>/)", "description": "free text",
               "seeds": "list of non-negative integers", "cell": "array of [[cell]] tables",
@@ -247,6 +246,16 @@ def _check_value(where: str, value, setting) -> None:
     if setting.minimum is not None and value < setting.minimum:
         bound = "> 0" if setting.minimum and setting.minimum < 1e-6 else f">= {setting.minimum:g}"
         raise SuiteError(f"{where}: must be {bound}, got {value!r}")
+    ceiling = setting.maximum if setting.maximum is not None else FLOAT_CEILING if kind is float else None
+    if ceiling is not None and value > ceiling:
+        low = _number(setting.minimum) if setting.minimum is not None else "-inf"
+        raise SuiteError(f"{where}: must be <= {_number(ceiling)}, got {value!r}; allowed: "
+                         f"{low}..{_number(ceiling)}")
+
+
+def _number(v: float) -> str:
+    """4194304, not 4.1943e+06; 1e-12 and 1e+30 as such."""
+    return str(int(v)) if float(v).is_integer() and abs(v) < 1e15 else f"{v:g}"
 
 
 def _check_number_list(where: str, value, setting) -> tuple[float, ...]:
@@ -301,6 +310,23 @@ def _check_memory(where: str, n_samples: int, pool_size: int, sample_floats: int
         streamed = " (streamed)" if pool_size > IN_MEMORY else ""
         raise SuiteError(f"{where}.{what} samples need about {need / 2**30:.0f} GiB here{streamed}, more than "
                          f"the {have / 2**30:.0f} GiB available; use fewer samples")
+
+
+def _check_real_data(where: str, dom, n: int) -> None:
+    """Every cell compares its outputs with n held-out real examples (the baseline, from
+    the test split) and with the null of its metrics at n (drawn without replacement
+    from half the null pool): refuse an n the domain's data cannot give, rather than
+    store a smaller baseline or no null."""
+    from optbench.referees.null import max_null_n, null_splits
+    try:
+        test, limit = dom.split_sizes()["test"], max_null_n(dom)
+    except DomainError as e:
+        raise SuiteError(f"{where}: {e}") from None
+    if n > min(test, limit):
+        raise SuiteError(f"{where}: {n} is more than the held-out data of domain {dom.name!r} allows: at "
+                         f"most {min(test, limit)} (the real baseline draws n of the {test} test "
+                         f"examples, the null n of half the {limit * 2} in {' + '.join(null_splits(dom))}); "
+                         "use fewer samples or declare larger splits")
 
 
 def _lookup(where: str, cell: dict, key: str, registry):
@@ -382,15 +408,15 @@ def _expand_cell(where: str, cell: dict, seeds: tuple[int, ...], context: Contex
             raise SuiteError(f"{where}.settings.{key}: empty list; give at least one value")
         for v in values:
             _check_value(f"{where}.settings.{key}", v, setting)
-            if key in CEILINGS and v > CEILINGS[key]:
-                raise SuiteError(f"{where}.settings.{key}: must be <= {CEILINGS[key]}, got {v!r}; "
-                                 f"allowed: {setting.minimum or 0:g}..{CEILINGS[key]}")
         axes[key] = [float(v) if setting.kind is float else v for v in values]
     _check_memory(where, n, max(axes.get("pool_size", [0])), math.prod(dom.shape), dom.num_classes)
+    _check_real_data(f"{where}.n_samples", dom, n)
     specs = []
     for combo in itertools.product(*axes.values()):
         s = dict(zip(axes, combo))
         problem = source.check(s, dom)
+        if not problem and s.get("pool_size", n) < n:
+            problem = f"pool_size: must be >= n_samples ({n}), got {s['pool_size']}"
         if problem:
             raise SuiteError(f"{where}.settings.{problem}")
         for m in source.models(s):
@@ -418,6 +444,10 @@ def _context(path: str, data: dict) -> Context:
     names against them) and carried by every cell to the workers."""
     base = Path(path).resolve().parent if path != "<suite>" else Path.cwd()
     folders = tuple(str((base / p).resolve()) for p in _string_list(f"{path}: pythonpath", data.get("pythonpath", [])))
+    for folder in folders:
+        if not Path(folder).is_dir():
+            raise SuiteError(f"{path}: pythonpath: no such folder {folder} (folders are relative to "
+                             "the suite file)")
     plugins = tuple(_string_list(f"{path}: plugins", data.get("plugins", [])))
     tables = data.get("domains", {})
     if not isinstance(tables, dict) or not all(isinstance(t, dict) for t in tables.values()):
@@ -468,6 +498,11 @@ def parse_suite(text: str, path: str = "<suite>") -> Suite:
         raise SuiteError(f"{path}: name: expected a non-empty string of letters, digits, '-' "
                          f"or '_', got {name!r}")
     seeds = _check_seeds(f"{path}: seeds", data.get("seeds", [0]))
+    if not isinstance(data.get("description", ""), str):
+        raise SuiteError(f"{path}: description: expected a string, got "
+                         f"{type(data['description']).__name__} {data['description']!r}")
+    from optbench.referees.null import null_draws
+    null_draws()   # a bad OPTBENCH_NULL_DRAWS fails here, not inside every cell
     context = _context(path, data)
     cells = data.get("cell")
     if not isinstance(cells, list) or not cells:

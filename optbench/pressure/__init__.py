@@ -29,10 +29,21 @@ class Setting:
     default: Any
     allowed: tuple = ()             # for strings
     minimum: float | None = None    # inclusive lower bound for numbers
+    # Inclusive upper bound: every knob that sizes work has one, checked before anything
+    # runs (2**63 - 1 steps was accepted and ran on). Floats are also capped by
+    # suite.FLOAT_CEILING: they become float32 tensors.
+    maximum: float | None = None
     doc: str = ""
     # A setting added after cells were computed: left out of the cell id (and spec.json)
     # while at its default, so those cells keep their ids.
     omit_default: bool = False
+
+
+# Ceilings of the knobs that size work (steps, generations) and of step sizes: far
+# above any useful value, low enough that a typo fails at once instead of running on.
+MAX_STEPS = 2**20
+MAX_LR = 1e6
+TIMESTEPS = 1000   # the diffusion models' training schedule (models/diffusion.py)
 
 
 @dataclass
@@ -96,8 +107,8 @@ PIXEL_ASCENT = Source(
     doc="gradient ascent on pixels toward the proxy's target class; PGD with a budget",
     settings={
         "start": Setting(str, "real", STARTS, doc="real test digits of another class, uniform noise, or the mean digit"),
-        "lr": Setting(float, 0.01, minimum=1e-12, doc="step size"),
-        "max_steps": Setting(int, 2048, minimum=1, doc="last level; levels are 0, 1, 2, 4, ..."),
+        "lr": Setting(float, 0.01, minimum=1e-12, maximum=MAX_LR, doc="step size"),
+        "max_steps": Setting(int, 2048, minimum=1, maximum=MAX_STEPS, doc="last level; levels are 0, 1, 2, 4, ..."),
         "optimizer": Setting(str, "adam", OPTIMIZERS, doc="adam; sgd (steps follow the gradient's size); "
                              "random_sign (control: +-lr per pixel, random signs, no proxy); steepest "
                              "(PGD: lr sign(grad), or lr grad / ||grad|| under an l2 budget)"),
@@ -132,13 +143,13 @@ FEATURE_VIS = Source(
     settings={
         "start": Setting(str, "real", STARTS, doc="as pixel ascent's; a real start is mapped into the "
                          "parameterization (pulled 0.001 inside the bounds)"),
-        "lr": Setting(float, 0.05, minimum=1e-12, doc="Adam step size on the parameters (lucid's 0.05)"),
-        "max_steps": Setting(int, 512, minimum=1, doc="last level; levels are 0, 1, 2, 4, ..."),
+        "lr": Setting(float, 0.05, minimum=1e-12, maximum=MAX_LR, doc="Adam step size on the parameters (lucid's 0.05)"),
+        "max_steps": Setting(int, 512, minimum=1, maximum=MAX_STEPS, doc="last level; levels are 0, 1, 2, 4, ..."),
         "objective": PIXEL_ASCENT.settings["objective"],
         "param": Setting(str, "fourier", ("fourier", "pixel"), doc="fourier: 1/f-scaled spectrum through a "
                          "sigmoid; pixel: raw pixels clamped to the bounds"),
         "decay_power": Setting(float, 1.0, minimum=0.0, doc="spectrum scale 1 / |f| ** decay_power"),
-        "jitter": Setting(int, 0, minimum=0, doc="random shift of up to this many pixels each step (0: off)"),
+        "jitter": Setting(int, 0, minimum=0, maximum=1024, doc="random shift of up to this many pixels each step (0: off)"),
         "scale": Setting(float, 0.0, minimum=0.0, doc="random scale in [1 - scale, 1 + scale] each step (0: off; < 1)"),
         "rotate": Setting(float, 0.0, minimum=0.0, doc="random rotation in [-rotate, rotate] degrees (0: off)"),
         "tv": Setting(float, 0.0, minimum=0.0, doc="total-variation penalty weight (mean |difference|)"),
@@ -175,9 +186,9 @@ def _search_source(algorithm: str, doc: str, version: int = 1, **extra: Setting)
                   "the output is each sample's best so far",
         settings={
             "start": Setting(str, "real", STARTS, doc="as pixel ascent's (unused by the cppn encoding)"),
-            "population": Setting(int, 32, minimum=2, doc="candidates per sample per generation"),
-            "sigma": Setting(float, 0.1, minimum=1e-12, doc="mutation / step size (pixels, or CPPN weights)"),
-            "max_generations": Setting(int, 256, minimum=1, doc="last level; levels are 0, 1, 2, 4, ..."),
+            "population": Setting(int, 32, minimum=2, maximum=2**14, doc="candidates per sample per generation"),
+            "sigma": Setting(float, 0.1, minimum=1e-12, maximum=MAX_LR, doc="mutation / step size (pixels, or CPPN weights)"),
+            "max_generations": Setting(int, 256, minimum=1, maximum=MAX_STEPS, doc="last level; levels are 0, 1, 2, 4, ..."),
             "objective": PIXEL_ASCENT.settings["objective"],
             **extra,
         },
@@ -223,9 +234,9 @@ ONLINE_ASCENT = Source(
         "lr": PIXEL_ASCENT.settings["lr"],
         "max_steps": PIXEL_ASCENT.settings["max_steps"],
         "objective": PIXEL_ASCENT.settings["objective"],
-        "retrain_every": Setting(int, 64, minimum=1, doc="ascent steps between retrainings (k)"),
-        "retrain_steps": Setting(int, 32, minimum=0, doc="Adam steps per retraining (batch 64 real + 64 negatives)"),
-        "retrain_lr": Setting(float, 1e-3, minimum=1e-12, doc="the proxy's retraining step size"),
+        "retrain_every": Setting(int, 64, minimum=1, maximum=MAX_STEPS, doc="ascent steps between retrainings (k)"),
+        "retrain_steps": Setting(int, 32, minimum=0, maximum=2**16, doc="Adam steps per retraining (batch 64 real + 64 negatives)"),
+        "retrain_lr": Setting(float, 1e-3, minimum=1e-12, maximum=MAX_LR, doc="the proxy's retraining step size"),
     },
     trajectory=_online_trajectory,
     proxy_kinds=("classifier",),   # "not this class" needs classes
@@ -290,11 +301,11 @@ DIFFUSION_FINETUNE = Source(
         "through the last K DDIM steps; samples are the model's conditional ones (w = 1)",
     settings={
         "generator": Setting(str, "diffusion_unet", doc="the domain's diffusion model (trainable: not an exact one)"),
-        "lr": Setting(float, 1e-4, minimum=1e-12, doc="Adam step size on the weights"),
-        "max_steps": Setting(int, 64, minimum=1, doc="last level; levels are 0, 1, 2, 4, ..."),
-        "batch_size": Setting(int, 16, minimum=1, doc="samples per fine-tune step"),
-        "grad_steps": Setting(int, 1, minimum=1, doc="K: DDIM steps the reward is backpropagated through"),
-        "ddim_steps": Setting(int, 25, minimum=1, doc="DDIM sampling steps, in training and for the outputs"),
+        "lr": Setting(float, 1e-4, minimum=1e-12, maximum=MAX_LR, doc="Adam step size on the weights"),
+        "max_steps": Setting(int, 64, minimum=1, maximum=2**16, doc="last level; levels are 0, 1, 2, 4, ..."),
+        "batch_size": Setting(int, 16, minimum=1, maximum=2**16, doc="samples per fine-tune step"),
+        "grad_steps": Setting(int, 1, minimum=1, maximum=TIMESTEPS, doc="K: DDIM steps the reward is backpropagated through"),
+        "ddim_steps": Setting(int, 25, minimum=1, maximum=TIMESTEPS, doc="DDIM sampling steps, in training and for the outputs"),
         "weight_l2": Setting(float, 0.0, minimum=0.0, doc="penalty on the squared L2 distance of the weights "
                              "from the original model's"),
         "objective": Setting(str, "log_prob", OBJECTIVES, doc="the reward: log-probability (log sigmoid for D) or logit"),
@@ -338,9 +349,9 @@ GUIDANCE_SOURCE = Source(
         "base": Setting(str, "cond", BASE_MODELS, doc="classifier guidance on the conditional model or the unconditional (null label) one"),
         "clip": Setting(str, "none", CLIPPING, doc="none, clip_eps (clip x0 and re-derive eps) or clip (diffusers' DDIM default)"),
         "scales": Setting(list, [0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0], minimum=0.0, doc="guidance scales, the pressure levels"),
-        "ddim_steps": Setting(int, 25, minimum=1, doc="DDIM sampling steps"),
-        "interval_lo": Setting(int, 0, minimum=0, doc="guide only at timesteps >= this (Kynkaanniemi et al. 2024)"),
-        "interval_hi": Setting(int, 999, minimum=0, doc="guide only at timesteps <= this"),
+        "ddim_steps": Setting(int, 25, minimum=1, maximum=TIMESTEPS, doc="DDIM sampling steps"),
+        "interval_lo": Setting(int, 0, minimum=0, maximum=TIMESTEPS - 1, doc="guide only at timesteps >= this (Kynkaanniemi et al. 2024)"),
+        "interval_hi": Setting(int, 999, minimum=0, maximum=TIMESTEPS - 1, doc="guide only at timesteps <= this"),
         "precision": Setting(str, "fp32", PRECISIONS, doc="bf16 autocasts the UNet"),
         "generator": Setting(str, "diffusion_unet", doc="the domain's diffusion model (a UNet, or any module "
                              "called as model(x_t, t, class_labels=y).sample)", omit_default=True),

@@ -10,7 +10,7 @@ import torch
 from optbench.domains import get_domain
 from optbench.models.fixed_batch import in_batches
 from optbench.models.gan import generate, sample_latents
-from optbench.pressure import Setting, Source, Trajectory, _cached_model
+from optbench.pressure import MAX_LR, MAX_STEPS, Setting, Source, Trajectory, _cached_model
 from optbench.pressure.crossings import Crossings
 from optbench.pressure.generator import generator_finetune, latent_ascent
 from optbench.pressure.pool import GeneratorPool
@@ -139,8 +139,8 @@ LATENT_ASCENT = Source(
         "(balanced targets) or a discriminator's real logit; generator frozen",
     settings={
         "generator": GENERATOR,
-        "lr": Setting(float, 0.05, minimum=1e-12, doc="step size on z"),
-        "max_steps": Setting(int, 1024, minimum=1, doc="last level; levels are 0, 1, 2, 4, ..."),
+        "lr": Setting(float, 0.05, minimum=1e-12, maximum=MAX_LR, doc="step size on z"),
+        "max_steps": Setting(int, 1024, minimum=1, maximum=MAX_STEPS, doc="last level; levels are 0, 1, 2, 4, ..."),
         "objective": Setting(str, "logit", OBJECTIVES, doc="ascend the logit or its log-probability (log sigmoid for a discriminator)"),
     },
     trajectory=_latent_trajectory,
@@ -157,9 +157,9 @@ GENERATOR_FINETUNE = Source(
         "the GAN generator loss with D frozen; a classifier: one target class)",
     settings={
         "generator": GENERATOR,
-        "lr": Setting(float, 2e-4, minimum=1e-12, doc="Adam step size (betas 0.5, 0.999 as in DCGAN)"),
-        "max_steps": Setting(int, 2048, minimum=1, doc="last level; levels are 0, 1, 2, 4, ..."),
-        "batch_size": Setting(int, 64, minimum=1, doc="latents per fine-tune step"),
+        "lr": Setting(float, 2e-4, minimum=1e-12, maximum=MAX_LR, doc="Adam step size (betas 0.5, 0.999 as in DCGAN)"),
+        "max_steps": Setting(int, 2048, minimum=1, maximum=MAX_STEPS, doc="last level; levels are 0, 1, 2, 4, ..."),
+        "batch_size": Setting(int, 64, minimum=1, maximum=2**16, doc="latents per fine-tune step"),
         "objective": Setting(str, "log_prob", OBJECTIVES, doc="log_prob on a discriminator is the non-saturating GAN loss"),
         "target_class": Setting(int, 0, minimum=0, doc="the class pushed for, when the proxy is a classifier"),
     },
@@ -174,7 +174,7 @@ GENERATOR_FINETUNE = Source(
 
 _SELECTION_SETTINGS = {
     "generator": GENERATOR,
-    "pool_size": Setting(int, 16384, minimum=2, doc="samples in the pool N; n (or 1/q) runs 1 .. N; "
+    "pool_size": Setting(int, 16384, minimum=2, maximum=2**22, doc="samples in the pool N; n (or 1/q) runs 1 .. N; "
                          "a pool above 65,536 is streamed (any N: one in a million is 1,048,576)"),
     "objective": Setting(str, "log_prob", OBJECTIVES, doc="rank by the proxy's log-probability (= by probability) or its logit"),
     "min_ess": Setting(int, 32, minimum=1, doc="per-sample metrics (proxy and judge probabilities) "

@@ -36,6 +36,7 @@ from optbench.models.checkpoints import model_hash
 
 NULL_VERSION = 1          # bump when the statistic or its estimation changes
 NULL_DRAWS = 1000
+MIN_NULL_DRAWS = 20        # fewer, and q01 / q99 are the extremes of a handful of draws
 NULL_SEED = 0
 NULL_SPLITS = ("test", "generator_train")
 FPR_SPLIT = "proxy_train"  # real digits outside the null pool, for checking the threshold
@@ -64,9 +65,22 @@ def departed(null: dict, metric: str, value: float) -> bool | None:
     return value > null[metric]["q99"] if side == "high" else value < null[metric]["q01"]
 
 
+def null_splits(domain) -> tuple[str, ...]:
+    """The splits of NULL_SPLITS the domain has (a user's domain may cut only test and
+    reference)."""
+    return tuple(s for s in NULL_SPLITS if s in get_domain(domain).splits)
+
+
+def max_null_n(domain) -> int:
+    """The largest sample size with a null: half the null pool, so that draws without
+    replacement still vary."""
+    sizes = get_domain(domain).split_sizes()
+    return sum(sizes[s] for s in null_splits(domain)) // 2
+
+
 def pool_features(referee, splits: tuple[str, ...]) -> dict[str, torch.Tensor]:
     dom = get_domain(referee.domain)
-    return referee.features(torch.cat([dom.load_split(s)[0] for s in splits]))
+    return referee.features(torch.cat([dom.load_split(s)[0] for s in splits if s in dom.splits]))
 
 
 def metric_draws(referee, feats: dict[str, torch.Tensor], n: int, draws: int,
@@ -119,7 +133,7 @@ def null_key(referee, n: int, draws: int = NULL_DRAWS, seed: int = NULL_SEED) ->
     from optbench.suite import NUMBERS_VERSION
     return {"null_version": NULL_VERSION, "numbers": NUMBERS_VERSION,
             "torch": ".".join(torch.__version__.split(".")[:2]), "domain": referee.domain,
-            "n": n, "draws": draws, "seed": seed, "pool": list(NULL_SPLITS),
+            "n": n, "draws": draws, "seed": seed, "pool": list(null_splits(referee.domain)),
             "spaces": [[s, model_hash(referee.domain, s, referee.checkpoint_root)] for s in referee.spaces]}
 
 
@@ -148,7 +162,18 @@ def null_draws() -> int:
     """NULL_DRAWS, or $OPTBENCH_NULL_DRAWS: the tests use fewer draws so that each odd
     sample size they try costs seconds, not minutes. The count is part of a null's key,
     so nulls of different sizes are never mixed."""
-    return int(os.environ.get("OPTBENCH_NULL_DRAWS") or NULL_DRAWS)
+    text = os.environ.get("OPTBENCH_NULL_DRAWS", "").strip()
+    if not text:
+        return NULL_DRAWS
+    try:
+        draws = int(text)
+    except ValueError:
+        draws = 0
+    if draws < MIN_NULL_DRAWS:
+        raise ValueError(f"environment variable OPTBENCH_NULL_DRAWS: expected an integer >= "
+                         f"{MIN_NULL_DRAWS} (draws of the null, whose q01 and q99 set the departure "
+                         f"thresholds), got {text!r}; unset it for the default {NULL_DRAWS}")
+    return draws
 
 
 def cached_null(referee, n: int, draws: int | None = None, seed: int = NULL_SEED) -> dict[str, dict]:

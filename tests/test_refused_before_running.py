@@ -1,0 +1,199 @@
+"""Suites that cannot give a trustworthy cell are refused before any cell runs, with one
+line naming the file, the field and the fix: a sample size without a null or a full
+real baseline, knobs past their ceilings, plug-ins that raise or exit at import, a lock
+file that is a symbolic link."""
+import os
+import textwrap
+
+import pytest
+
+from optbench.cli import main as cli
+
+TINY = """
+name = "tiny"
+seeds = [0]
+[[cell]]
+label = "tiny"
+domain = "mnist"
+source = "pixel_ascent"
+n_samples = 16
+settings = { start = "real", max_steps = 8, lr = 0.05 }
+"""
+
+
+def error_line(capsys) -> str:
+    err = capsys.readouterr().err
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("optbench: error: "), err
+    return lines[0][len("optbench: error: "):]
+
+
+def refused(tmp_path, capsys, text, code=2) -> str:
+    path = tmp_path / "tiny.toml"
+    path.write_text(text)
+    assert cli(["run", str(path), "--out", str(tmp_path / "results"), "--device", "cpu"]) == code
+    assert not any((tmp_path / "results").glob("*/*/DONE")), "a cell ran"
+    line = error_line(capsys)
+    assert line.startswith(f"{path}: "), line
+    return line[len(f"{path}: "):]
+
+
+# -- sample sizes the held-out data cannot give --------------------------------------------
+
+def test_a_sample_size_beyond_the_null_pool_is_refused(tmp_path, capsys):
+    from optbench.domains import get_domain
+    sizes = get_domain("mnist").split_sizes()
+    limit = min(sizes["test"], (sizes["test"] + sizes["generator_train"]) // 2)   # 500
+    line = refused(tmp_path, capsys, TINY.replace("n_samples = 16", f"n_samples = {limit + 1}"))
+    assert line == (f"cell[0].n_samples: {limit + 1} is more than the held-out data of domain "
+                    f"'mnist' allows: at most {limit} (the real baseline draws n of the {sizes['test']} test "
+                    f"examples, the null n of half the {sizes['test'] + sizes['generator_train']} in "
+                    "test + generator_train); use fewer samples or declare larger splits")
+
+
+def test_the_largest_allowed_sample_size_has_a_null(monkeypatch):
+    """The limit the suite checks is the one the null enforces (no off-by-one)."""
+    from optbench.referees.null import max_null_n, metric_draws
+    import torch
+    n = max_null_n("gmm2")
+    feats = {"f": torch.randn(2 * n, 3)}
+
+    class Referee:
+        def distribution_of_features(self, f):
+            return {"m": float(f["f"].mean())}
+    assert len(metric_draws(Referee(), feats, n, 2, 0)["m"]) == 2
+    with pytest.raises(ValueError):
+        metric_draws(Referee(), feats, n + 1, 2, 0)
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-5", "19", "1.5"])
+def test_a_bad_null_draw_count_is_refused(value, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("OPTBENCH_NULL_DRAWS", value)
+    path = tmp_path / "tiny.toml"
+    path.write_text(TINY)
+    assert cli(["run", str(path), "--out", str(tmp_path / "results")]) == 2
+    assert error_line(capsys) == (
+        "environment variable OPTBENCH_NULL_DRAWS: expected an integer >= 20 (draws of the null, "
+        f"whose q01 and q99 set the departure thresholds), got {value!r}; unset it for the default 1000")
+    assert not (tmp_path / "results").exists()
+
+
+def test_a_cell_whose_null_fails_is_failed_not_stored_with_an_empty_null(monkeypatch):
+    """The runner no longer swallows a null that cannot be drawn into `null: {}`."""
+    from optbench.referees import Referee
+    from optbench.runner import compute_or_traceback
+    from optbench.suite import parse_suite
+
+    def no_null(self, n):
+        raise ValueError("n: expected 6..5 (half the pool of 10 real digits), got 16")
+    monkeypatch.setattr(Referee, "null", no_null)
+    spec = parse_suite(TINY).cells[0]
+    outcome = compute_or_traceback(spec, "cpu")
+    assert isinstance(outcome, str) and "half the pool of 10" in outcome
+
+
+# -- ceilings ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("old, new, expected", [
+    ("max_steps = 8", "max_steps = 9223372036854775807",
+     "cell[0].settings.max_steps: must be <= 1048576, got 9223372036854775807; allowed: 1..1048576"),
+    ("lr = 0.05", "lr = 1e308",
+     "cell[0].settings.lr: must be <= 1000000, got 1e+308; allowed: 1e-12..1000000"),
+    ('source = "pixel_ascent"\nn_samples = 16\nsettings = { start = "real", max_steps = 8, lr = 0.05 }',
+     'source = "guidance"\nn_samples = 16\nsettings = { interval_hi = 5000 }',
+     "cell[0].settings.interval_hi: must be <= 999, got 5000; allowed: 0..999"),
+    ('source = "pixel_ascent"\nn_samples = 16\nsettings = { start = "real", max_steps = 8, lr = 0.05 }',
+     'source = "random_search"\nn_samples = 16\nsettings = { population = 100000 }',
+     "cell[0].settings.population: must be <= 16384, got 100000; allowed: 2..16384"),
+    ('source = "pixel_ascent"\nn_samples = 16\nsettings = { start = "real", max_steps = 8, lr = 0.05 }',
+     'source = "feature_vis"\nn_samples = 16\nsettings = { tv = 1e35 }',
+     "cell[0].settings.tv: must be <= 1e+30, got 1e+35; allowed: 0..1e+30"),
+    ('source = "pixel_ascent"\nn_samples = 16\nsettings = { start = "real", max_steps = 8, lr = 0.05 }',
+     'source = "best_of_n"\nn_samples = 16\nsettings = { pool_size = 8 }',
+     "cell[0].settings.pool_size: must be >= n_samples (16), got 8"),
+])
+def test_knobs_past_their_ceilings_are_refused(old, new, expected, tmp_path, capsys):
+    assert old in TINY
+    assert refused(tmp_path, capsys, TINY.replace(old, new)) == expected
+
+
+def test_every_knob_that_sizes_work_has_a_ceiling():
+    """Steps, generations, populations, batches and timesteps: none is unbounded."""
+    from optbench.pressure import SOURCES
+    sizing = ("max_steps", "max_generations", "population", "batch_size", "pool_size",
+              "ddim_steps", "grad_steps", "retrain_every", "retrain_steps", "jitter", "interval_hi")
+    unbounded = [(s.name, k) for s in SOURCES.values() for k, st in s.settings.items()
+                 if k in sizing and st.maximum is None]
+    assert not unbounded
+
+
+def test_description_must_be_text(tmp_path, capsys):
+    assert refused(tmp_path, capsys, 'description = 123\n' + TINY) == \
+        "description: expected a string, got int 123"
+
+
+def test_a_missing_pythonpath_folder_is_refused(tmp_path, capsys):
+    line = refused(tmp_path, capsys, 'pythonpath = ["nope"]\n' + TINY)
+    assert line == f"pythonpath: no such folder {tmp_path / 'nope'} (folders are relative to the suite file)"
+
+
+# -- plug-ins that fail at import ----------------------------------------------------------
+
+@pytest.mark.parametrize("body, expected", [
+    ("import sys\nsys.exit(0)",
+     "called sys.exit(0) while being imported; a plug-in must only define and register things"),
+    ("raise SystemExit(3)",
+     "called sys.exit(3) while being imported; a plug-in must only define and register things"),
+    ("1 / 0", "raised ZeroDivisionError: division by zero; fix the module"),
+    ("raise RuntimeError('no GPU here\\nsecond line')", "raised RuntimeError: no GPU here; fix the module"),
+    ("raise KeyError('x')", "raised KeyError: 'x'; fix the module"),
+    ("x = (", "raised SyntaxError: "),
+])
+def test_a_plugin_failing_at_import_is_one_line_naming_suite_and_plugin(body, expected, tmp_path, capsys):
+    name = f"plug_{abs(hash(body)) % 10**8}"
+    (tmp_path / f"{name}.py").write_text(body + "\n")
+    line = refused(tmp_path, capsys, f'pythonpath = ["."]\nplugins = ["{name}"]\n' + TINY)
+    prefix = f"plugin {name!r}: " + (f"module {name!r} " if "sys.exit" in expected else
+                                     f"importing module {name!r} ")
+    assert line.startswith(prefix + expected.split(": ")[0]), line
+    assert expected in line or expected.endswith(": "), line
+
+
+def test_a_domain_whose_constructor_raises_is_named(tmp_path, capsys):
+    (tmp_path / "baddom.py").write_text(textwrap.dedent("""
+        from optbench.domains import Domain
+
+        class Broken(Domain):
+            def __init__(self):
+                raise OSError("data drive not mounted")
+    """))
+    text = 'pythonpath = ["."]\n' + TINY.replace('domain = "mnist"', 'domain = "baddom:Broken"')
+    line = refused(tmp_path, capsys, text)
+    assert line.startswith("cell[0].domain: domain 'baddom:Broken': building it raised OSError: "
+                           "data drive not mounted"), line
+
+
+# -- the lock file -------------------------------------------------------------------------
+
+def test_a_lock_file_that_is_a_symlink_is_refused_and_its_target_kept(tmp_path, capsys):
+    folder = tmp_path / "results" / "tiny"
+    folder.mkdir(parents=True)
+    precious = tmp_path / "precious.txt"
+    precious.write_text("a week of notes\n")
+    os.symlink(precious, folder / ".lock")
+    path = tmp_path / "tiny.toml"
+    path.write_text(TINY)
+    assert cli(["run", str(path), "--out", str(tmp_path / "results"), "--device", "cpu"]) == 2
+    assert error_line(capsys) == (f"{folder.resolve() / '.lock'} is a symbolic link, not optbench's "
+                                  "lock file; remove it (its target is left untouched) and rerun")
+    assert precious.read_text() == "a week of notes\n"
+    assert not list(folder.glob("*/DONE"))
+
+
+def test_a_lock_that_is_a_folder_is_refused(tmp_path):
+    from optbench.storage import suite_lock
+    (tmp_path / ".lock").mkdir()
+    with pytest.raises(ValueError, match=r"\.lock is a folder, so it cannot be optbench's lock file"):
+        with suite_lock(tmp_path):
+            pass
