@@ -32,7 +32,7 @@ from optbench.referees import Referee
 from optbench.storage import (DONE, StorageError, SuiteBusyError, _sha, cell_is_complete,  # noqa: F401
                               read_cell, suite_lock, write_atomic)
 from optbench.suite import CellSpec, Suite
-from optbench.workers import pool_worker_init
+from optbench.workers import pool_worker_init, reap_with_driver
 
 SCHEMA_VERSION = 1
 GRID_SAMPLES = 8      # images per pressure level kept for grids
@@ -237,6 +237,7 @@ def write_cell(result: CellResult, suite_dir: Path) -> Path:
     spec = result.spec
     final = suite_dir / spec.cell_id
     tmp = Path(tempfile.mkdtemp(prefix=f".{spec.cell_id}.", dir=suite_dir))
+    tmp.chmod(0o777 & ~_umask())   # mkdtemp makes 0700: others could not read a shared folder
     try:
         source = SOURCES[spec.source]
         (tmp / "spec.json").write_text(json.dumps(
@@ -267,6 +268,12 @@ def write_cell(result: CellResult, suite_dir: Path) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return final
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _value_range(domain: str) -> dict:
@@ -346,6 +353,7 @@ def _run_ray(todo: list[CellSpec], suite_dir: Path, report, address: str | None,
     else:  # a local Ray; keep its files out of /tmp/ray and ~/.ray, and remove them after
         temp = tempfile.mkdtemp(prefix="optbench-ray-")
         token = _local_ray_token()
+        reaped = reap_with_driver(temp)   # a killed driver leaves no Ray process or folder
         ray.init(num_cpus=max(1, workers), num_gpus=None, include_dashboard=False,
                  log_to_driver=False, _temp_dir=temp)
     try:
@@ -362,6 +370,7 @@ def _run_ray(todo: list[CellSpec], suite_dir: Path, report, address: str | None,
     finally:
         ray.shutdown()
         if temp:
+            reaped()
             shutil.rmtree(temp, ignore_errors=True)
             token()
 
@@ -422,6 +431,11 @@ def run_suite(suite: Suite, out_root: Path, force: bool = False, device: str | N
                            address, gpus_per_cell, threads)
 
 
+def context_json(context) -> dict:
+    return {"pythonpath": list(context.pythonpath), "plugins": list(context.plugins),
+            "domains": json.loads(context.domains) if context.domains else {}}
+
+
 def _run_locked(suite: Suite, suite_dir: Path, force: bool, device: str | None, log, command,
                 workers: int, executor: str, address: str | None, gpus_per_cell: float,
                 threads: int | None) -> dict:
@@ -471,6 +485,9 @@ def _run_locked(suite: Suite, suite_dir: Path, force: bool, device: str | None, 
          # A label names a curve in this suite; the cell id does not depend on it, so a
          # cell resumed from another suite's folder keeps its old label in spec.json.
          "labels": {s.cell_id: s.label for s in suite.cells},
+         # What `optbench plot` and `report` activate to read this folder alone: the
+         # suite's plug-ins and the domains it declares from files.
+         "context": context_json(suite.cells[0].context) if suite.cells else {},
          "command": command or f"optbench run {suite.path}"},
         indent=2) + "\n")
     counts["seconds"] = round(time.time() - t_suite, 1)

@@ -40,3 +40,62 @@ def pool_worker_init(threads: int, parent: int) -> None:
     die_with_parent(parent)            # first, before the seconds of importing torch
     from optbench.runner import setup_torch
     setup_torch(threads)
+
+
+# -- a local Ray cluster that dies with its driver -----------------------------------------
+
+RAY_MARK = "OPTBENCH_RAY_SESSION"   # in the environment of every process the driver's Ray starts
+
+
+def reap_with_driver(temp: str):
+    """Start a small process that waits for this one (the driver) to exit, however it
+    ends, then kills every process of its local Ray and removes Ray's temporary folder.
+    A killed driver takes Ray's raylet and GCS with it, but its agents are reparented to
+    init and live on, and the folder stays (seen with kill -9).
+
+    Ray's processes are found by a mark in the environment they inherit (their command
+    lines are rewritten to "ray::..."); the driver sets it from here on. Returns a
+    function to call after ray.shutdown(), which sweeps at once. Linux only (/proc);
+    elsewhere a no-op."""
+    import subprocess
+    if not os.path.isdir("/proc/self"):
+        return lambda: None
+    env = {k: v for k, v in os.environ.items() if k != RAY_MARK}
+    reaper = subprocess.Popen([sys.executable, "-c", _REAPER, temp, RAY_MARK], stdin=subprocess.PIPE,
+                              env=env, start_new_session=True)   # Ctrl-C to the driver spares it
+    os.environ[RAY_MARK] = temp
+
+    def done():
+        os.environ.pop(RAY_MARK, None)
+        reaper.stdin.close()   # the EOF a dead driver would give
+        reaper.wait(timeout=30)
+    return done
+
+
+# The reaper, as a program of its own: it must not import optbench or torch (it starts
+# in milliseconds and outlives the driver).
+_REAPER = r"""
+import os, shutil, signal, sys, time
+temp, mark = sys.argv[1], sys.argv[2].encode() + b"=" + sys.argv[1].encode()
+sys.stdin.buffer.read()   # returns when the driver closes the pipe or dies
+def marked():
+    for p in os.listdir("/proc"):
+        if p.isdigit() and int(p) != os.getpid():
+            try:
+                with open(f"/proc/{p}/environ", "rb") as f:
+                    if mark in f.read().split(b"\0"):
+                        yield int(p)
+            except OSError:
+                pass
+for _ in range(20):   # processes may still be starting; sweep until none is left
+    pids = list(marked())
+    if not pids:
+        break
+    for p in pids:
+        try:
+            os.kill(p, signal.SIGKILL)
+        except OSError:
+            pass
+    time.sleep(0.25)
+shutil.rmtree(temp, ignore_errors=True)
+"""
