@@ -12,9 +12,19 @@ import os
 from pathlib import Path
 
 
+def cache_root() -> Path:
+    """$OPTBENCH_CACHE or ~/.cache/optbench; a ValueError naming the variable when it
+    points at something that is not a folder."""
+    root = Path(os.environ.get("OPTBENCH_CACHE") or Path.home() / ".cache" / "optbench").expanduser()
+    if root.exists() and not root.is_dir():
+        where = "environment variable OPTBENCH_CACHE" if os.environ.get("OPTBENCH_CACHE") else "the cache folder"
+        raise ValueError(f"{where}: {root} is not a folder; point OPTBENCH_CACHE at a folder "
+                         "(created if missing)")
+    return root
+
+
 def cache_dir(kind: str) -> Path:
-    root = Path(os.environ.get("OPTBENCH_CACHE") or Path.home() / ".cache" / "optbench")
-    folder = root / kind
+    folder = cache_root() / kind
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 

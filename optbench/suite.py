@@ -457,6 +457,8 @@ def _context(path: str, data: dict) -> Context:
         if name in DOMAINS and not is_file_domain(name):
             raise SuiteError(f"{path}: domains.{name}: the name is taken by a registered domain; choose another")
         t = dict(table)
+        # Never the package's own folder: `optbench train` would write into site-packages.
+        t.setdefault("checkpoints", f"checkpoints/{name}")
         for key in ("path", "checkpoints"):
             if isinstance(t.get(key), str):
                 t[key] = str((base / Path(t[key]).expanduser()).resolve())
@@ -502,7 +504,9 @@ def parse_suite(text: str, path: str = "<suite>") -> Suite:
         raise SuiteError(f"{path}: description: expected a string, got "
                          f"{type(data['description']).__name__} {data['description']!r}")
     from optbench.referees.null import null_draws
-    null_draws()   # a bad OPTBENCH_NULL_DRAWS fails here, not inside every cell
+    null_draws()   # a bad OPTBENCH_NULL_DRAWS or OPTBENCH_CACHE fails here, not inside every cell
+    from optbench.cache import cache_root
+    cache_root()
     context = _context(path, data)
     cells = data.get("cell")
     if not isinstance(cells, list) or not cells:

@@ -197,3 +197,31 @@ def test_a_lock_that_is_a_folder_is_refused(tmp_path):
     with pytest.raises(ValueError, match=r"\.lock is a folder, so it cannot be optbench's lock file"):
         with suite_lock(tmp_path):
             pass
+
+
+def test_a_cache_variable_pointing_at_a_file_is_refused(tmp_path, capsys, monkeypatch):
+    file = tmp_path / "cache.txt"
+    file.write_text("not a folder")
+    monkeypatch.setenv("OPTBENCH_CACHE", str(file))
+    path = tmp_path / "tiny.toml"
+    path.write_text(TINY)
+    assert cli(["run", str(path), "--out", str(tmp_path / "results")]) == 2
+    assert error_line(capsys) == (
+        f"environment variable OPTBENCH_CACHE: {file} is not a folder; point OPTBENCH_CACHE at "
+        "a folder (created if missing)")
+    assert file.read_text() == "not a folder" and not (tmp_path / "results").exists()
+
+
+def test_a_declared_domain_without_checkpoints_keeps_its_models_beside_the_suite(tmp_path):
+    """`optbench train` for it must never write into the installed package."""
+    import json
+    import numpy as np
+    from optbench.suite import load_context
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "d.npz", x=rng.random((60, 2), dtype=np.float32), y=np.repeat([0, 1], 30))
+    (tmp_path / "s.toml").write_text('[domains.twoblobs]\ndata = "npz"\npath = "d.npz"\n'
+                                     'splits = { test = 0.4, reference = 0.4 }\n')
+    context = load_context(tmp_path / "s.toml")
+    from optbench.domains import get_domain
+    assert get_domain("twoblobs").checkpoint_dir == tmp_path / "checkpoints" / "twoblobs"
+    assert json.loads(context.domains)["twoblobs"]["checkpoints"] == str(tmp_path / "checkpoints" / "twoblobs")
