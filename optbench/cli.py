@@ -8,6 +8,9 @@ and what is allowed. Exit codes:
   3    cannot write results (read-only folder, full disk, ...)
   4    the results folder is in use by another optbench process
   130  interrupted; complete cells are kept, rerun to resume
+
+A suite file runs code: its plug-ins and 'module:attr' names are imported while it is
+read. Run only suite files you trust.
 """
 from __future__ import annotations
 
@@ -222,7 +225,11 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--out", type=Path, default=None, help="checkpoint root (default: the domain's own folder)")
     t.add_argument("--suite", default=None, help="a suite file whose plugins and [domains] declare the domain")
     t.set_defaults(fn=_cmd_train)
-    r = sub.add_parser("run", help="run a suite file; skips complete cells")
+    r = sub.add_parser("run", help="run a suite file; skips complete cells",
+                       description="Run a suite file; complete cells are skipped. A suite file "
+                                   "runs code: its `plugins`, `pythonpath` and 'module:attr' names "
+                                   "are imported while it is read, before anything is checked. "
+                                   "Run only suite files you trust.")
     r.add_argument("suite")
     r.add_argument("--out", default="results", help="results root (default: results)")
     r.add_argument("--force", action="store_true", help="recompute complete cells too")

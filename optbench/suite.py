@@ -69,10 +69,7 @@ def proxy_kind(entry: dict) -> str | None:
     if "arch" not in entry:
         return "classifier"   # TorchScript without a declared kind
     from optbench.models.nets import ARCHITECTURES
-    try:
-        return getattr(ARCHITECTURES[entry["arch"]], "proxy_kind", "classifier")
-    except (KeyError, PluginError):
-        return None
+    return getattr(ARCHITECTURES.lookup(entry["arch"], "arch"), "proxy_kind", "classifier")
 
 
 class SuiteError(ValueError):
@@ -355,8 +352,13 @@ def _expand_cell(where: str, cell: dict, seeds: tuple[int, ...], context: Contex
     proxies = proxies if isinstance(proxies, list) else [proxies]   # a list is a grid axis
     if not proxies:
         raise SuiteError(f"{where}.proxy: empty list; give at least one model")
-    usable = sorted(m for m, e in models.items() if proxy_kind(e) in source.proxy_kinds
-                    and m not in referee_roles(domain))
+    kinds = {}
+    for m, e in models.items():   # every model's architecture resolves, the referees' too
+        try:
+            kinds[m] = proxy_kind(e)
+        except PluginError as e:
+            raise SuiteError(f"{where}.domain: domain {domain!r}, model {m!r}: {e}") from None
+    usable = sorted(m for m, k in kinds.items() if k in source.proxy_kinds and m not in referee_roles(domain))
     for proxy in proxies:
         _check_name(f"{where}.proxy", proxy, sorted(models))
         refereeing = referee_as_proxy_error(domain, proxy)

@@ -225,3 +225,23 @@ def test_a_declared_domain_without_checkpoints_keeps_its_models_beside_the_suite
     from optbench.domains import get_domain
     assert get_domain("twoblobs").checkpoint_dir == tmp_path / "checkpoints" / "twoblobs"
     assert json.loads(context.domains)["twoblobs"]["checkpoints"] == str(tmp_path / "checkpoints" / "twoblobs")
+
+
+def test_an_arch_import_typo_of_a_judge_names_the_import(tmp_path, capsys):
+    """Every model's architecture is resolved when the suite is read, not only the proxy's."""
+    import numpy as np
+    import torch
+    from safetensors.torch import save_file
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "d.npz", x=rng.random((300, 2), dtype=np.float32), y=np.repeat([0, 1], 150))
+    save_file({"w": torch.zeros(2)}, str(tmp_path / "m.safetensors"))
+    models = "\n".join(f'[domains.blobs.models.{m}]\narch = "{arch}"\nfile = "{tmp_path / "m.safetensors"}"'
+                       for m, arch in [("proxy_mlp", "MLP"), ("judge_a", "mylab.netz:Net")])
+    head, cell = TINY.split("[[cell]]")
+    text = (head + f'[domains.blobs]\ndata = "npz"\npath = "d.npz"\ndefault_proxy = "proxy_mlp"\n'
+            f'judges = ["judge_a"]\nensemble = ["judge_a"]\nfeature_spaces = ["judge_a"]\n'
+            f'splits = {{ test = 0.4, reference = 0.4 }}\n{models}\n[[cell]]'
+            + cell.replace('"mnist"', '"blobs"').replace('source = "pixel_ascent"', 'source = "pixel_ascent"\nproxy = "proxy_mlp"'))
+    line = refused(tmp_path, capsys, text)
+    assert line == ("cell[0].domain: domain 'blobs', model 'judge_a': arch: 'mylab.netz:Net': cannot "
+                    "import module 'mylab.netz' (No module named 'mylab'); is it on PYTHONPATH or installed?"), line
