@@ -25,6 +25,7 @@ from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from optbench.models.replicates import load_replicate
+from optbench.preflight import check_models
 from optbench.pressure import SOURCES
 from optbench.pressure.starts import real_sample
 from optbench.proxies import Proxy, as_proxy
@@ -451,6 +452,9 @@ def _run_locked(suite: Suite, suite_dir: Path, force: bool, device: str | None, 
             log(f"{spec.cell_id} {spec.label} seed={spec.seed}: complete, skipped")
         else:
             todo.append(spec)
+    # Every model the cells to run use loads and answers one forward of the domain's
+    # shape here, in this process, before any cell starts (preflight.py).
+    check_models(todo, suite.path)
 
     # A progress bar (cells done, time left) on a terminal; plain log lines otherwise.
     bar = tqdm(total=len(todo), unit="cell", disable=not sys.stderr.isatty() or not todo)

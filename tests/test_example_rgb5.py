@@ -40,7 +40,7 @@ def test_suite_runs_pixel_ascent_and_best_of_n_through_the_users_models(example,
     from optbench.suite import parse_suite
     text = (example / "suite.toml").read_text()
     text = text.replace("seeds = [0, 1, 2]", "seeds = [0]").replace("max_steps = 256", "max_steps = 16")
-    text = text.replace("pool_size = 4096", "pool_size = 512").replace("n_samples = 64", "n_samples = 32")
+    text = text.replace("pool_size = 4096", "pool_size = 512").replace("n_samples = 60", "n_samples = 30")
     (example / "small.toml").write_text(text)
     suite = parse_suite(text, str(example / "small.toml"))
     counts = run_suite(suite, tmp_path, log=lambda *_: None)

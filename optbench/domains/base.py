@@ -19,6 +19,7 @@ in a suite by import path, "mylab.data:MyDomain"):
 """
 from __future__ import annotations
 
+import difflib
 import functools
 import hashlib
 from pathlib import Path
@@ -31,6 +32,7 @@ import torch
 # starts and baselines come from `test`, every distribution metric compares to `reference`.
 SPLITS = ("proxy_train", "judge_train", "generator_train", "test", "reference")
 REQUIRED_SPLITS = ("test", "reference")
+MAX_CLASSES = 100_000
 PACKAGED_CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
 
 
@@ -84,18 +86,27 @@ class Domain:
     def checkpoint_dir(self) -> Path:
         return Path(self.checkpoints).expanduser() if self.checkpoints else PACKAGED_CHECKPOINTS / self.name
 
+    def _where(self) -> str:
+        """How errors name the domain."""
+        return f"domain {self.name or type(self).__name__!r}"
+
+    def row_name(self, row: int) -> str:
+        """How errors name one example of the pool (a file domain names its file)."""
+        return f"row {row}"
+
     def check(self) -> None:
         """Raise DomainError naming the field if the declaration cannot work."""
-        where = f"domain {self.name or type(self).__name__!r}"
+        where = self._where()
         if not self.name or not isinstance(self.name, str):
             raise DomainError(f"{where}: name: expected a non-empty string")
-        if not isinstance(self.num_classes, int) or not 2 <= self.num_classes <= 100_000:
+        if not isinstance(self.num_classes, int) or not 2 <= self.num_classes <= MAX_CLASSES:
             raise DomainError(f"{where}: num_classes: expected an integer >= 2, got {self.num_classes!r}")
         if not self.shape or not all(isinstance(s, int) and s > 0 for s in self.shape) or len(self.shape) not in (1, 3):
             raise DomainError(f"{where}: shape: expected (C, H, W) or (d,) of positive integers, got {self.shape!r}")
         lo, hi = self.bounds
         if not lo < hi:
             raise DomainError(f"{where}: bounds: expected (low, high) with low < high, got {self.bounds!r}")
+        self._check_split_names(where)
         missing = [s for s in REQUIRED_SPLITS if s not in self.splits]
         if missing:
             raise DomainError(f"{where}: splits: missing {', '.join(missing)}; required: "
@@ -106,6 +117,19 @@ class Domain:
         shares = sum(v for v in self.splits.values() if isinstance(v, float))
         if shares > 1 + 1e-9:
             raise DomainError(f"{where}: splits: the shares add up to {shares:g}, more than 1")
+        seed = self.split_seed
+        if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+            raise DomainError(f"{where}: split_seed: expected an integer >= 0, got {seed!r}")
+
+    def _check_split_names(self, where: str) -> None:
+        if not isinstance(self.splits, dict):
+            raise DomainError(f"{where}: splits: expected a table split -> per-class count or share, "
+                              f"got {type(self.splits).__name__}")
+        unknown = [s for s in self.splits if s not in SPLITS]
+        if unknown:
+            close = difflib.get_close_matches(str(unknown[0]), SPLITS, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise DomainError(f"{where}: splits: unknown split {unknown[0]!r}{hint}; allowed: {', '.join(SPLITS)}")
 
     @functools.cached_property
     def _data(self) -> tuple[torch.Tensor, torch.Tensor, dict[str, np.ndarray]]:
@@ -113,14 +137,28 @@ class Domain:
         x, y = self.load_pool()
         x = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x).float().contiguous()
         y = torch.as_tensor(np.asarray(y) if not isinstance(y, torch.Tensor) else y).long()
-        where = f"domain {self.name!r}"
+        where = self._where()
         if tuple(x.shape[1:]) != tuple(self.shape):
             raise DomainError(f"{where}: load_pool returned x of shape {tuple(x.shape)}; expected (N, {', '.join(map(str, self.shape))})")
         if y.shape != (len(x),) or (len(y) and (int(y.min()) < 0 or int(y.max()) >= self.num_classes)):
             raise DomainError(f"{where}: load_pool returned labels outside 0..{self.num_classes - 1} or not one per example")
+        self._check_pool(x, y, where)
         idx = split_per_class(y.numpy(), self.splits, self.split_seed, self.num_classes, where)
-        check_disjoint(x, idx, where)
+        check_disjoint(x, idx, where, self.row_name)
         return x, y, idx
+
+    def _check_pool(self, x: torch.Tensor, y: torch.Tensor, where: str) -> None:
+        """Every class present and every value finite: a NaN would surface later as a
+        wrong bound or a failed eigh in every cell."""
+        missing = sorted(set(range(self.num_classes)) - set(torch.unique(y).tolist()))
+        if missing:
+            raise DomainError(f"{where}: load_pool returned no example of class{'es' if len(missing) > 1 else ''} "
+                              f"{', '.join(map(str, missing[:10]))}; labels must cover 0..{self.num_classes - 1}")
+        bad = ~torch.isfinite(x)
+        if bad.any():
+            row = int(bad.reshape(len(x), -1).any(1).nonzero()[0])
+            raise DomainError(f"{where}: load_pool returned x with {int(bad.sum())} non-finite values (NaN or inf), "
+                              f"the first in {self.row_name(row)}")
 
     def declared_models(self) -> dict[str, dict]:
         """`models` with each file's sha256 (hashed once per process)."""
@@ -149,8 +187,11 @@ class Domain:
 
     def split_indices(self, split: str) -> np.ndarray:
         """Row indices of `split` into the pool."""
+        if split in SPLITS and split not in self.splits:
+            raise DomainError(f"{self._where()}: split {split!r} is not declared (declared: {', '.join(self.splits)}); "
+                              f"add {split} to the domain's splits to use what reads it")
         if split not in self.splits:
-            raise DomainError(f"domain {self.name!r}: unknown split {split!r}; allowed: {', '.join(self.splits)}")
+            raise DomainError(f"{self._where()}: unknown split {split!r}; allowed: {', '.join(self.splits)}")
         return self._data[2][split].copy()
 
     def load_split(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -224,21 +265,23 @@ def split_per_class(y: np.ndarray, splits: dict[str, int | float], seed: int, nu
     return {name: rng.permutation(np.concatenate(parts)) for name, parts in out.items()}
 
 
-def check_disjoint(x: torch.Tensor, idx: dict[str, np.ndarray], where: str) -> None:
+def check_disjoint(x: torch.Tensor, idx: dict[str, np.ndarray], where: str,
+                   name=lambda row: f"row {row}") -> None:
     """No row, and no identical example, in two splits: a referee's reference set that
-    shares an image with the proxy's training data would flatter what it measures."""
+    shares an image with the proxy's training data would flatter what it measures.
+    `name` says which example a row is (its row, or its file)."""
     owner: dict[int, str] = {}
     for split, rows in idx.items():
         for r in rows.tolist():
             if r in owner:
-                raise DomainError(f"{where}: row {r} is in splits {owner[r]!r} and {split!r}")
+                raise DomainError(f"{where}: {name(r)} is in splits {owner[r]!r} and {split!r}")
             owner[r] = split
-    seen: dict[bytes, str] = {}
+    seen: dict[bytes, tuple[str, int]] = {}
     flat = x.reshape(len(x), -1).numpy()
     for split, rows in idx.items():
         for r in rows.tolist():
             key = hashlib.blake2b(flat[r].tobytes(), digest_size=16).digest()
-            other = seen.setdefault(key, split)
+            other, first = seen.setdefault(key, (split, r))
             if other != split:
-                raise DomainError(f"{where}: an example of split {split!r} (row {r}) is identical "
-                                  f"to one in split {other!r}; remove duplicates from the data")
+                raise DomainError(f"{where}: an example of split {split!r} ({name(r)}) is identical "
+                                  f"to one in split {other!r} ({name(first)}); remove duplicates from the data")
