@@ -139,9 +139,11 @@ def _cmd_run(a) -> int:
 
 def _warn_left_out(info: dict) -> None:
     if info.get("left_out"):
+        why = info.get("why_left_out", {})
+        cells = ", ".join(f"{c} ({why[c]})" if why.get(c) else c for c in info["left_out"])
         print(f"optbench: warning: {len(info['left_out'])} cell(s) missing, partial or corrupted "
-              f"were left out of the summary: {', '.join(info['left_out'])}; rerun the suite to "
-              "recompute them", file=sys.stderr)
+              f"were left out of the summary: {cells}; rerun the suite to recompute them",
+              file=sys.stderr)
 
 
 def _cmd_plot(a) -> int:

@@ -31,7 +31,7 @@ from optbench.pressure.starts import real_sample
 from optbench.proxies import Proxy, as_proxy
 from optbench.referees import Referee
 from optbench.storage import (DONE, StorageError, SuiteBusyError, _sha, cell_is_complete,  # noqa: F401
-                              read_cell, suite_lock, write_atomic)
+                              read_cell, share_files, shared_mkdtemp, suite_lock, write_atomic)
 from optbench.suite import CellSpec, Suite
 from optbench.workers import pool_worker_init, reap_with_driver
 
@@ -237,8 +237,7 @@ def write_cell(result: CellResult, suite_dir: Path) -> Path:
     """Write a cell folder atomically: build it under a temporary name, then rename."""
     spec = result.spec
     final = suite_dir / spec.cell_id
-    tmp = Path(tempfile.mkdtemp(prefix=f".{spec.cell_id}.", dir=suite_dir))
-    tmp.chmod(0o777 & ~_umask())   # mkdtemp makes 0700: others could not read a shared folder
+    tmp = shared_mkdtemp(f".{spec.cell_id}.", suite_dir)
     try:
         source = SOURCES[spec.source]
         (tmp / "spec.json").write_text(json.dumps(
@@ -260,6 +259,7 @@ def write_cell(result: CellResult, suite_dir: Path) -> Path:
              "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}, indent=2) + "\n")
         from optbench.report.grids import cell_grid
         cell_grid(tmp, tmp / "grid.png")
+        share_files(tmp)
         hashes = {p.name: _sha(p) for p in sorted(tmp.iterdir())}
         (tmp / DONE).write_text(json.dumps(hashes, indent=1) + "\n")
         if final.exists():
@@ -269,12 +269,6 @@ def write_cell(result: CellResult, suite_dir: Path) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return final
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _value_range(domain: str) -> dict:
@@ -287,10 +281,11 @@ def _value_range(domain: str) -> dict:
 
 def _write_csv(path: Path, rows: list[dict]) -> None:
     import csv
+    from optbench.report.text import csv_cell   # plug-in metric names are user text
     with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+        w = csv.writer(f)
+        w.writerow([csv_cell(k) for k in rows[0]])
+        w.writerows([[row.get(k, "") for k in rows[0]] for row in rows])
 
 
 _REFEREES: dict[tuple, Referee] = {}   # per process: models load once

@@ -110,6 +110,30 @@ def write_atomic(path: Path, data: str | bytes) -> None:
                            f"{path.name}, if any, is unchanged") from None
 
 
+def umask() -> int:
+    mask = os.umask(0o077)   # reading the umask means setting it: a strict one meanwhile
+    os.umask(mask)
+    return mask
+
+
+def shared_mkdtemp(prefix: str, parent: Path) -> Path:
+    """A fresh temporary folder with the mode mkdir would give it (0777 less the umask),
+    not mkdtemp's 0700: once renamed into place, others may read a shared results folder."""
+    import tempfile
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    path.chmod(0o777 & ~umask())
+    return path
+
+
+def share_files(folder: Path) -> None:
+    """Give the files in `folder` the mode open() would (0666 less the umask); some
+    writers (safetensors) make 0600."""
+    mode = 0o666 & ~umask()
+    for f in Path(folder).iterdir():
+        if f.is_file():
+            f.chmod(mode)
+
+
 # A cell folder is complete when its DONE file lists the sha256 of every other file.
 DONE = "DONE"
 
@@ -132,6 +156,52 @@ def cell_is_complete(folder: Path) -> bool:
 
 
 def read_cell(folder: Path) -> dict:
-    return {"spec": json.loads((folder / "spec.json").read_text()),
-            "curve": json.loads((folder / "curve.json").read_text()),
-            "meta": json.loads((folder / "meta.json").read_text())}
+    """A cell's spec, curve and meta. A file that is not what the runner writes (edited
+    by hand, or replaced along with its DONE) raises a ValueError naming the file and the
+    field, so the report can leave the cell out instead of failing half-way through it."""
+    folder = Path(folder)
+    kinds = {str: "a string", int: "an integer", float: "a number", dict: "a table", list: "a list"}
+
+    def load(name: str) -> tuple[Path, dict]:
+        path = folder / name
+        try:
+            data = json.loads(path.read_bytes().decode("utf-8"))
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
+        except UnicodeDecodeError as e:
+            raise ValueError(f"{path}: not valid JSON (byte 0x{e.object[e.start]:02x} at position "
+                             f"{e.start} is not UTF-8)") from None
+        if not isinstance(data, dict):
+            kind = next((v for k, v in kinds.items() if isinstance(data, k)), "null")
+            raise ValueError(f"{path}: expected a JSON object, got {kind}")
+        return path, data
+
+    def need(path: Path, table: dict, fields: dict, where: str = "") -> None:
+        for key, kind in fields.items():
+            value = table.get(key)
+            # JSON numbers load as int or float; true and false are ints to Python
+            if isinstance(value, bool) or not isinstance(value, (int, float) if kind is float else kind):
+                raise ValueError(f"{path}: {where}field {key!r} is missing or not {kinds[kind]}")
+
+    def each(path: Path, items, name: str, fields: dict) -> None:
+        for key, item in (items.items() if isinstance(items, dict) else enumerate(items)):
+            where = f"{name}[{key!r}]"
+            if not isinstance(item, dict):
+                raise ValueError(f"{path}: {where} is not a table")
+            need(path, item, fields, f"{where}: ")
+
+    spec_path, spec = load("spec.json")
+    need(spec_path, spec, {"cell_id": str, "label": str, "knob": str, "domain": str, "proxy": str,
+                           "source": str, "seed": int, "n_samples": int, "settings": dict})
+    curve_path, curve = load("curve.json")
+    need(curve_path, curve, {"rows": list, "baseline": dict})
+    if not curve["rows"]:
+        raise ValueError(f"{curve_path}: field 'rows' is empty")
+    each(curve_path, curve["rows"], "rows", {k: float for k in (
+        spec["knob"], "proxy_prob", "judge_prob", "gap", "diverged_frac", "kid", "fid")})
+    need(curve_path, curve["baseline"], {"kid": float, "fid": float}, "baseline: ")
+    # Results made before nulls and equal-proxy points were stored have neither.
+    need(curve_path, {"null": {}, "equal_proxy": [], **curve}, {"null": dict, "equal_proxy": list})
+    each(curve_path, curve.get("null", {}), "null", {"q01": float, "q99": float})
+    each(curve_path, curve.get("equal_proxy", []), "equal_proxy", {"threshold": float, "reached_frac": float})
+    return {"spec": spec, "curve": curve, "meta": load("meta.json")[1]}

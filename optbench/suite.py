@@ -41,6 +41,7 @@ NUMBERS_VERSION = 2   # 2: four feature spaces, LDA two-sample test, starts with
 # and then die of memory (n_samples = 10_000_000 did, after 4 minutes).
 MAX_SAMPLES = 1_000_000
 FLOAT_COPIES = 16               # a generous working set: float copies held per sample
+MAX_NAME = 100                  # a suite's name is a folder name (255 bytes at most)
 FLOAT_CEILING = 1e30            # any float setting: it becomes a float32 tensor (max 3.4e38)
 
 SUITE_KEYS = {"name": "suite name (results/<name>/)", "description": "free text",
@@ -498,9 +499,11 @@ def parse_suite(text: str, path: str = "<suite>") -> Suite:
         raise SuiteError(f"{path}: TOML syntax error: {e}") from None
     _check_keys(path, data, SUITE_KEYS)
     name = data.get("name")
-    if not isinstance(name, str) or not name or not all(c.isalnum() or c in "-_" for c in name):
-        raise SuiteError(f"{path}: name: expected a non-empty string of letters, digits, '-' "
-                         f"or '_', got {name!r}")
+    if (not isinstance(name, str) or not name or len(name) > MAX_NAME
+            or not all(c.isascii() and (c.isalnum() or c in "-_") for c in name)):
+        shown = name if not isinstance(name, str) or len(name) <= 40 else name[:40] + f"... ({len(name)} characters)"
+        raise SuiteError(f"{path}: name: expected 1 to {MAX_NAME} ASCII letters, digits, '-' or '_' "
+                         f"(it names the results folder), got {shown!r}")
     seeds = _check_seeds(f"{path}: seeds", data.get("seeds", [0]))
     if not isinstance(data.get("description", ""), str):
         raise SuiteError(f"{path}: description: expected a string, got "

@@ -245,3 +245,26 @@ def test_an_arch_import_typo_of_a_judge_names_the_import(tmp_path, capsys):
     line = refused(tmp_path, capsys, text)
     assert line == ("cell[0].domain: domain 'blobs', model 'judge_a': arch: 'mylab.netz:Net': cannot "
                     "import module 'mylab.netz' (No module named 'mylab'); is it on PYTHONPATH or installed?"), line
+
+
+def test_a_suite_name_too_long_for_a_folder_is_refused(tmp_path, capsys):
+    line = refused(tmp_path, capsys, TINY.replace('name = "tiny"', f'name = "{"n" * 300}"'))
+    assert line == ("name: expected 1 to 100 ASCII letters, digits, '-' or '_' (it names the results "
+                    f"folder), got '{'n' * 40}... (300 characters)'")
+
+
+def test_cell_folders_and_files_follow_the_umask(tmp_path):
+    """Not mkdtemp's 0700 nor safetensors' 0600: others may read a shared results folder."""
+    import stat
+    from optbench.runner import run_suite
+    from optbench.suite import parse_suite
+    old = os.umask(0o022)
+    try:
+        run_suite(parse_suite(TINY.replace("max_steps = 8", "max_steps = 2")), tmp_path, device="cpu",
+                  log=lambda *_: None)
+    finally:
+        os.umask(old)
+    cell = next(p for p in (tmp_path / "tiny").iterdir() if (p / "DONE").is_file())
+    assert stat.S_IMODE(cell.stat().st_mode) == 0o755
+    modes = {f.name: stat.S_IMODE(f.stat().st_mode) for f in cell.iterdir()}
+    assert set(modes.values()) == {0o644}, modes

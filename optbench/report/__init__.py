@@ -1,24 +1,24 @@
 """Summaries, plots and grids of a finished suite folder."""
 from __future__ import annotations
 
-import hashlib
+import contextlib
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 from optbench.report.goodhart import fit_curves, fits_figure, fits_markdown
-from optbench.report.grids import cell_grid
+from optbench.report.grids import cell_grid, grid_files
 from optbench.report.plots import curves_figure, equal_compute_figure, equal_proxy_by_source, equal_proxy_figure
 from optbench.report.controls import CONTROLS_NOTE, control_pairs, controls_figure, controls_markdown, controls_table
 from optbench.report.summary import (EQUAL_COMPUTE_NOTE, EQUAL_PROXY_NOTE, equal_compute_markdown, spends_queries,
                                      equal_proxy_markdown, equal_proxy_table,
-                                     group_cells, incomplete_cells, kid_spaces, load_cells, summarize,
+                                     group_cells, kid_spaces, load_cells, scan_cells, suite_meta, summarize,
                                      summary_markdown, tidy_csv)
+from optbench.report.text import file_slug, md_code, md_text
 from optbench.domains import get_domain
 from optbench.report.audit import TRUTH
-from optbench.storage import StorageError, suite_lock, write_atomic
+from optbench.storage import StorageError, shared_mkdtemp, suite_lock, write_atomic
 
 
 def write_suite_outputs(suite_dir: Path) -> dict:
@@ -30,21 +30,73 @@ def write_suite_outputs(suite_dir: Path) -> dict:
         return _write_outputs(suite_dir)
 
 
+def activate_context(suite_dir: Path, meta: dict) -> None:
+    """The suite's pythonpath, plug-ins and file-based domains, as its run had them
+    (suite.json's "context"): the report needs them for plug-in metrics and sources, and
+    a generator's sample sheet needs its domain. Older folders have no context."""
+    context = meta.get("context")
+    if not context:
+        return
+    from optbench.suite import Context
+    try:
+        Context(pythonpath=tuple(context.get("pythonpath", [])), plugins=tuple(context.get("plugins", [])),
+                domains=json.dumps(context.get("domains", {}), sort_keys=True)).activate()
+    except Exception as e:   # a plug-in may raise anything at import; this is still bad input
+        raise ValueError(f"{Path(suite_dir) / 'suite.json'}: cannot load the suite's plug-ins and "
+                         f"domains ({type(e).__name__}: {e}); restore them or rerun `optbench run "
+                         f"{meta.get('source_file') or '<suite file>'}`") from None
+
+
 def _write_outputs(suite_dir: Path) -> dict:
-    cells = load_cells(suite_dir)
+    meta = suite_meta(suite_dir)
+    activate_context(suite_dir, meta)
+    cells, left_out = scan_cells(suite_dir)
     if not cells:
         raise RuntimeError(f"no complete cells under {suite_dir}")
-    left_out = incomplete_cells(suite_dir)
     rows = summarize(cells)
     fits = fit_curves(cells)
-    name = suite_dir.name
-    meta = json.loads((suite_dir / "suite.json").read_text()) if (suite_dir / "suite.json").exists() else {}
-    md = [f"# Suite `{name}`", "", meta.get("description", ""), "",
-          f"Produced by `{meta.get('command', 'optbench run')}`; each cell's folder holds its spec, "
+    md = _summary_md(suite_dir.name, meta, cells, rows, fits, list(left_out))
+    staging = shared_mkdtemp(".plots-new.", suite_dir)
+    try:
+        _draw_plots(cells, fits, suite_dir, staging)
+    except OSError as e:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise StorageError(f"cannot write plots under {suite_dir}: {e.strerror or e}; the "
+                           "previous plots/ and summaries are unchanged") from None
+    except FigureError:   # a figure that cannot be drawn must not cost the numbers
+        shutil.rmtree(staging, ignore_errors=True)
+        _write_summaries(suite_dir, md, rows, cells)
+        raise
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    _write_summaries(suite_dir, md, rows, cells)
+    plots = suite_dir / "plots"
+    old = suite_dir / f".plots-old.{os.getpid()}"
+    if plots.exists():
+        os.replace(plots, old)
+    os.replace(staging, plots)
+    shutil.rmtree(old, ignore_errors=True)
+    from optbench.report.html import write_report
+    write_report(suite_dir)
+    return {"cells": len(cells), "curves": len(rows), "left_out": list(left_out), "why_left_out": left_out}
+
+
+def _write_summaries(suite_dir: Path, md: list[str], rows: list[dict], cells: list[dict]) -> None:
+    write_atomic(suite_dir / "summary.md", "\n".join(md))
+    write_atomic(suite_dir / "summary.json", json.dumps(rows, indent=1) + "\n")
+    write_atomic(suite_dir / "curves.csv", tidy_csv(cells))
+
+
+def _summary_md(name: str, meta: dict, cells: list[dict], rows: list[dict], fits,
+                left_out: list[str]) -> list[str]:
+    md = [f"# Suite {md_code(name)}", "", md_text(meta.get("description", ""), in_table=False), "",
+          f"Produced by {md_code(meta.get('command', 'optbench run'))}; each cell's folder holds its spec, "
           "curve (CSV and JSON), image grid and versions.", ""]
     if left_out:
         md += [f"**{len(left_out)} cell(s) missing, partial or corrupted, and left out of every "
-               f"number below:** {', '.join(left_out)}. Rerun the suite to recompute them.", ""]
+               f"number below:** {md_text(', '.join(left_out), in_table=False)}. Rerun the suite to "
+               "recompute them.", ""]
     md += [summary_markdown(rows)]
     if fits:
         md += ["## Goodhart-law fits", "", fits_markdown(fits)]
@@ -70,28 +122,25 @@ def _write_outputs(suite_dir: Path) -> dict:
     if controls:
         md += ["## Controls: pressure-attributable departure", "", CONTROLS_NOTE, "",
                controls_markdown(controls)]
-    staging = Path(tempfile.mkdtemp(prefix=".plots-new.", dir=suite_dir))
+    return md
+
+
+class FigureError(RuntimeError):
+    """A figure that cannot be drawn from these results (not a disk error)."""
+
+
+@contextlib.contextmanager
+def _drawing(suite_dir: Path, name: str):
+    """Name the figure that cannot be drawn (matplotlib's own message names nothing);
+    OSErrors stay what they are: the disk's, not the figure's."""
     try:
-        _draw_plots(cells, fits, suite_dir, staging)
-    except OSError as e:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise StorageError(f"cannot write plots under {suite_dir}: {e.strerror or e}; the "
-                           "previous plots/ and summaries are unchanged") from None
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        yield
+    except OSError:
         raise
-    write_atomic(suite_dir / "summary.md", "\n".join(md))
-    write_atomic(suite_dir / "summary.json", json.dumps(rows, indent=1) + "\n")
-    write_atomic(suite_dir / "curves.csv", tidy_csv(cells))
-    plots = suite_dir / "plots"
-    old = suite_dir / f".plots-old.{os.getpid()}"
-    if plots.exists():
-        os.replace(plots, old)
-    os.replace(staging, plots)
-    shutil.rmtree(old, ignore_errors=True)
-    from optbench.report.html import write_report
-    write_report(suite_dir)
-    return {"cells": len(cells), "curves": len(rows), "left_out": left_out}
+    except Exception as e:
+        raise FigureError(f"cannot draw {suite_dir / 'plots' / name} ({type(e).__name__}: {e}); "
+                           "summary.md, summary.json and curves.csv are written, the previous "
+                           "plots/ is unchanged") from e
 
 
 def _draw_plots(cells: list[dict], fits, suite_dir: Path, plots: Path) -> None:
@@ -101,57 +150,80 @@ def _draw_plots(cells: list[dict], fits, suite_dir: Path, plots: Path) -> None:
     for c in cells:
         by_knob.setdefault(c["spec"]["knob"], []).append(c)
     if len(by_knob) == 1:
-        curves_figure(cells, plots / "curves.png", title=f"suite {name}")
+        with _drawing(suite_dir, "curves.png"):
+            curves_figure(cells, plots / "curves.png", title=f"suite {name}")
     else:  # curves only share an x axis with curves of the same knob
         for knob, members in by_knob.items():
-            curves_figure(members, plots / f"curves_{knob}.png", title=f"suite {name}: x = {knob}")
-        equal_proxy_by_source(cells, plots / "equal_proxy.png",
-                              title=f"suite {name}: referee metrics at equal proxy score "
-                                    "(mean over seeds; dashed grey: judge = proxy)")
-        equal_compute_figure(cells, plots / "equal_compute.png",
-                             title=f"suite {name}: proxy score and referee metrics at equal proxy "
-                                   "compute (mean over seeds)")
+            out = f"curves_{file_slug(knob)}.png"
+            with _drawing(suite_dir, out):
+                curves_figure(members, plots / out, title=f"suite {name}: x = {knob}")
+        with _drawing(suite_dir, "equal_proxy.png"):
+            equal_proxy_by_source(cells, plots / "equal_proxy.png",
+                                  title=f"suite {name}: referee metrics at equal proxy score "
+                                        "(mean over seeds; dashed grey: judge = proxy)")
+        with _drawing(suite_dir, "equal_compute.png"):
+            equal_compute_figure(cells, plots / "equal_compute.png",
+                                 title=f"suite {name}: proxy score and referee metrics at equal proxy "
+                                       "compute (mean over seeds)")
     if fits:
-        fits_figure(cells, fits, plots / "goodhart.png")
-    from optbench.report.detectors import write_grading
-    write_grading(cells, suite_dir, plots)
-    from optbench.report.audit import has_gold, write_audit
-    if write_audit(cells, suite_dir, plots):   # ground-truth domains: learned referees graded
-        from optbench.report.gold_figures import picture, projections_figure
-        for domain in sorted({c["spec"]["domain"] for c in cells if has_gold(c)}):
-            if get_domain(domain).is_image:
-                projections_figure(suite_dir, cells, domain, plots / f"projections_{domain}.png")
-            else:
-                picture(suite_dir, cells, domain, plots / f"picture_{domain}.png")
+        with _drawing(suite_dir, "goodhart.png"):
+            fits_figure(cells, fits, plots / "goodhart.png")
+    _draw_gold(cells, suite_dir, plots)
     if control_pairs(group_cells(cells)):
-        controls_figure(group_cells(cells), plots / "controls.png")
-    for generator in sorted({(c["spec"]["domain"], c["spec"]["settings"]["generator"]) for c in cells
-                             if "generator" in c["spec"]["settings"]}):
-        generator_sheet(*generator, plots / f"samples_{generator[1]}.png")
+        with _drawing(suite_dir, "controls.png"):
+            controls_figure(group_cells(cells), plots / "controls.png")
+    generators = {(c["spec"]["domain"], str(c["spec"]["settings"]["generator"])):
+                  c["spec"].get("bounds", (0.0, 1.0)) for c in cells if "generator" in c["spec"]["settings"]}
+    for (domain, generator), bounds in sorted(generators.items()):
+        out = f"samples_{file_slug(generator)}.png"
+        with _drawing(suite_dir, out):
+            generator_sheet(domain, generator, plots / out, bounds=tuple(bounds))
     # One grid per curve (its first seed), named by label, for the README and reports.
-    seen, slugs = set(), {}
-    for c in cells:
-        label = c["spec"]["label"]
-        if label in seen:
-            continue
-        seen.add(label)
-        slug = "".join(ch if ch.isalnum() else "_" for ch in label).strip("_")
-        if slugs.setdefault(slug, label) != label:   # "a b" and "a_b": keep both grids
-            slug += "_" + hashlib.sha256(label.encode()).hexdigest()[:6]
-        cell_grid(suite_dir / c["spec"]["cell_id"], plots / f"grid_{slug}.png")
+    for _, (c, out) in grid_files(cells).items():
+        with _drawing(suite_dir, out):
+            cell_grid(suite_dir / c["spec"]["cell_id"], plots / out)
 
 
-def generator_sheet(domain: str, generator: str, out: Path, n: int = 100, seed: int = 5) -> None:
-    """A 10 x 10 sheet of the unpressured generator's samples, for looking at the base."""
+def _draw_gold(cells: list[dict], suite_dir: Path, plots: Path) -> None:
+    """Detector grading and the referee audit, for cells that recorded them."""
+    from optbench.report.detectors import write_grading
+    with _drawing(suite_dir, "detectors.png"):
+        write_grading(cells, suite_dir, plots)
+    from optbench.report.audit import has_gold, write_audit
+    with _drawing(suite_dir, "audit_misses_<domain>.png"):
+        audited = write_audit(cells, suite_dir, plots)
+    if not audited:   # ground-truth domains only: learned referees graded
+        return
+    from optbench.report.gold_figures import picture, projections_figure
+    for domain in sorted({c["spec"]["domain"] for c in cells if has_gold(c)}):
+        image = get_domain(domain).is_image
+        out = f"{'projections' if image else 'picture'}_{file_slug(domain)}.png"
+        with _drawing(suite_dir, out):
+            (projections_figure if image else picture)(suite_dir, cells, domain, plots / out)
+
+
+def generator_sheet(domain: str, generator: str, out: Path, bounds: tuple = (0.0, 1.0),
+                    n: int = 100, seed: int = 5) -> None:
+    """A 10 x 10 sheet of the unpressured generator's samples, for looking at the base.
+    Left out where this process does not know the domain (a folder from an older run
+    that did not record the suite's context): the cells' grids show samples too."""
+    from optbench.domains import DOMAINS
+    from optbench.registry import PluginError
+    try:
+        DOMAINS[domain]
+    except (KeyError, PluginError):
+        return
     from torchvision.utils import save_image
     from optbench.models.checkpoints import load_model
     from optbench.models.gan import generate, sample_latents
-    from optbench.domains import get_domain
     G = load_model(domain, generator)
-    if not get_domain(domain).is_image or not hasattr(G, "latent_dim"):
-        return   # a vector domain's samples are in the grids; a diffusion model has no latent
-    save_image(generate(G, sample_latents(n, seed, G.latent_dim)), str(out), nrow=10, padding=2,
-               pad_value=0.5)
+    if not hasattr(G, "latent_dim"):
+        return   # a diffusion model has no latent
+    x = generate(G, sample_latents(n, seed, G.latent_dim))
+    if x.dim() != 4:
+        return   # a vector domain's samples are in the grids
+    lo, hi = bounds
+    save_image(((x - lo) / (hi - lo)).clamp(0, 1), str(out), nrow=10, padding=2, pad_value=0.5)
 
 
 def write_comparison(suite_dirs: list[Path], out: Path) -> Path:

@@ -39,6 +39,7 @@ from scipy.stats import spearmanr
 from optbench.referees.null import DEPARTURE_SIDE, departed
 from optbench.report.intervals import INTERVAL_METHOD, mean_ci
 from optbench.report.summary import departs_at
+from optbench.report.text import file_slug, md_text
 
 TRUTH = "gold_atypical"                 # a ground-truth cell has it
 TRUTHS = {"support": "gold_atypical", "distribution": "gold_ks"}
@@ -169,7 +170,7 @@ def audit_markdown(result: dict[str, list[dict]]) -> str:
         r0 = rows[0]
         distribution = (f"the distribution truth: {r0['departed_distribution']} ({r0['on_data_distribution']})"
                         if r0["seeds_distribution"] else "no distribution truth on this domain")
-        lines += [f"### {domain}", "",
+        lines += [f"### {md_text(domain, in_table=False)}", "",
                   f"rho: Spearman correlation with the truth, {INTERVAL_METHOD} ({r0['seeds_support']} seeds). "
                   f"Levels the support truth calls departed: {r0['departed_support']} (on the data: "
                   f"{r0['on_data_support']}); {distribution}. First fire against `{r0['first_fire_truth']}`, "
@@ -198,5 +199,6 @@ def write_audit(cells: list[dict], suite_dir: Path, plots: Path) -> dict | None:
     from optbench.report.gold_figures import misses_figure
     for domain in result:
         members = [c for c in cells if c["spec"]["domain"] == domain]
-        misses_figure(Path(suite_dir), domain, misses(members), plots / f"audit_misses_{domain}.png")
+        out = plots / f"audit_misses_{file_slug(domain)}.png"
+        misses_figure(Path(suite_dir), domain, misses(members), out)
     return result

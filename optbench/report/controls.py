@@ -10,7 +10,7 @@ Each suite can carry two controls, found here by rule:
   random signs, no proxy at all.
 
 The *pressure-attributable departure* of a metric is its value on the treated curve
-minus the control's, paired by seed (the same seed has the same start digits and
+minus the control's, paired by seed (the same seed has the same start samples and
 targets), at the same step and, separately, at the same mean L2 distance from the start
 (the control's curve linearly interpolated in L2; NaN beyond the control's reach).
 Intervals are Student-t over the paired differences."""
@@ -24,9 +24,10 @@ import numpy as np
 from optbench.models.checkpoints import CheckpointError, catalog
 from optbench.report.intervals import mean_ci
 from optbench.report.summary import _fmt
+from optbench.report.text import md_text
 
 CONTROL_METRICS = ("kid", "judge_prob", "c2st", "precision")
-CONTROLS_NOTE = ("Each treated curve minus a control, paired by seed (same start digits and "
+CONTROLS_NOTE = ("Each treated curve minus a control, paired by seed (same start samples and "
                  "targets): an untrained proxy of the same architecture pushed the same way, or "
                  "matched noise (random-sign steps of lr per pixel, no proxy). 'Same step' "
                  "compares the two at one step; 'same L2' reads the control at the treated "
@@ -131,7 +132,7 @@ def controls_markdown(rows: list[dict], metrics=("kid", "judge_prob")) -> str:
             points = r["metrics"].get(m, [])
             if not points:
                 continue
-            lines += [f"**{r['treated']}** minus **{r['control']}** ({r['kind']}), `{m}`, "
+            lines += [f"**{md_text(r['treated'])}** minus **{md_text(r['control'])}** ({r['kind']}), `{m}`, "
                       f"{points[0]['seeds']} paired seeds:", "",
                       f"| {knob} | mean L2 | {m} | minus control at the same {knob} | minus control at the same L2 |",
                       "|---|---|---|---|---|"]

@@ -14,6 +14,7 @@ import numpy as np
 
 from optbench.report.fits import FORMS, fit_goodhart
 from optbench.report.summary import group_cells
+from optbench.report.text import md_text
 
 POOR_FIT_R2 = 0.9   # below this, the table says the law does not describe the curve
 GOLD = "judge_prob"
@@ -166,12 +167,12 @@ def fits_markdown(rows: list[dict]) -> str:
     for r in rows:
         law = {"bon": "d(a - b d)", "rl": "d(a - b log d)"}[r["law"]]
         if r["fit"] is None:
-            lines.append(f"| {r['label']} | {law} | {r['distance']} | | | | | {r['note']} |")
+            lines.append(f"| {md_text(r['label'])} | {law} | {r['distance']} | | | | | {r['note']} |")
             continue
         cell = lambda k: f"{_g(r[k])} [{_g(r[k + '_lo'])}, {_g(r[k + '_hi'])}]"  # noqa: E731
         peak = peak_text(r["peak_d"], r["peak_d_lo"], r["peak_d_hi"], r.get("no_peak_share", 0.0))
         verdict = "poor fit: see the residual panel" if r["poor"] else ""
-        lines.append(f"| {r['label']} | {law} | {r['distance']} | {cell('a')} | {cell('b')} | "
+        lines.append(f"| {md_text(r['label'])} | {law} | {r['distance']} | {cell('a')} | {cell('b')} | "
                      f"{peak} | {r['r2']:.3f} | {verdict} |")
     lines += ["", f"Least-squares fits (scipy) of the judge-ensemble score's change from the first "
               "level, judge(d) - judge(d0), against the source's own distance d (Gao et al. 2022, "

@@ -12,6 +12,26 @@ import torch  # noqa: E402
 from safetensors.torch import load_file  # noqa: E402
 from torchvision.utils import make_grid  # noqa: E402
 
+from optbench.report.text import unique_slugs  # noqa: E402
+
+PAD = 2   # make_grid's padding between and around the tiles, in pixels
+
+
+def grid_files(cells: list[dict]) -> dict[str, tuple[dict, str]]:
+    """One grid per curve label, drawn from its first cell: label -> (cell, file name
+    under plots/). Names are bounded and distinct whatever the labels (text.unique_slugs)."""
+    first: dict[str, dict] = {}
+    for c in cells:
+        first.setdefault(c["spec"]["label"], c)
+    slugs = unique_slugs(first)
+    return {label: (c, f"grid_{slugs[label]}.png") for label, c in first.items()}
+
+
+def tile_centres(count: int, size: int) -> list[float]:
+    """Pixel coordinates of the middles of `count` tiles of `size` pixels along one axis
+    of a make_grid image (imshow puts pixel i's centre at i)."""
+    return [PAD + i * (size + PAD) + (size - 1) / 2 for i in range(count)]
+
 
 def cell_grid(folder: Path, out: Path, title: str | None = None) -> None:
     """Draw a cell's stored snapshots, each row labelled with its level and the mean
@@ -25,16 +45,17 @@ def cell_grid(folder: Path, out: Path, title: str | None = None) -> None:
     n_levels, k = x.shape[:2]
     lo, hi = spec.get("bounds", (0.0, 1.0))
     x = (torch.nan_to_num(x, nan=lo, posinf=hi, neginf=lo).clamp(lo, hi) - lo) / (hi - lo)
-    grid = make_grid(x.reshape(-1, *x.shape[2:]), nrow=k, padding=2, pad_value=0.5)
-    fig_h = 0.62 * n_levels + 0.9
-    fig, ax = plt.subplots(figsize=(0.62 * k + 3.4, fig_h))
+    grid = make_grid(x.reshape(-1, *x.shape[2:]), nrow=k, padding=PAD, pad_value=0.5)
+    height, width = x.shape[-2:]
+    tile_w = 0.62 * min(max(width / height, 0.25), 4.0)   # a row stays 0.62 in high
+    fig, ax = plt.subplots(figsize=(tile_w * k + 3.4, 0.62 * n_levels + 0.9))
     ax.imshow(grid.permute(1, 2, 0).numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-    cell = x.shape[-1] + 2
-    ax.set_yticks([cell * i + cell / 2 for i in range(n_levels)])
+    ax.set_yticks(tile_centres(n_levels, height))
     knob = spec["knob"]
-    ax.set_yticklabels([f"{knob} {r[knob]:g}  P {r['proxy_prob']:.2f}  J {r['judge_prob']:.2f}"
-                        for r in rows], fontsize=7, family="monospace")
-    ax.set_xticks([cell * j + cell / 2 for j in range(k)])
+    labels = [f"{knob} {r[knob]:g}  P {r['proxy_prob']:.2f}  J {r['judge_prob']:.2f}"
+              for r in rows[:n_levels]]
+    ax.set_yticklabels(labels + [""] * (n_levels - len(labels)), fontsize=7, family="monospace")
+    ax.set_xticks(tile_centres(k, width))
     realness = spec.get("proxy_kind") == "realness"
     ax.set_xticklabels(["" if realness else f"→{int(t)}" for t in snaps["targets"]], fontsize=7)
     ax.tick_params(length=0)

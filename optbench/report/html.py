@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import html as html_lib
-import json
 import re
 from pathlib import Path
 
@@ -15,6 +14,8 @@ import markdown
 from optbench.storage import write_atomic
 from markdown.extensions import Extension
 
+from optbench.report.text import md_code, md_text
+
 CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;font-size:13px;margin:1em 0}th,td{border:1px solid #ccc;padding:4px 8px}
 th{background:#f3f3f3}img{max-width:100%;border:1px solid #eee}code{background:#f5f5f5;padding:1px 4px}
@@ -22,14 +23,17 @@ pre{background:#f5f5f5;padding:8px;overflow-x:auto}"""
 
 
 def report_markdown(suite_dir: Path) -> str:
+    from optbench.report.grids import grid_files
+    from optbench.report.summary import load_cells, suite_meta
     suite_dir = Path(suite_dir)
     summary = (suite_dir / "summary.md").read_text()
-    meta = json.loads((suite_dir / "suite.json").read_text())
-    cells = [json.loads((suite_dir / c / "meta.json").read_text()) for c in meta["cells"]
-             if (suite_dir / c / "meta.json").exists()]
-    versions = cells[0]["versions"] if cells else {}
-    commits = sorted({c["git_commit"] for c in cells})
-    wall = sum(c["wall_seconds"] for c in cells)
+    meta = suite_meta(suite_dir)
+    loaded = load_cells(suite_dir)
+    cells = [c["meta"] for c in loaded]
+    versions = cells[0].get("versions") if cells else {}
+    versions = versions if isinstance(versions, dict) else {}
+    commits = sorted({str(c.get("git_commit", "unknown")) for c in cells})
+    wall = sum(c["wall_seconds"] for c in cells if isinstance(c.get("wall_seconds"), (int, float)))
     parts = [summary, "## Curves", ""]
     for plot in sorted((suite_dir / "plots").glob("curves*.png")):
         parts += [f"![{plot.stem}](plots/{plot.name})", ""]
@@ -37,13 +41,15 @@ def report_markdown(suite_dir: Path) -> str:
         if (suite_dir / "plots" / plot).exists():
             parts += [f"## {title}", "", f"![{plot}](plots/{plot})", ""]
     parts += ["## Image grids", "", "One row per pressure level; first seed of each curve.", ""]
-    for grid in sorted((suite_dir / "plots").glob("grid_*.png")):
-        parts += [f"### {grid.stem[5:].replace('_', ' ')}", "", f"![{grid.stem}](plots/{grid.name})", ""]
+    for label, (_, name) in grid_files(loaded).items():
+        if (suite_dir / "plots" / name).is_file():
+            parts += [f"### {md_text(label, in_table=False)}", "", f"![{name[:-4]}](plots/{name})", ""]
     parts += ["## Provenance", "",
-              f"- command: `{meta.get('command', '')}` (suite file `{meta.get('source_file', '')}`)",
+              f"- command: {md_code(meta.get('command', ''))} "
+              f"(suite file {md_code(meta.get('source_file', ''))})",
               f"- cells: {len(cells)}, total cell time {wall:.0f} s",
-              f"- git commit: {', '.join(commits) or 'unknown'}",
-              "- versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()),
+              f"- git commit: {md_text(', '.join(commits) or 'unknown', in_table=False)}",
+              "- versions: " + md_text(", ".join(f"{k} {v}" for k, v in versions.items()), in_table=False),
               "- every curve point: `curves.csv` (one row per cell and level); per cell: "
               "`<cell-id>/spec.json`, `curve.json`, `meta.json`", ""]
     return "\n".join(parts)
@@ -61,10 +67,19 @@ class _TextOnly(Extension):
             md.inlinePatterns.deregister(name)   # links could carry javascript: URLs
 
 
+def _inside(base: Path, src: str) -> Path | None:
+    """The file `src` names, if it lies inside the suite folder `base` once every
+    symbolic link is followed; None for anything else (an absolute path, '..', a link
+    out of the folder): the page must never carry a file from elsewhere."""
+    root = base.resolve()
+    path = (root / html_lib.unescape(src)).resolve()
+    return path if path.is_relative_to(root) and path.is_file() else None
+
+
 def _embed_images(html: str, base: Path) -> str:
     def repl(m: re.Match) -> str:
-        path = base / m.group(2)
-        if not path.exists():
+        path = _inside(Path(base), m.group(2))
+        if path is None:   # missing, or not ours to carry: the page keeps only the reference
             return m.group(0)
         data = base64.b64encode(path.read_bytes()).decode()
         return f'{m.group(1)}src="data:image/png;base64,{data}"'

@@ -38,6 +38,66 @@ def _band(members: list[dict], metric: str, knob: str):
     return np.array(levels, dtype=float), mean, lo, hi
 
 
+NAN_NOTE = "all NaN: diverged at every level"
+
+
+def diverged_everywhere(members: list[dict]) -> bool:
+    """Every sample of every seed diverged at every level: no metric has a value."""
+    return all(r.get("diverged_frac", 0.0) >= 1.0 for m in members for r in m["curve"]["rows"])
+
+
+def _all_nan(members: list[dict], metric: str) -> bool:
+    """The curve measured `metric` (older or other-domain cells may not) and it is NaN
+    at every level of every seed."""
+    values = [r.get(_metric(m, metric)) for m in members for r in m["curve"]["rows"]]
+    return None not in values and not np.isfinite(np.array(values, dtype=float)).any()
+
+
+def _draw_curve(ax, members: list[dict], metric: str, knob: str, style: dict) -> tuple[bool, bool]:
+    """One curve's band on one panel, with its baseline and (KID) its departure threshold;
+    whether it drew any finite value, and a positive one (a log axis needs one)."""
+    x, mean, lo, hi = _band(members, metric, knob)
+    ax.plot(x, mean, marker=".", ms=4, **style)
+    ax.fill_between(x, lo, hi, color=style["color"], alpha=0.2, lw=0)
+    lines = []
+    base = [m["curve"]["baseline"].get(metric) for m in members]
+    if metric != "distance" and None not in base:
+        lines.append((np.mean(base), dict(ls=":", lw=1)))
+    if metric == "kid":
+        thr = np.mean([departure_threshold(m["curve"], "kid") for m in members])
+        lines.append((thr, dict(ls="--", lw=0.8, alpha=0.7)))
+    lines = [(y, kw) for y, kw in lines if np.isfinite(y)]   # no line for a NaN baseline
+    for y, kw in lines:
+        ax.axhline(y, color=style["color"], **kw)
+    values = np.concatenate([mean, lo, hi, [y for y, _ in lines]])
+    return bool(np.isfinite(mean).any()), bool((np.isfinite(values) & (values > 0)).any())
+
+
+def _finish_panel(ax, name: str, yscale: str, knob: str, drawn: tuple[bool, bool],
+                  nan_curves: list[tuple[str, bool]], last_level: float) -> None:
+    """Axes, title and, for curves with no value on this panel, a note naming them.
+    `drawn`: whether any curve drew a finite value, and a positive one."""
+    finite, positive = drawn
+    ax.set_xscale("symlog", linthresh=1)  # log axis that still shows level 0
+    ax.set_xlim(left=0)
+    if not finite:   # nothing for autoscaling to go by: keep the levels in view
+        ax.set_xlim(0, last_level or 1)
+    if yscale == "symlog":  # KID is unbiased, so it can be slightly negative
+        ax.set_yscale("symlog", linthresh=1e-2)
+        ax.set_ylim(bottom=-0.02)
+    elif yscale != "log" or positive:   # a log axis with nothing positive cannot be drawn
+        ax.set_yscale(yscale)
+    for diverged in (True, False):
+        names = [n if len(n) <= 40 else n[:39] + "…" for n, d in nan_curves if d == diverged]
+        if names:
+            note = f"{NAN_NOTE if diverged else 'all NaN'}:\n" + ", ".join(names)
+            ax.text(0.5, 0.7 if diverged else 0.3, note, transform=ax.transAxes, ha="center",
+                    va="center", fontsize=7, color="0.35", wrap=True)
+    ax.set_title(name, fontsize=10)
+    ax.set_xlabel(knob)
+    ax.grid(alpha=0.3)
+
+
 def curves_figure(cells: list[dict], out: Path, title: str = "") -> None:
     groups = list(group_cells(cells).values())
     knob = groups[0][0]["spec"]["knob"]
@@ -47,30 +107,20 @@ def curves_figure(cells: list[dict], out: Path, title: str = "") -> None:
     for ax in axes.flat[len(panels):]:
         ax.axis("off")
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    drawn = [(False, False)] * len(panels)
+    nan_curves: list[list[tuple[str, bool]]] = [[] for _ in panels]
     for g, members in enumerate(groups):
-        color = colors[g % len(colors)]
-        label = f"{members[0]['spec']['label']} ({len(members)} seeds)"
-        for ax, (metric, name, yscale) in zip(axes.flat, panels):
-            x, mean, lo, hi = _band(members, metric, knob)
-            ax.plot(x, mean, color=color, label=label, marker=".", ms=4)
-            ax.fill_between(x, lo, hi, color=color, alpha=0.2, lw=0)
-            base = [m["curve"]["baseline"].get(metric) for m in members]
-            if metric != "distance" and None not in base:
-                ax.axhline(np.mean(base), color=color, ls=":", lw=1)
-            if metric == "kid":
-                thr = np.mean([departure_threshold(m["curve"], "kid") for m in members])
-                ax.axhline(thr, color=color, ls="--", lw=0.8, alpha=0.7)
-    for ax, (metric, name, yscale) in zip(axes.flat, panels):
-        ax.set_xscale("symlog", linthresh=1)  # log axis that still shows level 0
-        ax.set_xlim(left=0)
-        if yscale == "symlog":  # KID is unbiased, so it can be slightly negative
-            ax.set_yscale("symlog", linthresh=1e-2)
-            ax.set_ylim(bottom=-0.02)
-        else:
-            ax.set_yscale(yscale)
-        ax.set_title(name, fontsize=10)
-        ax.set_xlabel(knob)
-        ax.grid(alpha=0.3)
+        name = members[0]["spec"]["label"]
+        blown = diverged_everywhere(members)
+        style = dict(color=colors[g % len(colors)],
+                     label=f"{name} ({len(members)} seeds)" + (f"; {NAN_NOTE}" if blown else ""))
+        for i, (ax, (metric, _, _)) in enumerate(zip(axes.flat, panels)):
+            drawn[i] = tuple(a or b for a, b in zip(drawn[i], _draw_curve(ax, members, metric, knob, style)))
+            if _all_nan(members, metric):
+                nan_curves[i].append((name, blown))
+    last_level = max(float(r[knob]) for c in cells for r in c["curve"]["rows"])
+    for i, (ax, (_, name, yscale)) in enumerate(zip(axes.flat, panels)):
+        _finish_panel(ax, name, yscale, knob, drawn[i], nan_curves[i], last_level)
     handles, labels = axes.flat[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=min(5, len(labels)), fontsize=8,
                frameon=False)

@@ -5,12 +5,14 @@ import csv
 import io
 import json
 import math
+import re
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
 from optbench.report.intervals import INTERVAL_METHOD, mean_ci, seeds_text
+from optbench.report.text import csv_cell, md_text
 from optbench.referees.null import departure_side
 from optbench.storage import cell_is_complete, read_cell
 
@@ -21,14 +23,21 @@ def departure_threshold(curve: dict, metric: str = "kid") -> float:
     """The value beyond which `metric` has "left the data": the 99th percentile of its
     real-against-real null at the curve's sample size (the 1st for metrics where low is
     bad; referees/null.py). Curves computed before nulls were stored fall back, for KID
-    only, to the old rule: 10x max(real-against-real KID, its subset std)."""
+    only, to the old rule: 10x max(real-against-real KID, its subset std). A curve whose
+    stored null lacks the metric (an empty null) has no threshold: NaN."""
     null = (curve.get("null") or {}).get(metric)
     if null is not None:
         return null["q01"] if departure_side(metric) == "low" else null["q99"]
-    if metric == "kid" and "kid" in curve.get("baseline", {}):
+    if metric == "kid" and "null" not in curve and "kid" in curve.get("baseline", {}):
         base = curve["baseline"]
         return LEGACY_KID_FACTOR * max(base["kid"], base["kid_std"])
     return math.nan
+
+
+def has_threshold(cell: dict, metric: str = "kid") -> bool:
+    """Whether `metric` has a departure threshold in this cell: without one, "never
+    departed" would be a claim with nothing behind it."""
+    return math.isfinite(departure_threshold(cell["curve"], metric))
 
 
 def departs_at(cell: dict, metric: str = "kid") -> float:
@@ -62,27 +71,104 @@ def kid_spaces(cell: dict) -> list[str]:
     return [k for k in cell["curve"]["rows"][0] if k == "kid" or k.startswith("kid@")]
 
 
+CELL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")   # a folder inside the suite's, never a path
+STRINGS = ("name", "description", "source_file", "command")
+
+
+def suite_meta(suite_dir: Path) -> dict:
+    """The suite's suite.json, checked; {} when the folder has none (its cells are then
+    found by folder). Anything else than what the runner writes is a one-line ValueError
+    naming the file and the fix."""
+    path = Path(suite_dir) / "suite.json"
+    if not path.exists():
+        return {}
+    try:
+        meta = json.loads(path.read_bytes().decode("utf-8"))
+    except json.JSONDecodeError as e:
+        _bad_suite_json(path, {}, f"not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})")
+    except UnicodeDecodeError as e:
+        _bad_suite_json(path, {}, f"not valid JSON (byte 0x{e.object[e.start]:02x} at position {e.start} "
+                                  "is not UTF-8)")
+    if not isinstance(meta, dict):
+        _bad_suite_json(path, {}, f"expected a JSON object, got {_json_kind(meta)}")
+    problem = _suite_meta_problem(meta)
+    if problem:
+        _bad_suite_json(path, meta, problem)
+    return meta
+
+
+def _suite_meta_problem(meta: dict) -> str | None:
+    cells = meta.get("cells", [])
+    if not isinstance(cells, list) or not all(isinstance(c, str) for c in cells):
+        return "field 'cells' is not a list of cell folder names"
+    bad = next((c for c in cells if not CELL_NAME.fullmatch(c)), None)
+    if bad is not None:
+        return f"field 'cells' names {bad!r}, which is not a cell folder name"
+    labels = meta.get("labels", {})
+    if not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values()):
+        return "field 'labels' is not a table of strings"
+    wrong = next((k for k in STRINGS if not isinstance(meta.get(k, ""), str)), None)
+    if wrong:
+        return f"field {wrong!r} is not a string"
+    return _context_problem(meta.get("context", {}))
+
+
+def _context_problem(context) -> str | None:
+    if not isinstance(context, dict):
+        return "field 'context' is not a table"
+    for key in ("pythonpath", "plugins"):
+        value = context.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            return f"field 'context.{key}' is not a list of strings"
+    domains = context.get("domains", {})
+    if not isinstance(domains, dict) or not all(isinstance(v, dict) for v in domains.values()):
+        return "field 'context.domains' is not a table of domain tables"
+    return None
+
+
+def _json_kind(value) -> str:
+    kinds = ((bool, "a boolean"), (str, "a string"), ((int, float), "a number"), (list, "a list"))
+    return next((name for kind, name in kinds if isinstance(value, kind)), "null")
+
+
+def _bad_suite_json(path: Path, meta: dict, problem: str):
+    source = meta.get("source_file")
+    suite_file = source if isinstance(source, str) and source and source != "<suite>" else "<suite file>"
+    raise ValueError(f"{path}: {problem}; rerun `optbench run {suite_file}` to rewrite it")
+
+
 def cell_folders(suite_dir: Path) -> list[Path]:
     """The suite's cell folders, in suite order where known (hidden temporaries excluded)."""
     suite_dir = Path(suite_dir)
-    order = []
-    if (suite_dir / "suite.json").exists():
-        order = json.loads((suite_dir / "suite.json").read_text())["cells"]
+    order = suite_meta(suite_dir).get("cells", [])
     return [suite_dir / c for c in order] or sorted(
         p for p in suite_dir.iterdir() if p.is_dir() and not p.name.startswith(".") and p.name != "plots")
 
 
-def load_cells(suite_dir: Path) -> list[dict]:
-    """Every complete cell under a suite folder, in suite order where known, labelled as
-    the suite labels it (suite.json), which may differ from the label the cell was first
-    computed under."""
-    suite_file = Path(suite_dir) / "suite.json"
-    labels = json.loads(suite_file.read_text()).get("labels", {}) if suite_file.exists() else {}
-    cells = [read_cell(f) for f in cell_folders(suite_dir) if cell_is_complete(f)]
-    for c in cells:
+def scan_cells(suite_dir: Path) -> tuple[list[dict], dict[str, str]]:
+    """Every complete, well-formed cell under a suite folder, in suite order where known,
+    labelled as the suite labels it (suite.json), which may differ from the label the
+    cell was first computed under; and, by folder name, why each other one is left out."""
+    labels = suite_meta(suite_dir).get("labels", {})
+    cells, left_out = [], {}
+    for folder in cell_folders(suite_dir):
+        if not cell_is_complete(folder):
+            left_out[folder.name] = "missing, partial or corrupted"
+            continue
+        try:
+            c = read_cell(folder)
+        except ValueError as e:   # complete, but not what the runner writes
+            left_out[folder.name] = str(e)
+            continue
         c["spec"]["label"] = labels.get(c["spec"]["cell_id"], c["spec"]["label"])
         declare_query_counts(c)
-    return cells
+        cells.append(c)
+    return cells, left_out
+
+
+def load_cells(suite_dir: Path) -> list[dict]:
+    """Every complete, well-formed cell under a suite folder (scan_cells)."""
+    return scan_cells(suite_dir)[0]
 
 
 def declare_query_counts(cell: dict) -> None:
@@ -108,15 +194,16 @@ def declare_query_counts(cell: dict) -> None:
 
 
 def incomplete_cells(suite_dir: Path) -> list[str]:
-    """Cells the suite lists (or folders present) that are missing, partial or corrupted:
-    summaries leave them out, and say so."""
-    return [f.name for f in cell_folders(suite_dir) if not cell_is_complete(f)]
+    """Cells the suite lists (or folders present) that are missing, partial, corrupted or
+    malformed: summaries leave them out, and say so."""
+    return list(scan_cells(suite_dir)[1])
 
 
 def curve_stats(cell: dict) -> dict:
     """Per-seed summary numbers of one cell's curve."""
     rows, knob = cell["curve"]["rows"], cell["spec"]["knob"]
     base = cell["curve"]["baseline"]
+    judges = {f"{name}_prob" for name in judge_names(cell)}
     judge = [r["judge_prob"] for r in rows]
     peak = int(np.nanargmax(judge)) if np.isfinite(judge).any() else 0
     threshold = departure_threshold(cell["curve"], "kid")
@@ -135,10 +222,10 @@ def curve_stats(cell: dict) -> dict:
             "judge_prob_at_max": last["judge_prob"], "kid_at_max": last_set["kid"],
             "fid_at_max": last_set["fid"], "diverged_at_max": last["diverged_frac"],
             "baseline_kid": base["kid"], "baseline_fid": base["fid"], "kid_threshold": threshold,
-            **{f"{k}_at_max": v for k, v in last.items() if _is_single_judge(k) or k in EXTRA_AT_MAX
+            **{f"{k}_at_max": v for k, v in last.items() if k in judges or k in EXTRA_AT_MAX
                or k in _plugin_at_max()},
             "cell_seconds": cell.get("meta", {}).get("wall_seconds", math.nan),
-            **{f"{k}_real": v for k, v in base.items() if _is_single_judge(k) or k == "judge_prob"}}
+            **{f"{k}_real": v for k, v in base.items() if k in judges or k == "judge_prob"}}
 
 
 # Source-specific numbers worth a column when a curve has them.
@@ -152,8 +239,13 @@ def _plugin_at_max() -> set[str]:
     return {k for k in METRICS if METRICS[k].at_max}
 
 
-def _is_single_judge(key: str) -> bool:
-    return key.startswith("judge_") and key.endswith("_prob") and key != "judge_prob"
+def judge_names(cell: dict) -> list[str]:
+    """The cell's single judges, whatever their names: the referee writes `<judge>_prob`
+    and `<judge>_agree` for each (referees.Referee.evaluate); the proxy and the ensemble
+    have their own keys."""
+    row = cell["curve"]["rows"][0]
+    return [k[:-len("_prob")] for k in row if k.endswith("_prob") and k not in ("proxy_prob", "judge_prob")
+            and k[:-len("_prob")] + "_agree" in row]
 
 
 SUMMARY_COLUMNS = ["judge_peak_at", "judge_peak_prob", "kid_cross_at", "gap_at_max",
@@ -179,11 +271,14 @@ def summarize(cells: list[dict]) -> list[dict]:
                                      and (k.endswith("_at_max") or k.endswith("_real")
                                           or k.endswith("_cross_at") or k == "cell_seconds"
                                           or k == "kid_cross_queries")]
+        spaces = [k for k in kid_spaces(members[0]) if k != "kid"]
         row = {"label": spec["label"], "source": spec["source"], "proxy": spec["proxy"],
                "knob": spec["knob"], "n_samples": spec["n_samples"], "seeds": len(members),
+               "judges": judge_names(members[0]),
                "kid_crossed_seeds": sum(math.isfinite(p["kid_cross_at"]) for p in per_seed),
                **{f"{k}_seeds": sum(math.isfinite(p[k]) for p in per_seed)
-                  for k in per_seed[0] if k.startswith("kid@") and k.endswith("_cross_at")}}
+                  for k in per_seed[0] if k.startswith("kid@") and k.endswith("_cross_at")},
+               **{f"{k}_null_seeds": sum(has_threshold(c, k) for c in members) for k in ["kid", *spaces]}}
         for col in columns:
             mean, lo, hi = mean_ci([p[col] for p in per_seed])
             row[col], row[col + "_lo"], row[col + "_hi"] = mean, lo, hi
@@ -205,9 +300,9 @@ def tidy_csv(cells: list[dict]) -> str:
             rows.append(row)
             fields += [k for k in row if k not in fields]
     f = io.StringIO(newline="")
-    w = csv.DictWriter(f, fieldnames=fields)
-    w.writeheader()
-    w.writerows(rows)
+    w = csv.writer(f)
+    w.writerow([csv_cell(k) for k in fields])
+    w.writerows([csv_cell(r.get(k, "")) for k in fields] for r in rows)
     return f.getvalue()
 
 
@@ -223,6 +318,26 @@ def _fmt(v: float, lo: float, hi: float, digits: int = 3, missing: str = "n/a") 
     return f"{f.format(v)} [{side(lo)}, {side(hi)}]"
 
 
+def _departure(r: dict, metric: str, always_count: bool = False) -> str:
+    """The level from which `metric` departs (mean over the seeds that depart), with the
+    seeds that depart and those without a null: 'never' only where a null says so."""
+    seeds = r["seeds"]
+    with_null = r.get(f"{metric}_null_seeds", seeds)
+    if not with_null:
+        return "no null"
+    n = r["kid_crossed_seeds"] if metric == "kid" else r.get(f"{metric}_cross_at_seeds", 0)
+    notes = [f"{n}/{seeds} seeds"] if always_count or 0 < n < seeds else []
+    notes += [f"{seeds - with_null} without a null"] if with_null < seeds else []
+    at = _fmt(r[f"{metric}_cross_at"], r[f"{metric}_cross_at_lo"], r[f"{metric}_cross_at_hi"], missing="never")
+    return at + (f" ({'; '.join(notes)})" if notes else "")
+
+
+def _judges_by_prefix(row: dict) -> list[str]:
+    """Summary rows made before they listed their judges: the shipped `judge_*` names."""
+    return [k[:-len("_prob_at_max")] for k in row if k.startswith("judge_")
+            and k.endswith("_prob_at_max") and k != "judge_prob_at_max"]
+
+
 def summary_markdown(rows: list[dict]) -> str:
     lines = [
         "| curve | seeds | judge prob peaks at | judge peak prob | KID beyond its null's q99 from | "
@@ -232,26 +347,26 @@ def summary_markdown(rows: list[dict]) -> str:
     for r in rows:
         def c(col, digits=3):
             return _fmt(r[col], r[col + "_lo"], r[col + "_hi"], digits)
-        crossed = (f"{_fmt(r['kid_cross_at'], r['kid_cross_at_lo'], r['kid_cross_at_hi'], missing='never')}"
-                   f" ({r['kid_crossed_seeds']}/{r['seeds']} seeds)")
-        lines.append(f"| {r['label']} | {r['seeds']} | {r['knob']} {c('judge_peak_at')} | "
+        crossed = _departure(r, "kid", always_count=True)
+        null = (f"{r['kid_null_mean']:.2g}, {r['kid_threshold']:.2g}" if r.get("kid_null_seeds", 1)
+                else "no null")
+        lines.append(f"| {md_text(r['label'])} | {r['seeds']} | {r['knob']} {c('judge_peak_at')} | "
                      f"{c('judge_peak_prob')} | {r['knob']} {crossed} | {c('gap_at_max')} | "
                      f"{c('proxy_prob_at_max')} | {c('judge_prob_at_max')} | {c('kid_at_max')} | "
-                     f"{r['kid_null_mean']:.2g}, {r['kid_threshold']:.2g} |")
+                     f"{null} |")
     # A suite over several domains has each domain's judges and feature spaces: columns are
     # their union, and a curve shows "-" under another domain's.
-    judge_cols = list(dict.fromkeys(k for r in rows for k in r if k.startswith("judge_")
-                                    and k.endswith("_prob_at_max") and k != "judge_prob_at_max"))
-    if judge_cols:
-        names = [k[:-len("_prob_at_max")] for k in judge_cols]
-        lines += ["", "Each judge's mean target probability at the highest pressure (and on real "
-                  "held-out digits of the target class):", "",
+    names = list(dict.fromkeys(n for r in rows for n in r.get("judges", _judges_by_prefix(r))
+                               if f"{n}_prob_at_max" in r))
+    if names:
+        lines += ["", "Each judge's mean target probability at the highest pressure (and on held-out "
+                  "real examples of the target class):", "",
                   "| curve | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
         for r in rows:
             cells = [f"{_fmt(r[n + '_prob_at_max'], r[n + '_prob_at_max_lo'], r[n + '_prob_at_max_hi'])}"
                      f" (real {r.get(n + '_prob_real', math.nan):.3f})" if n + "_prob_at_max" in r else "-"
                      for n in names]
-            lines.append(f"| {r['label']} | " + " | ".join(cells) + " |")
+            lines.append(f"| {md_text(r['label'])} | " + " | ".join(cells) + " |")
     spaces = list(dict.fromkeys(k[:-len("_cross_at")] for r in rows for k in r
                                 if k.startswith("kid@") and k.endswith("_cross_at")))
     if spaces:
@@ -259,17 +374,14 @@ def summary_markdown(rows: list[dict]) -> str:
                   "feature space (the plain `kid` is the primary space):", "",
                   "| curve | kid | " + " | ".join(spaces) + " |", "|---|---|" + "---|" * len(spaces)]
         for r in rows:
-            seeds = [r["kid_crossed_seeds"], *(r.get(f"{k}_cross_at_seeds", 0) for k in spaces)]
-            cells = [_fmt(r[f"{k}_cross_at"], r[f"{k}_cross_at_lo"], r[f"{k}_cross_at_hi"], missing="never")
-                     + (f" ({n}/{r['seeds']} seeds)" if 0 < n < r["seeds"] else "")
-                     if f"{k}_cross_at" in r else "-" for k, n in zip(["kid", *spaces], seeds)]
-            lines.append(f"| {r['label']} | " + " | ".join(cells) + " |")
+            cells = [_departure(r, k) if f"{k}_cross_at" in r else "-" for k in ["kid", *spaces]]
+            lines.append(f"| {md_text(r['label'])} | " + " | ".join(cells) + " |")
     extra = sorted(k for k in _plugin_at_max() if f"{k}_at_max" in rows[0])
     if extra:
         lines += ["", "Plug-in metrics at the highest pressure:", "",
                   "| curve | " + " | ".join(extra) + " |", "|---|" + "---|" * len(extra)]
         for r in rows:
-            lines.append(f"| {r['label']} | " + " | ".join(
+            lines.append(f"| {md_text(r['label'])} | " + " | ".join(
                 _fmt(r[f"{k}_at_max"], r[f"{k}_at_max_lo"], r[f"{k}_at_max_hi"]) for k in extra) + " |")
     counted = [r for r in rows if r.get("proxy_forward_at_max", math.nan) > 0]   # NaN: no counts
     if counted:
@@ -280,10 +392,10 @@ def summary_markdown(rows: list[dict]) -> str:
                   "|---|---|---|---|"]
         for r in counted:
             left = _fmt(r["kid_cross_queries"], r["kid_cross_queries_lo"], r["kid_cross_queries_hi"],
-                        digits=4, missing="never")
+                        digits=4, missing="never" if r.get("kid_null_seeds", 1) else "no null")
             if 0 < r["kid_crossed_seeds"] < r["seeds"]:
                 left += f" ({r['kid_crossed_seeds']}/{r['seeds']} seeds)"
-            lines.append(f"| {r['label']} | {r['proxy_forward_at_max']:.6g} | "
+            lines.append(f"| {md_text(r['label'])} | {r['proxy_forward_at_max']:.6g} | "
                          f"{r['proxy_backward_at_max']:.6g} | {left} |")
     online = [r for r in rows if "retrain_seconds_at_max" in r]
     if online:
@@ -293,7 +405,7 @@ def summary_markdown(rows: list[dict]) -> str:
                   "| curve | retraining updates | samples seen in retraining | retraining seconds | "
                   "cell seconds | frozen proxy prob at max |", "|---|---|---|---|---|---|"]
         for r in online:
-            lines.append(f"| {r['label']} | {r['retrain_updates_at_max']:.0f} | "
+            lines.append(f"| {md_text(r['label'])} | {r['retrain_updates_at_max']:.0f} | "
                          f"{r['retrain_samples_at_max']:.0f} | "
                          f"{_fmt(r['retrain_seconds_at_max'], r['retrain_seconds_at_max_lo'], r['retrain_seconds_at_max_hi'])} | "
                          f"{_fmt(r['cell_seconds'], r['cell_seconds_lo'], r['cell_seconds_hi'])} | "
@@ -305,9 +417,12 @@ def summary_markdown(rows: list[dict]) -> str:
                  "'judge prob' is the judge ensemble's mean probability of the target class; "
                  "'gap' is proxy minus judge probability. KID is compared with the 99th "
                  "percentile of its real-against-real null at the same sample size (1,000 sets "
-                 "of held-out real digits; referees/null.py), whose mean and q99 are in the last "
+                 "of held-out real examples; referees/null.py), whose mean and q99 are in the last "
                  "column; a curve has left the data from the first level after which KID stays "
-                 "beyond it at every higher level, and 'never' means no level starts such a run; 'n/a' means the metric is undefined "
+                 "beyond it at every higher level, and 'never' means no level starts such a run. "
+                 "'no null' means the cell stored no real-against-real null for the metric (none "
+                 "could be built at its sample size), so whether it left the data is not known; "
+                 "'k without a null' counts such seeds. 'n/a' means the metric is undefined "
                  "there (set metrics of best-of-n beyond n = pool / samples; per-sample metrics of "
                  "selection levels resting on fewer than min_ess pool samples, see `ess`).")
     return "\n".join(lines) + "\n"
@@ -447,7 +562,7 @@ def equal_proxy_markdown(rows: list[dict], levels=(0.5, 0.9, 0.99),
                            "before the first level" if r.get(f"{m}@{lv}_at_first", 0) else "n/a")
                 cell = _fmt(mean, lo, hi, missing=missing)
                 cells.append(cell + (f" ({n}/{r['seeds']})" if 0 < n < r["seeds"] else ""))
-        lines.append(f"| {r['label']} | " + " | ".join(cells) + " |")
+        lines.append(f"| {md_text(r['label'])} | " + " | ".join(cells) + " |")
     if rows:
         lines += ["", f"Brackets: 95% interval of the mean {seeds_text(r['seeds'] for r in rows)}; "
                   "(k/n): only k of the n seeds reached the level, and the interval is over those k."]
@@ -471,5 +586,5 @@ def equal_compute_markdown(rows: list[dict], levels=(0.5, 0.9, 0.99)) -> str:
             n = r[f"queries@{lv}_reached"]
             cell = _fmt(*r[f"queries@{lv}"], digits=4, missing="n/a")
             cells.append(cell + (f" ({n}/{r['seeds']})" if 0 < n < r["seeds"] else ""))
-        lines.append(f"| {r['label']} | " + " | ".join(cells) + " |")
+        lines.append(f"| {md_text(r['label'])} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
