@@ -420,6 +420,9 @@ def _expand_cell(where: str, cell: dict, seeds: tuple[int, ...], context: Contex
         problem = source.check(s, dom)
         if not problem and s.get("pool_size", n) < n:
             problem = f"pool_size: must be >= n_samples ({n}), got {s['pool_size']}"
+        if not problem and s.get("start") == "mean" and "generator_train" not in dom.splits:
+            problem = (f"start: 'mean' starts from the mean generator_train example, and domain "
+                       f"{dom.name!r} declares no generator_train split; use 'real' or 'noise', or add the split")
         if problem:
             raise SuiteError(f"{where}.settings.{problem}")
         for m in source.models(s):

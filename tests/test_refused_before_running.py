@@ -268,3 +268,30 @@ def test_cell_folders_and_files_follow_the_umask(tmp_path):
     assert stat.S_IMODE(cell.stat().st_mode) == 0o755
     modes = {f.name: stat.S_IMODE(f.stat().st_mode) for f in cell.iterdir()}
     assert set(modes.values()) == {0o644}, modes
+
+
+@pytest.mark.parametrize("source, settings, expected", [
+    ("pixel_ascent", '{ start = "mean", max_steps = 2 }',
+     "cell[0].settings.start: 'mean' starts from the mean generator_train example, and domain "
+     "'twosplits' declares no generator_train split; use 'real' or 'noise', or add the split"),
+    ("online_pixel_ascent", '{ max_steps = 2 }',
+     "cell[0].settings.domain: online_pixel_ascent retrains on the proxy_train split, which domain "
+     "'twosplits' does not declare; add proxy_train to its splits"),
+])
+def test_a_source_needing_a_split_the_domain_lacks_is_refused(source, settings, expected, tmp_path, capsys):
+    import numpy as np
+    import torch
+    from safetensors.torch import save_file
+    from optbench.models.nets import MLP
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "d.npz", x=rng.random((200, 2), dtype=np.float32), y=np.repeat([0, 1], 100))
+    net = MLP(8, 2, [2])
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp_path / "m.safetensors"))
+    table = 'arch = "MLP"\narch_kwargs = { hidden = 8, num_classes = 2, in_shape = [2] }\nfile = "m.safetensors"'
+    head = 'name = "tiny"\nseeds = [0]\n'
+    text = (head + '[domains.twosplits]\ndata = "npz"\npath = "d.npz"\ncheckpoints = "."\n'
+            'default_proxy = "p"\njudges = ["j"]\nensemble = ["j"]\nfeature_spaces = ["j"]\n'
+            'splits = { test = 0.4, reference = 0.4 }\n'
+            f'[domains.twosplits.models.p]\n{table}\n[domains.twosplits.models.j]\n{table}\n'
+            f'[[cell]]\ndomain = "twosplits"\nsource = "{source}"\nn_samples = 16\nsettings = {settings}\n')
+    assert refused(tmp_path, capsys, text) == expected

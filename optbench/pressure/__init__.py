@@ -238,6 +238,9 @@ ONLINE_ASCENT = Source(
         "retrain_steps": Setting(int, 32, minimum=0, maximum=2**16, doc="Adam steps per retraining (batch 64 real + 64 negatives)"),
         "retrain_lr": Setting(float, 1e-3, minimum=1e-12, maximum=MAX_LR, doc="the proxy's retraining step size"),
     },
+    check=lambda s, dom: (None if "proxy_train" in dom.splits else
+                          f"domain: online_pixel_ascent retrains on the proxy_train split, which domain "
+                          f"{dom.name!r} does not declare; add proxy_train to its splits"),
     trajectory=_online_trajectory,
     proxy_kinds=("classifier",),   # "not this class" needs classes
     queries=lambda s, k, n: (k, k),   # the ascent's; retraining the copy is not counted
