@@ -112,6 +112,18 @@ def _cmd_train(a) -> int:
     return 0
 
 
+def _cmd_export(a) -> int:
+    from optbench.domains.export import export_splits
+    if a.suite:
+        from optbench.suite import load_context
+        load_context(a.suite)
+    with _writing(Path(a.out)):
+        files = export_splits(a.domain, a.out, a.splits)
+    for f in files:
+        print(f)
+    return 0
+
+
 def _cmd_run(a) -> int:
     from optbench.report import write_suite_outputs
     from optbench.runner import run_suite
@@ -227,6 +239,13 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--out", type=Path, default=None, help="checkpoint root (default: the domain's own folder)")
     t.add_argument("--suite", default=None, help="a suite file whose plugins and [domains] declare the domain")
     t.set_defaults(fn=_cmd_train)
+    e = sub.add_parser("export", help="write a domain's splits as .npz (x, y) to train your own models on")
+    e.add_argument("domain")
+    e.add_argument("--out", required=True, help="folder for <domain>_<split>.npz")
+    e.add_argument("--splits", nargs="+", default=None,
+                   help="which splits (default: all; train a proxy on proxy_train, a judge on judge_train)")
+    e.add_argument("--suite", default=None, help="a suite file whose plugins and [domains] declare the domain")
+    e.set_defaults(fn=_cmd_export)
     r = sub.add_parser("run", help="run a suite file; skips complete cells",
                        description="Run a suite file; complete cells are skipped. A suite file "
                                    "runs code: its `plugins`, `pythonpath` and 'module:attr' names "

@@ -335,7 +335,9 @@ def _lookup(where: str, cell: dict, key: str, registry):
     try:
         return registry.lookup(cell[key])
     except (PluginError, DomainError) as e:
-        raise SuiteError(f"{where}.{key}: {e}{_suggest(cell[key], registry)}") from None
+        # A registered name that failed to build gets no did-you-mean (it would be itself).
+        hint = "" if cell[key] in list(registry) else _suggest(cell[key], registry)
+        raise SuiteError(f"{where}.{key}: {e}{hint}") from None
 
 
 def _expand_cell(where: str, cell: dict, seeds: tuple[int, ...], context: Context) -> list[CellSpec]:

@@ -295,3 +295,16 @@ def test_a_source_needing_a_split_the_domain_lacks_is_refused(source, settings, 
             f'[domains.twosplits.models.p]\n{table}\n[domains.twosplits.models.j]\n{table}\n'
             f'[[cell]]\ndomain = "twosplits"\nsource = "{source}"\nn_samples = 16\nsettings = {settings}\n')
     assert refused(tmp_path, capsys, text) == expected
+
+
+def test_a_python_domain_without_checkpoints_uses_the_cache_not_the_package(tmp_path, monkeypatch):
+    from optbench.domains import Domain
+    from optbench.domains.base import PACKAGED_CHECKPOINTS
+
+    class Mine(Domain):
+        name, num_classes, shape = "mine", 2, (2,)
+    monkeypatch.setenv("OPTBENCH_CACHE", str(tmp_path / "cache"))
+    assert Mine().checkpoint_dir == tmp_path / "cache" / "checkpoints" / "mine"
+    assert not str(Mine().checkpoint_dir).startswith(str(PACKAGED_CHECKPOINTS))
+    from optbench.domains import get_domain
+    assert get_domain("mnist").checkpoint_dir == PACKAGED_CHECKPOINTS / "mnist"   # shipped: unchanged

@@ -84,7 +84,14 @@ class Domain:
 
     @property
     def checkpoint_dir(self) -> Path:
-        return Path(self.checkpoints).expanduser() if self.checkpoints else PACKAGED_CHECKPOINTS / self.name
+        """The declared folder; a shipped domain's package folder; else the user cache
+        (never the installed package: `optbench train` writes here)."""
+        if self.checkpoints:
+            return Path(self.checkpoints).expanduser()
+        if self.shipped:
+            return PACKAGED_CHECKPOINTS / self.name
+        from optbench.cache import cache_root
+        return cache_root() / "checkpoints" / self.name
 
     def _where(self) -> str:
         """How errors name the domain."""
