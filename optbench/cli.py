@@ -133,6 +133,10 @@ def _cmd_run(a) -> int:
         _check_device(a.device)
     suite = load_suite(a.suite)
     suite_dir = Path(a.out) / suite.name
+    for folder in (Path(a.out), suite_dir):
+        if folder.exists() and not folder.is_dir():
+            raise ValueError(f"--out: {folder} is not a folder; give a folder for the results "
+                             "(created if missing)")
     with _writing(suite_dir):
         suite_dir.mkdir(parents=True, exist_ok=True)
     with suite_lock(suite_dir):   # one lock over the cells and the outputs made from them

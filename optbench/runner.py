@@ -262,7 +262,9 @@ def write_cell(result: CellResult, suite_dir: Path) -> Path:
         share_files(tmp)
         hashes = {p.name: _sha(p) for p in sorted(tmp.iterdir())}
         (tmp / DONE).write_text(json.dumps(hashes, indent=1) + "\n")
-        if final.exists():
+        if final.is_symlink() or final.is_file():   # never follow a link into someone's folder
+            final.unlink()
+        elif final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
     except BaseException:

@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import shutil
 import time
 from pathlib import Path
@@ -78,19 +79,30 @@ def _open_lock(path: Path):
             raise ValueError(f"{path} is a symbolic link, not optbench's lock file; remove it "
                              "(its target is left untouched) and rerun") from None
         raise StorageError(f"cannot write {path}: {e.strerror or e}") from None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
         os.close(fd)
         raise ValueError(f"{path} is not a regular file, so it cannot be optbench's lock file; "
                          "remove it and rerun")
+    if info.st_nlink > 1:   # a hard link: truncating the lock would empty another name's file
+        os.close(fd)
+        raise ValueError(f"{path} is a hard link to another file ({info.st_nlink} names), not "
+                         "optbench's lock file; remove it (the other names keep the file) and rerun")
     return os.fdopen(fd, "r+")
+
+
+# The temporary folders optbench makes in a suite folder: a cell being written
+# (".<cell id>.<random>") and plots being replaced. Nothing else is ever removed: a
+# user's own ".backup.2024/" stays.
+TEMPORARY = re.compile(r"\.([0-9a-f]{16}|plots-new|plots-old)\.[^/]+")
 
 
 def remove_stale_temporaries(suite_dir: Path) -> list[str]:
     """Temporary cell folders of runs that were killed (kill -9 leaves no chance to clean
     up). Call only while holding the suite lock: then no live run is writing them."""
     removed = []
-    for stale in Path(suite_dir).glob(".*.*"):
-        if stale.is_dir():
+    for stale in Path(suite_dir).iterdir():
+        if TEMPORARY.fullmatch(stale.name) and stale.is_dir() and not stale.is_symlink():
             shutil.rmtree(stale, ignore_errors=True)
             removed.append(stale.name)
     return removed
@@ -204,4 +216,19 @@ def read_cell(folder: Path) -> dict:
     need(curve_path, {"null": {}, "equal_proxy": [], **curve}, {"null": dict, "equal_proxy": list})
     each(curve_path, curve.get("null", {}), "null", {"q01": float, "q99": float})
     each(curve_path, curve.get("equal_proxy", []), "equal_proxy", {"threshold": float, "reached_frac": float})
+    _check_snapshots(folder / "snapshots.safetensors", len(curve["rows"]))
     return {"spec": spec, "curve": curve, "meta": load("meta.json")[1]}
+
+
+def _check_snapshots(path: Path, levels: int) -> None:
+    """The grid's images: a safetensors file with one snapshot per level (its header
+    only; the tensors are read when drawn)."""
+    from safetensors import safe_open
+    try:
+        with safe_open(str(path), "pt") as f:
+            shapes = {k: f.get_slice(k).get_shape() for k in f.keys()}
+    except Exception as e:   # safetensors raises its own error type for a damaged file
+        raise ValueError(f"{path}: not a readable safetensors file ({(str(e).splitlines() or [''])[0]})") from None
+    if "snapshots" not in shapes or not shapes["snapshots"] or shapes["snapshots"][0] != levels:
+        raise ValueError(f"{path}: expected a tensor 'snapshots' with one row per level ({levels}), "
+                         f"found {shapes.get('snapshots')}")

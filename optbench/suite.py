@@ -310,6 +310,12 @@ def _check_memory(where: str, n_samples: int, pool_size: int, sample_floats: int
                          f"the {have / 2**30:.0f} GiB available; use fewer samples")
 
 
+def _is_name(name) -> bool:
+    """A name that is safe as a file or folder name: no path separator, no '..'."""
+    return (isinstance(name, str) and 0 < len(name) <= MAX_NAME
+            and all(c.isascii() and (c.isalnum() or c in "-_") for c in name))
+
+
 def _check_real_data(where: str, dom, n: int) -> None:
     """Every cell compares its outputs with n held-out real examples (the baseline, from
     the test split) and with the null of its metrics at n (drawn without replacement
@@ -348,6 +354,10 @@ def _expand_cell(where: str, cell: dict, seeds: tuple[int, ...], context: Contex
     dom, source = (_lookup(where, cell, key, registry) for key, registry in (("domain", DOMAINS), ("source", SOURCES)))
     domain = cell["domain"]
     try:
+        dom.split_sizes()   # the data before the models: they are sized and checked on it
+    except DomainError as e:
+        raise SuiteError(f"{where}.domain: {e}") from None
+    try:
         models = catalog(domain)
     except (CheckpointError, DomainError) as e:
         raise SuiteError(f"{where}.domain: {e}") from None
@@ -355,6 +365,12 @@ def _expand_cell(where: str, cell: dict, seeds: tuple[int, ...], context: Contex
     proxies = proxies if isinstance(proxies, list) else [proxies]   # a list is a grid axis
     if not proxies:
         raise SuiteError(f"{where}.proxy: empty list; give at least one model")
+    for role in ("judges", "ensemble", "feature_spaces"):
+        missing = [m for m in getattr(dom, role) if m not in models]
+        if missing:
+            raise SuiteError(f"{where}.domain: domain {domain!r} names {missing[0]!r} in {role}, a model it "
+                             f"does not have; allowed: {', '.join(sorted(models))} (declare it, or run "
+                             f"`optbench train {domain} --only {missing[0]}`)")
     kinds = {}
     for m, e in models.items():   # every model's architecture resolves, the referees' too
         try:
@@ -462,6 +478,9 @@ def _context(path: str, data: dict) -> Context:
         raise SuiteError(f"{path}: domains: expected tables [domains.<name>]")
     resolved = {}
     for name, table in tables.items():
+        if not _is_name(name):
+            raise SuiteError(f"{path}: domains.{name}: a domain name is 1 to {MAX_NAME} ASCII letters, "
+                             "digits, '-' or '_' (it names cache files and folders)")
         if name in DOMAINS and not is_file_domain(name):
             raise SuiteError(f"{path}: domains.{name}: the name is taken by a registered domain; choose another")
         t = dict(table)
@@ -504,8 +523,7 @@ def parse_suite(text: str, path: str = "<suite>") -> Suite:
         raise SuiteError(f"{path}: TOML syntax error: {e}") from None
     _check_keys(path, data, SUITE_KEYS)
     name = data.get("name")
-    if (not isinstance(name, str) or not name or len(name) > MAX_NAME
-            or not all(c.isascii() and (c.isalnum() or c in "-_") for c in name)):
+    if not _is_name(name):
         shown = name if not isinstance(name, str) or len(name) <= 40 else name[:40] + f"... ({len(name)} characters)"
         raise SuiteError(f"{path}: name: expected 1 to {MAX_NAME} ASCII letters, digits, '-' or '_' "
                          f"(it names the results folder), got {shown!r}")

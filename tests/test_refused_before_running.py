@@ -308,3 +308,145 @@ def test_a_python_domain_without_checkpoints_uses_the_cache_not_the_package(tmp_
     assert not str(Mine().checkpoint_dir).startswith(str(PACKAGED_CHECKPOINTS))
     from optbench.domains import get_domain
     assert get_domain("mnist").checkpoint_dir == PACKAGED_CHECKPOINTS / "mnist"   # shipped: unchanged
+
+
+# -- declared domains and their models -----------------------------------------------------
+
+def _npz_suite(tmp_path, domain_extra="", model_extra="", x=None, name="ud"):
+    """A 2-class 4x4 image domain from an .npz, a SmallCNN proxy and an MLP judge."""
+    import numpy as np
+    from safetensors.torch import save_file
+    from optbench.models.nets import MLP, SmallCNN
+    rng = np.random.default_rng(0)
+    x = rng.random((80, 1, 4, 4), dtype=np.float32) if x is None else x
+    np.savez(tmp_path / "d.npz", x=x, y=np.repeat([0, 1], len(x) // 2))
+    for file, net in (("p.safetensors", SmallCNN(4, 2, [1, 4, 4])), ("j.safetensors", MLP(8, 2, [1, 4, 4]))):
+        save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp_path / file))
+    return (f'name = "tiny"\nseeds = [0]\n[domains.{name}]\ndata = "npz"\npath = "d.npz"\ncheckpoints = "."\n'
+            f'default_proxy = "p"\njudges = ["j"]\nensemble = ["j"]\nfeature_spaces = ["j"]\n'
+            f'splits = {{ test = 0.4, reference = 0.4 }}\n{domain_extra}\n'
+            f'[domains.{name}.models.p]\narch = "SmallCNN"\narch_kwargs = {{ width = 4, num_classes = 2, in_shape = [1, 4, 4] }}\n'
+            f'file = "p.safetensors"\n{model_extra}\n'
+            f'[domains.{name}.models.j]\narch = "MLP"\narch_kwargs = {{ hidden = 8, num_classes = 2, in_shape = [1, 4, 4] }}\n'
+            f'file = "j.safetensors"\n'
+            f'[[cell]]\ndomain = "{name}"\nsource = "pixel_ascent"\nn_samples = 8\nsettings = {{ max_steps = 2 }}\n')
+
+
+def test_a_well_declared_domain_passes_every_check(tmp_path):
+    """The fixture itself is valid: the refusals below come from their one change."""
+    from optbench.suite import parse_suite
+    from optbench.preflight import check_models
+    suite = parse_suite(_npz_suite(tmp_path), str(tmp_path / "tiny.toml"))
+    check_models(suite.cells, suite.path)
+
+
+@pytest.mark.parametrize("domain_extra, model_extra, expected", [
+    ('judges = "j"', "", 'domains.ud: judges: expected a list of model names, e.g. ["judge_a"], got \'j\''),
+    ("feature_spaces = []", "", "domains.ud: feature_spaces: expected a non-empty list of model names, got ()"),
+    ("mean = [0.5, 0.5, 0.5]", "", "domains.ud: mean: expected one number or 1 (one per channel), got (0.5, 0.5, 0.5)"),
+    ('ensemble = ["j", "judge_zz"]', "",
+     "cell[0].domain: domain 'ud' names 'judge_zz' in ensemble, a model it does not have; allowed: j, p "
+     "(declare it, or run `optbench train ud --only judge_zz`)"),
+    ("", 'fiel = "p.safetensors"',
+     "cell[0].domain: domains.ud: models.p: unknown field 'fiel' (did you mean 'file'?); allowed: arch, "
+     "arch_kwargs, file, torchscript, diffusers, kind, sha256"),
+    ("", 'kind = "regressor"',
+     "cell[0].domain: domains.ud: models.p.kind: unknown value 'regressor'; allowed: classifier, realness "
+     "(a registered proxy kind)"),
+])
+def test_a_bad_domain_or_model_table_is_one_line(domain_extra, model_extra, expected, tmp_path, capsys):
+    text = _npz_suite(tmp_path, domain_extra, model_extra)
+    if domain_extra.startswith(("judges", "feature_spaces", "ensemble")):   # replace, not repeat, the field
+        key = domain_extra.split(" = ")[0]
+        text = text.replace(f'{key} = ["j"]\n', "", 1)
+    assert refused(tmp_path, capsys, text) == expected
+
+
+def test_ambiguous_channels_last_images_are_refused(tmp_path, capsys):
+    """(N, 4, 4, 3) is 3-channel 4x4 images, not 4-channel 4x3 ones: read channels-first
+    it would be silently wrong."""
+    import numpy as np
+    x = np.random.default_rng(0).random((80, 4, 4, 3), dtype=np.float32)
+    line = refused(tmp_path, capsys, _npz_suite(tmp_path, x=x))
+    assert line.startswith("domains.ud: path: ") and "x has shape (80, 4, 4, 3), which looks channels-last" in line
+    assert line.endswith("save x.transpose(0, 3, 1, 2)")
+
+
+def test_a_domain_name_that_is_a_path_is_refused(tmp_path, capsys):
+    text = _npz_suite(tmp_path, name='"../../evil"').replace('domain = ""../../evil""', 'domain = "x"')
+    assert refused(tmp_path, capsys, text) == (
+        "domains.../../evil: a domain name is 1 to 100 ASCII letters, digits, '-' or '_' (it names cache "
+        "files and folders)")
+
+
+@pytest.mark.parametrize("body, expected", [
+    ("raise FileNotFoundError('/data/blobs.h5')",
+     "cell[0].domain: domain 'pool_raises': load_pool raised FileNotFoundError: /data/blobs.h5"),
+    ("return np.zeros((60, 1, 3, 4), np.float32), np.arange(60) % 2",
+     "cell[0].domain: domain 'pool_raises': load_pool returned x of shape (60, 1, 3, 4); expected (N, 1, 4, 4)"),
+])
+def test_a_python_domain_s_data_problem_comes_first_and_is_named(body, expected, tmp_path, capsys):
+    module = f"mydoms_{abs(hash(body)) % 10**8}"   # one module per case: imports are cached
+    (tmp_path / f"{module}.py").write_text(textwrap.dedent(f"""
+        import numpy as np
+        from optbench.domains import Domain
+
+        class PoolRaises(Domain):
+            name, num_classes, shape = "pool_raises", 2, (1, 4, 4)
+            splits = {{"test": 0.4, "reference": 0.4}}
+            def load_pool(self):
+                {body}
+    """))
+    text = 'pythonpath = ["."]\n' + TINY.replace('domain = "mnist"', f'domain = "{module}:PoolRaises"')
+    assert refused(tmp_path, capsys, text) == expected
+
+
+# -- results folders that are not what they seem ------------------------------------------
+
+def test_out_that_is_a_file_is_bad_input(tmp_path, capsys):
+    out = tmp_path / "outfile"
+    out.write_text("keep")
+    path = tmp_path / "tiny.toml"
+    path.write_text(TINY)
+    assert cli(["run", str(path), "--out", str(out)]) == 2
+    assert error_line(capsys) == f"--out: {out} is not a folder; give a folder for the results (created if missing)"
+    assert out.read_text() == "keep"
+
+
+def test_a_lock_hard_linked_to_a_user_file_is_refused(tmp_path):
+    from optbench.storage import suite_lock
+    precious = tmp_path / "notes.txt"
+    precious.write_text("a week of notes\n")
+    (tmp_path / "suite").mkdir()
+    os.link(precious, tmp_path / "suite" / ".lock")
+    with pytest.raises(ValueError, match=r"\.lock is a hard link to another file \(2 names\)"):
+        with suite_lock(tmp_path / "suite"):
+            pass
+    assert precious.read_text() == "a week of notes\n"
+
+
+def test_only_optbench_s_own_temporaries_are_removed(tmp_path):
+    from optbench.storage import suite_lock
+    mine = [".0123456789abcdef.k2j3h4", ".plots-new.x1y2", ".plots-old.123"]
+    theirs = [".backup.2024", ".git.old", ".0123456789abcdeX.k2"]
+    for name in mine + theirs:
+        (tmp_path / name).mkdir()
+    with suite_lock(tmp_path):
+        pass
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == sorted(theirs)
+
+
+def test_a_cell_folder_that_is_a_symlink_is_replaced_not_followed(tmp_path):
+    """--force rewrites a cell: a symlink in its place is removed, its target untouched."""
+    from optbench.runner import run_suite
+    from optbench.suite import parse_suite
+    suite = parse_suite(TINY.replace("max_steps = 8", "max_steps = 2"))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "keep.txt").write_text("mine")
+    (tmp_path / "out" / "tiny").mkdir(parents=True)
+    (tmp_path / "out" / "tiny" / suite.cells[0].cell_id).symlink_to(elsewhere)
+    counts = run_suite(suite, tmp_path / "out", force=True, device="cpu", log=lambda *_: None)
+    cell = tmp_path / "out" / "tiny" / suite.cells[0].cell_id
+    assert counts["computed"] == 1 and cell.is_dir() and not cell.is_symlink() and (cell / "DONE").is_file()
+    assert [p.name for p in elsewhere.iterdir()] == ["keep.txt"]

@@ -16,7 +16,16 @@ def _instance(name: str, obj) -> Domain:
         raise DomainError(f"{name!r} is a {type(obj).__name__}, not an optbench Domain "
                           "(subclass optbench.domains.Domain)")
     obj.check()
+    if name != obj.name and (obj.name not in DOMAINS or obj.name in _ALIASES):
+        # Named by import path ("mylab.data:MyDomain"): its models and nulls look it up by
+        # its own name later (the latest such domain of that name wins, never a
+        # registered one).
+        DOMAINS.register(obj.name, obj, replace=True)
+        _ALIASES.add(obj.name)
     return obj
+
+
+_ALIASES: set[str] = set()   # names registered for domains named by import path
 
 
 DOMAINS = Registry("domain", check=_instance)

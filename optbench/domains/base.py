@@ -127,6 +127,24 @@ class Domain:
         seed = self.split_seed
         if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
             raise DomainError(f"{where}: split_seed: expected an integer >= 0, got {seed!r}")
+        for key in ("judges", "ensemble", "feature_spaces"):
+            names = getattr(self, key)
+            if not names or isinstance(names, str) or not all(isinstance(n, str) and n for n in names):
+                raise DomainError(f"{where}: {key}: expected a non-empty list of model names, got {names!r}")
+        self._check_normalization(where)
+
+    def _check_normalization(self, where: str) -> None:
+        """mean and std: one number, or one per channel of an image domain."""
+        channels = self.shape[0] if self.is_image else 1
+        for key in ("mean", "std"):
+            value = getattr(self, key)
+            if value is None:
+                continue
+            values = value if isinstance(value, (list, tuple)) else (value,)
+            numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) for v in values)
+            if not numbers or len(values) not in (1, channels) or (key == "std" and min(values) <= 0):
+                need = "one positive number" if key == "std" else "one number"
+                raise DomainError(f"{where}: {key}: expected {need} or {channels} (one per channel), got {value!r}")
 
     def _check_split_names(self, where: str) -> None:
         if not isinstance(self.splits, dict):
@@ -141,7 +159,13 @@ class Domain:
     @functools.cached_property
     def _data(self) -> tuple[torch.Tensor, torch.Tensor, dict[str, np.ndarray]]:
         self.check()
-        x, y = self.load_pool()
+        try:
+            x, y = self.load_pool()
+        except DomainError:
+            raise
+        except Exception as e:   # a user's loader: name the domain and what it raised
+            raise DomainError(f"{self._where()}: load_pool raised {type(e).__name__}: "
+                              f"{(str(e).splitlines() or [''])[0]}") from None
         x = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x).float().contiguous()
         y = torch.as_tensor(np.asarray(y) if not isinstance(y, torch.Tensor) else y).long()
         where = self._where()
@@ -173,6 +197,7 @@ class Domain:
             from optbench.models.checkpoints import CheckpointError, refuse_pickle, sha256_of
             out = {}
             for name, entry in self.models.items():
+                _check_model_table(f"{self._where()}: models.{name}", entry)
                 key = next((k for k in ("torchscript", "diffusers") if k in entry), "file")
                 if key not in entry or (key == "file" and "arch" not in entry):
                     raise DomainError(f"domain {self.name!r}: models.{name}: expected 'arch' and 'file' "
@@ -246,6 +271,26 @@ class Domain:
 
     def __repr__(self) -> str:
         return f"<domain {self.name}: {self.num_classes} classes, shape {self.shape}>"
+
+
+MODEL_KEYS = ("arch", "arch_kwargs", "file", "torchscript", "diffusers", "kind", "sha256")
+
+
+def _check_model_table(where: str, entry) -> None:
+    """A declared model's table: known fields only (a typo such as `fiel` would be
+    ignored), and a kind that a proxy can have."""
+    if not isinstance(entry, dict):
+        raise DomainError(f"{where}: expected a table of {', '.join(MODEL_KEYS)}, got {entry!r}")
+    unknown = [k for k in entry if k not in MODEL_KEYS]
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], MODEL_KEYS, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise DomainError(f"{where}: unknown field {unknown[0]!r}{hint}; allowed: {', '.join(MODEL_KEYS)}")
+    if "kind" in entry:
+        from optbench.proxies import PROXY_KINDS
+        if entry["kind"] not in PROXY_KINDS:
+            raise DomainError(f"{where}.kind: unknown value {entry['kind']!r}; allowed: "
+                              f"{', '.join(PROXY_KINDS)} (a registered proxy kind)")
 
 
 def split_per_class(y: np.ndarray, splits: dict[str, int | float], seed: int, num_classes: int,

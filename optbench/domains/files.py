@@ -66,7 +66,12 @@ class FileDomain(Domain):
                               f"{', '.join(TORCHVISION_SETS)}")
         if "bounds" in fields:
             fields["bounds"] = self._bounds(fields["bounds"])
-        for key in ("judges", "ensemble", "feature_spaces", "mean", "std"):
+        for key in ("judges", "ensemble", "feature_spaces"):
+            if key in fields:
+                fields[key] = self._names(key, fields[key])
+        if "default_proxy" in fields and (not isinstance(fields["default_proxy"], str) or not fields["default_proxy"]):
+            raise DomainError(f"{self.where}: default_proxy: expected a model name, got {fields['default_proxy']!r}")
+        for key in ("mean", "std"):
             if isinstance(fields.get(key), list):
                 fields[key] = tuple(fields[key])
         for key, value in fields.items():
@@ -89,6 +94,13 @@ class FileDomain(Domain):
         if self.data == "image_folder":
             return str(list_images(self.path)[0][row])
         return f"row {row} of {self.path}"
+
+    def _names(self, key: str, value) -> tuple[str, ...]:
+        """A list of model names (a bare string would be read as its letters)."""
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            raise DomainError(f"{self.where}: {key}: expected a list of model names, e.g. [\"judge_a\"], "
+                              f"got {value!r}")
+        return tuple(value)
 
     def _bounds(self, value) -> tuple[float, float]:
         ok = (isinstance(value, (list, tuple)) and len(value) == 2
@@ -290,6 +302,16 @@ def _npz_array(data, key: str, file: Path) -> np.ndarray:
     return data[key]
 
 
+def _looks_channels_last(shape: tuple[int, ...]) -> bool:
+    """(N, H, W, C): a last axis of 1, 3 or 4 channels, and either a first axis that
+    cannot be channels or square images only when read channels-last ((N, 4, 4, 3) is
+    3-channel 4x4 images, not 4-channel 4x3 ones)."""
+    _, a, b, c = shape
+    if c not in (1, 3, 4):
+        return False
+    return a not in (1, 3, 4) or (a == b != c)
+
+
 def check_x(x: np.ndarray, file: Path) -> np.ndarray:
     """x as float32 (uint8 scaled to [0, 1]) if it is numbers, channels-first, finite."""
     if x.dtype.kind not in NUMERIC:
@@ -302,7 +324,7 @@ def check_x(x: np.ndarray, file: Path) -> np.ndarray:
     if x.size == 0:
         raise DomainError(f"path: {file}: x has shape {x.shape} with no values; expected at least one "
                           "example")
-    if x.ndim == 4 and x.shape[3] in (1, 3, 4) and x.shape[1] not in (1, 3, 4):
+    if x.ndim == 4 and _looks_channels_last(x.shape):
         raise DomainError(f"path: {file}: x has shape {x.shape}, which looks channels-last (N, H, W, C); "
                           "images must be channels-first (N, C, H, W): save x.transpose(0, 3, 1, 2)")
     x = x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32)
