@@ -22,7 +22,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from optbench.models import load_model  # noqa: E402
-from optbench.pressure.gan_sources import _pool_scores  # noqa: E402
+from optbench.pressure.gan_sources import pool_scores  # noqa: E402
 from optbench.pressure.pool import GeneratorPool  # noqa: E402
 from optbench.proxies import as_proxy  # noqa: E402
 from optbench.referees import Referee  # noqa: E402
@@ -43,7 +43,7 @@ def main():
     proxy = as_proxy(load_model("mnist", "proxy_cnn"))
     pool = GeneratorPool(load_model("mnist", "gan_generator"), a.pool, a.seed, torch.device("cpu"))
     # One row of log-probabilities per class, as the quantilizer ranks them.
-    scores = np.concatenate([_pool_scores(proxy, chunk, "log_prob") for chunk in pool.chunks()], 1)
+    scores, _ = pool_scores(proxy, pool, "log_prob")   # diverged members ranked lowest, as in the cells
     classes = len(scores)
     # Best first, ties broken as the cells break them (optbench/pressure/selection.py: a
     # stable ascending sort, so the last index of a tie ranks highest).

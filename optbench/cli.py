@@ -154,6 +154,8 @@ def _cmd_run(a) -> int:
 
 
 def _warn_left_out(info: dict) -> None:
+    for warning in info.get("warnings", []):
+        print(f"optbench: warning: {warning}", file=sys.stderr)
     if info.get("left_out"):
         why = info.get("why_left_out", {})
         cells = ", ".join(f"{c} ({why[c]})" if why.get(c) else c for c in info["left_out"])
@@ -247,7 +249,8 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("domain")
     e.add_argument("--out", required=True, help="folder for <domain>_<split>.npz")
     e.add_argument("--splits", nargs="+", default=None,
-                   help="which splits (default: all; train a proxy on proxy_train, a judge on judge_train)")
+                   help="which splits (default: the *_train splits; train a proxy on proxy_train, a "
+                        "judge on judge_train; test and reference, which the referees read, only by name)")
     e.add_argument("--suite", default=None, help="a suite file whose plugins and [domains] declare the domain")
     e.set_defaults(fn=_cmd_export)
     r = sub.add_parser("run", help="run a suite file; skips complete cells",

@@ -162,6 +162,8 @@ def pool_per_sample(referee: Referee, traj, proxy: Proxy) -> tuple[list[dict], t
             values = [{k: v.float() for k, v in row.items()} for row in values]
         parts.append(values)
     finite = torch.cat(finite)
+    if traj.pool_diverged is not None:   # the source's own ranking decides (one owner)
+        finite = torch.from_numpy(~np.asarray(traj.pool_diverged, dtype=bool))
     if len(parts) == 1:
         return parts[0], finite
     return [{k: torch.cat([p[t][k] for p in parts]) for k in parts[0][t]} for t in range(len(parts[0]))], finite
@@ -174,25 +176,20 @@ def weighted_pool_means(pool_values: tuple[list[dict], torch.Tensor], weights) -
     which is equal only when n_samples is a multiple of 10.)
 
     Diverged members carry weight only where every candidate diverged (the source ranks
-    them lowest): that weight is `diverged_frac`, the exact chance that the selected
-    sample diverged, and the metrics are means over the finite selections."""
+    them lowest, and records that weight as `diverged_frac`); the metrics are means over
+    the finite selections."""
     values, finite = pool_values
     keep = finite.numpy()
     per_target: dict[str, list[float]] = {}
-    diverged = []
     for t, v in enumerate(values):
         w = np.asarray(weights[t], dtype=float)
         lost = float(w[~keep].sum())   # NaN where the level is blanked (too few samples)
-        diverged.append(lost)
         if lost > 0:
             w = w / (1.0 - lost) if lost < 1 else np.full_like(w, np.nan)
         for key in v:
             value = w @ v[key].numpy() if keep.all() else w[keep] @ v[key].numpy()[keep]
             per_target.setdefault(key, []).append(float(value))
-    out = {k: float(sum(per) / len(per)) for k, per in per_target.items()}
-    if not np.isnan(diverged).any():
-        out["diverged_frac"] = float(np.mean(diverged))
-    return out
+    return {k: float(sum(per) / len(per)) for k, per in per_target.items()}
 
 
 def cpu_model() -> str:
@@ -284,10 +281,11 @@ def _value_range(domain: str) -> dict:
 def _write_csv(path: Path, rows: list[dict]) -> None:
     import csv
     from optbench.report.text import csv_cell   # plug-in metric names are user text
+    keys = list(dict.fromkeys(k for row in rows for k in row))   # every row's, in order
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow([csv_cell(k) for k in rows[0]])
-        w.writerows([[row.get(k, "") for k in rows[0]] for row in rows])
+        w.writerow([csv_cell(k) for k in keys])
+        w.writerows([[row.get(k, "") for k in keys] for row in rows])
 
 
 _REFEREES: dict[tuple, Referee] = {}   # per process: models load once
@@ -345,16 +343,16 @@ def _run_ray(todo: list[CellSpec], suite_dir: Path, report, address: str | None,
         import ray
     except ImportError:
         raise RuntimeError("executor 'ray' needs Ray: pip install 'optbench[ray]'") from None
-    temp = None
-    if address:
-        ray.init(address=address, log_to_driver=False)
-    else:  # a local Ray; keep its files out of /tmp/ray and ~/.ray, and remove them after
-        temp = tempfile.mkdtemp(prefix="optbench-ray-")
-        token = _local_ray_token()
-        reaped = reap_with_driver(temp)   # a killed driver leaves no Ray process or folder
-        ray.init(num_cpus=max(1, workers), num_gpus=None, include_dashboard=False,
-                 log_to_driver=False, _temp_dir=temp)
+    temp, reaped, token = None, lambda: None, lambda: None
     try:
+        if address:
+            ray.init(address=address, log_to_driver=False)
+        else:  # a local Ray; keep its files out of /tmp/ray and ~/.ray, and remove them after
+            temp = tempfile.mkdtemp(prefix="optbench-ray-")
+            token = _local_ray_token()
+            reaped = reap_with_driver(temp)   # a killed driver leaves no Ray process or folder
+            ray.init(num_cpus=max(1, workers), num_gpus=None, include_dashboard=False,
+                     log_to_driver=False, _temp_dir=temp)
         device = "cuda" if gpus_per_cell > 0 else "cpu"
         task = ray.remote(num_cpus=1, num_gpus=gpus_per_cell)(_ray_compute)
         pending = {task.remote(spec, device, 1): spec for spec in todo}

@@ -123,7 +123,15 @@ def write_atomic(path: Path, data: str | bytes) -> None:
 
 
 def umask() -> int:
-    mask = os.umask(0o077)   # reading the umask means setting it: a strict one meanwhile
+    """The process's umask, read without changing it where Linux shows it (/proc);
+    elsewhere by setting and restoring it (a strict one meanwhile)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o077)
     os.umask(mask)
     return mask
 

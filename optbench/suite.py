@@ -371,12 +371,17 @@ def _expand_cell(where: str, cell: dict, seeds: tuple[int, ...], context: Contex
             raise SuiteError(f"{where}.domain: domain {domain!r} names {missing[0]!r} in {role}, a model it "
                              f"does not have; allowed: {', '.join(sorted(models))} (declare it, or run "
                              f"`optbench train {domain} --only {missing[0]}`)")
-    kinds = {}
-    for m, e in models.items():   # every model's architecture resolves, the referees' too
+    kinds, broken = {}, {}
+    for m, e in models.items():
         try:
             kinds[m] = proxy_kind(e)
-        except PluginError as e:
-            raise SuiteError(f"{where}.domain: domain {domain!r}, model {m!r}: {e}") from None
+        except PluginError as e:   # an unused model's missing plug-in must not block the suite
+            broken[m] = e
+    used = {*dom.judges, *dom.ensemble, *dom.feature_spaces}
+    proxies_named = cell.get("proxy", dom.default_proxy)
+    used |= set(proxies_named if isinstance(proxies_named, list) else [proxies_named])
+    for m in sorted(used & broken.keys()):   # the referees' architectures and the proxies' resolve
+        raise SuiteError(f"{where}.domain: domain {domain!r}, model {m!r}: {broken[m]}")
     usable = sorted(m for m, k in kinds.items() if k in source.proxy_kinds and m not in referee_roles(domain))
     for proxy in proxies:
         _check_name(f"{where}.proxy", proxy, sorted(models))

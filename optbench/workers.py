@@ -53,42 +53,78 @@ def reap_with_driver(temp: str):
     A killed driver takes Ray's raylet and GCS with it, but its agents are reparented to
     init and live on, and the folder stays (seen with kill -9).
 
-    Ray's processes are found by a mark in the environment they inherit (their command
-    lines are rewritten to "ray::..."); the driver sets it from here on. Returns a
-    function to call after ray.shutdown(), which sweeps at once. Linux only (/proc);
-    elsewhere a no-op."""
+    Ray's processes are found three ways, since none finds all: the reaper records the
+    driver's descendants twice a second while it lives (the agents lose their parent
+    when the raylet dies), a mark in the environment they inherit, and files they hold
+    open in Ray's folder. Returns a function to call after ray.shutdown(), which sweeps
+    at once. Linux only (/proc); elsewhere a no-op."""
     import subprocess
     if not os.path.isdir("/proc/self"):
         return lambda: None
     env = {k: v for k, v in os.environ.items() if k != RAY_MARK}
-    reaper = subprocess.Popen([sys.executable, "-c", _REAPER, temp, RAY_MARK], stdin=subprocess.PIPE,
-                              env=env, start_new_session=True)   # Ctrl-C to the driver spares it
+    reaper = subprocess.Popen([sys.executable, "-c", _REAPER, temp, RAY_MARK, str(os.getpid())],
+                              stdin=subprocess.PIPE, env=env,
+                              start_new_session=True)   # Ctrl-C to the driver spares it
     os.environ[RAY_MARK] = temp
 
     def done():
         os.environ.pop(RAY_MARK, None)
         reaper.stdin.close()   # the EOF a dead driver would give
-        reaper.wait(timeout=30)
+        try:
+            reaper.wait(timeout=30)
+        except subprocess.TimeoutExpired:   # it goes on sweeping alone; the run is over
+            pass
     return done
 
 
 # The reaper, as a program of its own: it must not import optbench or torch (it starts
 # in milliseconds and outlives the driver).
 _REAPER = r"""
-import os, shutil, signal, sys, time
-temp, mark = sys.argv[1], sys.argv[2].encode() + b"=" + sys.argv[1].encode()
-sys.stdin.buffer.read()   # returns when the driver closes the pipe or dies
-def marked():
-    for p in os.listdir("/proc"):
-        if p.isdigit() and int(p) != os.getpid():
-            try:
-                with open(f"/proc/{p}/environ", "rb") as f:
-                    if mark in f.read().split(b"\0"):
-                        yield int(p)
-            except OSError:
-                pass
+import os, select, shutil, signal, sys, time
+temp, mark, driver = sys.argv[1], (sys.argv[2] + "=" + sys.argv[1]).encode(), int(sys.argv[3])
+me = os.getpid()
+
+def stat(pid):
+    # (parent, start time) of a process, or None
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return int(fields[1]), fields[19]
+    except (OSError, IndexError, ValueError):
+        return None
+
+def processes():
+    return {int(p): s for p in os.listdir("/proc") if p.isdigit() and int(p) != me and (s := stat(p))}
+
+seen = {}   # pid -> start time of every descendant of the driver seen while it lived
+def record():
+    table = processes()
+    frontier = {driver}
+    while frontier:
+        frontier = {p for p, (parent, _) in table.items() if parent in frontier and p not in seen}
+        seen.update({p: table[p][1] for p in frontier})
+
+def belongs(pid, start):
+    if seen.get(pid) == start:
+        return True
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            if mark in f.read().split(b"\0"):
+                return True
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            if os.readlink(f"/proc/{pid}/fd/{fd}").startswith(temp + "/"):
+                return True
+    except OSError:
+        pass
+    return False
+
+while True:   # until the driver closes the pipe or dies
+    record()
+    ready, _, _ = select.select([sys.stdin], [], [], 0.5)
+    if ready and not os.read(sys.stdin.fileno(), 1 << 16):
+        break
 for _ in range(20):   # processes may still be starting; sweep until none is left
-    pids = list(marked())
+    pids = [p for p, (_, start) in processes().items() if p != driver and belongs(p, start)]
     if not pids:
         break
     for p in pids:

@@ -119,3 +119,28 @@ def test_a_generator_emitting_inf_is_selected_last(monkeypatch):
         lost = comb(D, r["n"], exact=True) / comb(POOL, r["n"], exact=True)
         assert r["diverged_frac"] == pytest.approx(lost, abs=1e-12)
         assert math.isfinite(r["proxy_prob"]) and math.isfinite(r["judge_prob"])
+
+
+def test_pools_without_diverged_members_select_exactly_as_before():
+    """Ranking diverged members lowest changes nothing when none diverged: the weights of
+    best-of-n and the quantilizer, and the weighted means, equal the plain computation
+    bit for bit (scores with -inf, probability 0, and ties)."""
+    from optbench.pressure.selection import (best_of_n_pool_weights, diverged_lowest, diverged_members,
+                                             quantile_weights)
+    from optbench.runner import weighted_pool_means
+    rng = np.random.default_rng(0)
+    for trial in range(20):
+        N = int(rng.integers(5, 200))
+        scores = np.round(rng.normal(size=(3, N)), 1)          # ties
+        scores[:, rng.integers(0, N, 3)] = -np.inf              # probability 0: legitimate
+        diverged = diverged_members(scores, np.ones(N, bool))
+        assert not diverged.any()
+        ranked = diverged_lowest(scores, diverged)
+        for t in range(3):
+            for n in (1, 2, N // 2 or 1, N):
+                assert np.array_equal(best_of_n_pool_weights(ranked[t], n), best_of_n_pool_weights(scores[t], n))
+            assert np.array_equal(quantile_weights(ranked[t], 3.0), quantile_weights(scores[t], 3.0))
+        values = [{"m": torch.from_numpy(rng.random(N))} for _ in range(3)]
+        W = np.stack([best_of_n_pool_weights(scores[t], 2) for t in range(3)])
+        plain = sum(float(W[t] @ values[t]["m"].numpy()) for t in range(3)) / 3
+        assert weighted_pool_means((values, torch.ones(N, dtype=torch.bool)), W)["m"] == plain

@@ -21,3 +21,9 @@ def test_an_unknown_split_is_refused_before_writing(tmp_path, capsys):
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and err[0].startswith("optbench: error: domain 'gmm2': unknown split 'tset'"), err
     assert not (tmp_path / "splits").exists()
+
+
+def test_by_default_only_the_training_splits_are_exported(tmp_path):
+    assert cli(["export", "gmm2", "--out", str(tmp_path)]) == 0
+    train = sorted(f"gmm2_{s}.npz" for s in get_domain("gmm2").splits if s.endswith("_train"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == train and "gmm2_test.npz" not in train

@@ -9,16 +9,7 @@ import pytest
 
 from optbench.cli import main as cli
 
-TINY = """
-name = "tiny"
-seeds = [0]
-[[cell]]
-label = "tiny"
-domain = "mnist"
-source = "pixel_ascent"
-n_samples = 16
-settings = { start = "real", max_steps = 8, lr = 0.05 }
-"""
+from test_bad_input import TINY   # one tiny MNIST suite for every bad-input test
 
 
 def error_line(capsys) -> str:
@@ -53,11 +44,16 @@ def test_a_sample_size_beyond_the_null_pool_is_refused(tmp_path, capsys):
 
 
 def test_the_largest_allowed_sample_size_has_a_null(monkeypatch):
-    """The limit the suite checks is the one the null enforces (no off-by-one)."""
+    """The limit the suite checks is the one the null enforces on the real null pool
+    (test + generator_train, counted here from the splits themselves; no off-by-one)."""
+    from optbench.domains import get_domain
     from optbench.referees.null import max_null_n, metric_draws
     import torch
+    dom = get_domain("gmm2")
+    pool = len(dom.load_split("test")[0]) + len(dom.load_split("generator_train")[0])
     n = max_null_n("gmm2")
-    feats = {"f": torch.randn(2 * n, 3)}
+    assert n == pool // 2
+    feats = {"f": torch.randn(pool, 3)}
 
     class Referee:
         def distribution_of_features(self, f):

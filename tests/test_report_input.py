@@ -411,3 +411,17 @@ def test_generic_text_does_not_say_digits():
     md = summary_markdown(summarize([_cell(NULL)]))
     assert "digit" not in md and "digit" not in CONTROLS_NOTE
     assert "real examples of the target class" in md
+
+
+def test_a_missing_plugin_costs_only_its_figures_with_a_warning(tmp_path, capsys):
+    """A results folder reports from its files alone: a plug-in recorded in suite.json
+    that is gone is a warning naming suite.json, and the summary is written."""
+    suite = one_cell_suite(tmp_path)
+    meta = json.loads((suite / "suite.json").read_text())
+    meta["context"] = {"pythonpath": [], "plugins": ["no_such_plugin_9d1"], "domains": {}}
+    (suite / "suite.json").write_text(json.dumps(meta))
+    assert cli(["plot", str(suite)]) == 0
+    err = capsys.readouterr().err
+    assert f"optbench: warning: {suite / 'suite.json'}: cannot load the suite's plug-ins and domains (" in err
+    assert "no_such_plugin_9d1" in err
+    assert (suite / "summary.md").is_file() and "| c |" in (suite / "summary.md").read_text()

@@ -424,3 +424,21 @@ def test_the_cli_refuses_bad_user_data_in_one_line(tmp_path, capsys):
     assert_parts(err[0], f"optbench: error: {suite}: domains.mine: path: {tmp_path / 'd.npz'}",
                  "y[11] = 1.5 is not an integer")
     assert not (tmp_path / "out").exists()
+
+
+def test_gray_images_in_a_folder_of_colour_ones_become_rgb(tmp_path):
+    """A gray palette (or L) image among colour ones is not refused: its channel is
+    repeated, as Pillow's convert("RGB") does."""
+    from PIL import Image
+    rng = np.random.default_rng(3)
+    for c in range(2):
+        (tmp_path / "imgs" / f"k{c}").mkdir(parents=True)
+        for i in range(10):
+            Image.fromarray(rng.integers(0, 256, (4, 4, 3), dtype=np.uint8)).save(tmp_path / "imgs" / f"k{c}" / f"{i}.png")
+    gray = Image.fromarray(rng.integers(0, 256, (4, 4), dtype=np.uint8))
+    gray.convert("P").save(tmp_path / "imgs" / "k1" / "9.png")
+    dom = FileDomain("mixed", "image_folder", tmp_path / "imgs", splits={"test": 0.4, "reference": 0.4})
+    x, _ = dom.load_pool()
+    expected = np.asarray(Image.open(tmp_path / "imgs" / "k1" / "9.png").convert("RGB"), np.float32) / 255
+    assert dom.shape == (3, 4, 4)
+    np.testing.assert_array_equal(x[19], expected.transpose(2, 0, 1))

@@ -13,13 +13,14 @@ from optbench.domains import get_domain
 
 def export_splits(domain: str, out: str | Path, splits: list[str] | None = None) -> list[Path]:
     """Write <out>/<domain>_<split>.npz with x (float32, the domain's shape, channels
-    first) and y (int64) for each split (default: every declared one); returns the files.
-    Each file is written whole or not at all."""
+    first) and y (int64) for each split (default: the declared training splits; test and
+    reference only when asked for by name); returns the files. Each file is written
+    whole or not at all."""
     dom = get_domain(domain)
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out: {out} is a file; expected a folder (created if missing)")
-    names = list(splits or dom.splits)
+    names = list(splits or [s for s in dom.splits if s.endswith("_train")])
     for s in names:
         dom.split_indices(s)   # an unknown or undeclared split fails before anything is written
     out.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,8 @@ The formats:
                   with "." are skipped), images any format Pillow reads, all one size and
                   channel count. Each image is scaled to [0, 1] by its own depth, so 8- and
                   16-bit copies of one picture read the same: 1, L, RGB, CMYK, YCbCr and
-                  palette images by 255 (a palette of grays gives one channel), 16-bit gray
+                  palette images by 255 (a palette of grays gives one channel; in a
+                  folder that also holds colour images, gray ones become RGB), 16-bit gray
                   (I;16, I;16B) and 32-bit integer (I, values 0..65535) by 65535, float (F)
                   as stored, which must lie in [0, 1]. An alpha channel is dropped when
                   every pixel is opaque and refused otherwise. Pillow reads 16-bit RGB PNGs
@@ -158,16 +159,17 @@ def list_images(root: Path) -> tuple[list[Path], list[int]]:
 
 def read_image_folder(root: Path) -> tuple[np.ndarray, np.ndarray]:
     files, labels = list_images(root)
-    xs, shape = [], None
-    for f in files:
-        a = read_image(f)
-        if shape is None:
-            shape = a.shape
-        elif a.shape != shape:
+    xs = [read_image(f) for f in files]
+    if {a.shape[0] for a in xs} == {1, 3}:
+        # Gray and colour images in one folder (a gray palette among colour ones): gray
+        # becomes RGB by repeating its channel, exactly as Pillow converts it.
+        xs = [np.repeat(a, 3, axis=0) if a.shape[0] == 1 else a for a in xs]
+    shape = xs[0].shape
+    for f, a in zip(files, xs):
+        if a.shape != shape:
             raise DomainError(f"path: {f} is {a.shape[1]}x{a.shape[2]}x{a.shape[0]}, the first image "
                               f"{shape[1]}x{shape[2]}x{shape[0]} ({files[0]}); every image must have one "
                               "size and channel count")
-        xs.append(a)
     return np.stack(xs), np.asarray(labels, dtype=np.int64)
 
 

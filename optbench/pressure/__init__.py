@@ -56,6 +56,9 @@ class Trajectory:
     # per-level selection weights; per-sample metrics are then exact weighted means.
     pool: torch.Tensor | None = None
     pool_targets: tuple[int, ...] = ()
+    # (N,) pool members that diverged, as the source ranked them (lowest); None: the
+    # runner finds them from the pool's pixels and proxy output.
+    pool_diverged: "np.ndarray | None" = None
     # Iterative sources: each sample's output where its proxy probability first reached
     # each equal-proxy threshold; complete once `levels` is exhausted.
     crossings: Crossings | None = None

@@ -54,14 +54,21 @@ def _finetune_trajectory(proxy, domain: str, n: int, seed: int, s: dict) -> Traj
     return Trajectory(start, target, ((k, x.cpu(), info) for k, x, info in levels), s["lr"])
 
 
-def _pool_scores(proxy, pool: torch.Tensor, objective: str) -> tuple[np.ndarray, np.ndarray]:
-    """(targets, N) selection scores, one row per target the proxy's kind has (one per
-    class for a classifier, one for a discriminator), and (N,) whether each member
-    diverged (non-finite pixels, proxy output or score)."""
-    out = in_batches(proxy, pool, 1024, proxy.device)
+def _chunk_scores(proxy, chunk: torch.Tensor, objective: str) -> tuple[np.ndarray, np.ndarray]:
+    out = in_batches(proxy, chunk, 1024, proxy.device)
     scores = proxy.selection_scores(out, objective).double().numpy()
-    finite = (torch.isfinite(pool.flatten(1)).all(1) & proxy.finite(out)).numpy()
+    finite = (torch.isfinite(chunk.flatten(1)).all(1) & proxy.finite(out)).numpy()
     return scores, diverged_members(scores, finite)
+
+
+def pool_scores(proxy, pool: GeneratorPool, objective: str) -> tuple[np.ndarray, np.ndarray]:
+    """(targets, N) selection scores, one row per target the proxy's kind has (one per
+    class for a classifier, one for a discriminator), with every diverged member ranked
+    lowest; and (N,) whether each member diverged (non-finite pixels, proxy output or
+    score). The one place that decides both: the runner's weighted means read the mask."""
+    parts = [_chunk_scores(proxy, chunk, objective) for chunk in pool.chunks()]
+    diverged = np.concatenate([d for _, d in parts])
+    return diverged_lowest(np.concatenate([p for p, _ in parts], 1), diverged), diverged
 
 
 def _selection_trajectory(mode: str):
@@ -71,9 +78,7 @@ def _selection_trajectory(mode: str):
             raise ValueError(f"pool_size: must be >= n_samples ({n}), got {N}")
         G = _generator(proxy, domain, s)
         pool = GeneratorPool(G, N, seed, proxy.device)
-        parts = [_pool_scores(proxy, chunk, s["objective"]) for chunk in pool.chunks()]
-        diverged = np.concatenate([d for _, d in parts])
-        scores = diverged_lowest(np.concatenate([p for p, _ in parts], 1), diverged)
+        scores, diverged = pool_scores(proxy, pool, s["objective"])
         n_diverged = int(diverged.sum())
         T = len(scores)
         slot_target = np.arange(n) % T
@@ -107,10 +112,13 @@ def _selection_trajectory(mode: str):
                         slots = np.flatnonzero(slot_target == t)
                         top = np.flatnonzero(W[t] > 0)
                         idx[slots] = rng.choice(top, size=len(slots), replace=not exact)
-                # How many pool samples the weighted per-sample means rest on (least over targets).
-                ess = min(effective_sample_size(w) for w in W)
+                # The exact chance that the selected sample diverged, and how many finite
+                # pool samples the weighted per-sample means rest on (least over targets).
+                lost = float(np.mean([w[diverged].sum() for w in W]))
+                finite_w = W * ~diverged
+                ess = min(effective_sample_size(w) if w.any() else 0.0 for w in finite_w)
                 extras = {"kl": kl, "sqrt_kl": math.sqrt(kl), "l2": math.nan, "linf": math.nan,
-                          "ess": ess, "pool_diverged": n_diverged}
+                          "ess": ess, "pool_diverged": n_diverged, "diverged_frac": lost}
                 if ess < s["min_ess"]:
                     # Too few samples carry this level (best-of-n at n = N: one per target).
                     # The runner averages every per-sample metric with these weights, so NaN
@@ -120,7 +128,7 @@ def _selection_trajectory(mode: str):
 
         first = pool.rows(np.arange(n))
         return Trajectory(first, torch.from_numpy(slot_target), levels(), 1.0,
-                          pool=pool, pool_targets=tuple(range(T)))
+                          pool=pool, pool_targets=tuple(range(T)), pool_diverged=diverged)
     return trajectory
 
 

@@ -30,26 +30,29 @@ def write_suite_outputs(suite_dir: Path) -> dict:
         return _write_outputs(suite_dir)
 
 
-def activate_context(suite_dir: Path, meta: dict) -> None:
+def activate_context(suite_dir: Path, meta: dict) -> str | None:
     """The suite's pythonpath, plug-ins and file-based domains, as its run had them
-    (suite.json's "context"): the report needs them for plug-in metrics and sources, and
-    a generator's sample sheet needs its domain. Older folders have no context."""
+    (suite.json's "context"), imported like a suite file's: a generator's sample sheet
+    needs its domain. Best effort: a results folder reports from its files alone, so a
+    plug-in or data set that has moved only costs the figures that need it; returns the
+    warning then. Older folders have no context."""
     context = meta.get("context")
     if not context:
-        return
+        return None
+    from optbench.models.checkpoints import first_line
     from optbench.suite import Context
     try:
         Context(pythonpath=tuple(context.get("pythonpath", [])), plugins=tuple(context.get("plugins", [])),
                 domains=json.dumps(context.get("domains", {}), sort_keys=True)).activate()
-    except Exception as e:   # a plug-in may raise anything at import; this is still bad input
-        raise ValueError(f"{Path(suite_dir) / 'suite.json'}: cannot load the suite's plug-ins and "
-                         f"domains ({type(e).__name__}: {e}); restore them or rerun `optbench run "
-                         f"{meta.get('source_file') or '<suite file>'}`") from None
+    except Exception as e:   # a plug-in may raise anything at import
+        return (f"{Path(suite_dir) / 'suite.json'}: cannot load the suite's plug-ins and domains "
+                f"({first_line(e)}); figures that need them (a generator's sample sheet) are left out")
+    return None
 
 
 def _write_outputs(suite_dir: Path) -> dict:
     meta = suite_meta(suite_dir)
-    activate_context(suite_dir, meta)
+    warning = activate_context(suite_dir, meta)
     cells, left_out = scan_cells(suite_dir)
     if not cells:
         raise RuntimeError(f"no complete cells under {suite_dir}")
@@ -79,7 +82,8 @@ def _write_outputs(suite_dir: Path) -> dict:
     shutil.rmtree(old, ignore_errors=True)
     from optbench.report.html import write_report
     write_report(suite_dir)
-    return {"cells": len(cells), "curves": len(rows), "left_out": list(left_out), "why_left_out": left_out}
+    return {"cells": len(cells), "curves": len(rows), "left_out": list(left_out), "why_left_out": left_out,
+            "warnings": [warning] if warning else []}
 
 
 def _write_summaries(suite_dir: Path, md: list[str], rows: list[dict], cells: list[dict]) -> None:
@@ -138,7 +142,8 @@ def _drawing(suite_dir: Path, name: str):
     except OSError:
         raise
     except Exception as e:
-        raise FigureError(f"cannot draw {suite_dir / 'plots' / name} ({type(e).__name__}: {e}); "
+        from optbench.models.checkpoints import first_line
+        raise FigureError(f"cannot draw {suite_dir / 'plots' / name} ({first_line(e)}); "
                            "summary.md, summary.json and curves.csv are written, the previous "
                            "plots/ is unchanged") from e
 
@@ -190,7 +195,7 @@ def _draw_gold(cells: list[dict], suite_dir: Path, plots: Path) -> None:
     with _drawing(suite_dir, "detectors.png"):
         write_grading(cells, suite_dir, plots)
     from optbench.report.audit import has_gold, write_audit
-    with _drawing(suite_dir, "audit_misses_<domain>.png"):
+    with _drawing(suite_dir, "audit_misses_*.png (the referee audit)"):
         audited = write_audit(cells, suite_dir, plots)
     if not audited:   # ground-truth domains only: learned referees graded
         return
