@@ -204,9 +204,14 @@ def _cmd_list(a) -> int:
     if a.what in ("domains", "all"):
         print("domains:")
         for name in DOMAINS:
-            dom = DOMAINS[name]
+            try:   # one broken plug-in domain must not hide the others
+                dom = DOMAINS[name]
+                sizes = dom.split_sizes()
+            except (ValueError, RuntimeError) as e:
+                print(f"  {name}: cannot be loaded: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
+                continue
             print(f"  {name}: {dom.num_classes} classes, shape {dom.shape}, splits "
-                  + ", ".join(f"{k} {v}" for k, v in dom.split_sizes().items()))
+                  + ", ".join(f"{k} {v}" for k, v in sizes.items()))
             try:
                 for m, e in catalog(name).items():
                     quality = (f"test accuracy {e['test_accuracy']}" if "test_accuracy" in e else
@@ -216,7 +221,7 @@ def _cmd_list(a) -> int:
                     trained = (f"trained on {recipe['split']}" if "split" in recipe else
                                recipe.get("notes") or e.get("file", e.get("torchscript", "")))
                     print(f"    model {m}: {e.get('arch', 'TorchScript')}, {quality + ', ' if quality else ''}{trained}")
-            except CheckpointError as e:
+            except (CheckpointError, ValueError) as e:   # a declared model that cannot be read
                 print(f"    ({e})")
     if a.what in ("sources", "all"):
         print("pressure sources:")

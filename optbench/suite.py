@@ -366,6 +366,9 @@ def _expand_cell(where: str, cell: dict, seeds: tuple[int, ...], context: Contex
     if not proxies:
         raise SuiteError(f"{where}.proxy: empty list; give at least one model")
     for role in ("judges", "ensemble", "feature_spaces"):
+        if not getattr(dom, role):   # the referee averages the judges, measures in the spaces
+            raise SuiteError(f"{where}.domain: domain {domain!r} declares no {role}; a cell's referee "
+                             f"needs at least one: name models of the domain in {role}")
         missing = [m for m in getattr(dom, role) if m not in models]
         if missing:
             raise SuiteError(f"{where}.domain: domain {domain!r} names {missing[0]!r} in {role}, a model it "

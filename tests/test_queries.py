@@ -133,9 +133,9 @@ def test_classifier_guidance_counts_its_classifier_and_cfg_counts_none():
 def test_selection_scores_its_pool_once_forward_only():
     """Best-of-n is estimated from one pool scored once: N forward passes, no backward;
     its declared cost at level n is the n candidates one real draw would score."""
-    from optbench.pressure.gan_sources import _pool_scores
+    from optbench.pressure.gan_sources import _chunk_scores
     from optbench.proxies import as_proxy
     proxy = CountingMLP()
-    _pool_scores(as_proxy(proxy), torch.rand(4096, 2), "log_prob")
+    _chunk_scores(as_proxy(proxy), torch.rand(4096, 2), "log_prob")
     assert (proxy.forward_rows, proxy.backward_rows) == (4096, 0)
     assert _declared("best_of_n", {}, 4096) == (4096, 0.0)

@@ -338,7 +338,8 @@ def test_a_well_declared_domain_passes_every_check(tmp_path):
 
 @pytest.mark.parametrize("domain_extra, model_extra, expected", [
     ('judges = "j"', "", 'domains.ud: judges: expected a list of model names, e.g. ["judge_a"], got \'j\''),
-    ("feature_spaces = []", "", "domains.ud: feature_spaces: expected a non-empty list of model names, got ()"),
+    ("feature_spaces = []", "", "cell[0].domain: domain 'ud' declares no feature_spaces; a cell's referee needs "
+                                "at least one: name models of the domain in feature_spaces"),
     ("mean = [0.5, 0.5, 0.5]", "", "domains.ud: mean: expected one number or 1 (one per channel), got (0.5, 0.5, 0.5)"),
     ('ensemble = ["j", "judge_zz"]', "",
      "cell[0].domain: domain 'ud' names 'judge_zz' in ensemble, a model it does not have; allowed: j, p "
@@ -446,3 +447,23 @@ def test_a_cell_folder_that_is_a_symlink_is_replaced_not_followed(tmp_path):
     cell = tmp_path / "out" / "tiny" / suite.cells[0].cell_id
     assert counts["computed"] == 1 and cell.is_dir() and not cell.is_symlink() and (cell / "DONE").is_file()
     assert [p.name for p in elsewhere.iterdir()] == ["keep.txt"]
+
+
+def test_list_survives_a_domain_that_cannot_load(capsys):
+    """One broken plug-in domain is a line of `optbench list`, not its end."""
+    from optbench.domains import DOMAINS, Domain
+
+    class Broken(Domain):
+        name, num_classes, shape = "list_broken", 2, (2,)
+        splits = {"test": 0.4, "reference": 0.4}
+
+        def load_pool(self):
+            raise OSError("disk gone")
+    DOMAINS.register("list_broken", Broken)
+    try:
+        assert cli(["list", "domains"]) == 0
+        out = capsys.readouterr().out
+        assert "  list_broken: cannot be loaded: domain 'list_broken': load_pool raised OSError: disk gone" in out
+        assert "  mnist: 10 classes" in out and "  gmm2: 4 classes" in out
+    finally:
+        DOMAINS.unregister("list_broken")
