@@ -276,7 +276,6 @@ def test_cell_folders_and_files_follow_the_umask(tmp_path):
 ])
 def test_a_source_needing_a_split_the_domain_lacks_is_refused(source, settings, expected, tmp_path, capsys):
     import numpy as np
-    import torch
     from safetensors.torch import save_file
     from optbench.models.nets import MLP
     rng = np.random.default_rng(0)

@@ -273,6 +273,11 @@ class Domain:
         return f"<domain {self.name}: {self.num_classes} classes, shape {self.shape}>"
 
 
+def count_of(n: int, thing: str) -> str:
+    """"1 tensor", "3 tensors": counts in error messages."""
+    return f"{n} {thing}{'' if n == 1 else 's'}"
+
+
 MODEL_KEYS = ("arch", "arch_kwargs", "file", "torchscript", "diffusers", "kind", "sha256")
 
 

@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from optbench.domains.base import MAX_CLASSES, Domain, DomainError
+from optbench.domains.base import count_of as _count
 
 DATA_FORMATS = ("image_folder", "npz", "torchvision")
 TORCHVISION_SETS = ("MNIST", "FashionMNIST", "CIFAR10")
@@ -120,10 +121,6 @@ class FileDomain(Domain):
             raise DomainError(f"{self.where}: {e}") from None
         except OSError as e:   # a file or folder this user may not read
             raise DomainError(f"{self.where}: path: {e.filename or self.path}: {e.strerror or e}") from None
-
-
-def _count(n: int, thing: str) -> str:
-    return f"{n} {thing}{'' if n == 1 else 's'}"
 
 
 # -- image folders --------------------------------------------------------------------

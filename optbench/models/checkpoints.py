@@ -14,6 +14,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from optbench.domains.base import PACKAGED_CHECKPOINTS as PACKAGED  # noqa: F401  (tests read it)
+from optbench.domains.base import count_of as _count
 from optbench.models.nets import ARCHITECTURES
 from optbench.registry import PluginError
 
@@ -160,10 +161,6 @@ def first_line(e: BaseException, limit: int = 300) -> str:
     text = next((ln.strip() for ln in str(e).splitlines() if ln.strip()), "")
     text = text if len(text) <= limit else text[:limit] + "..."
     return f"{type(e).__name__}: {text}" if text else type(e).__name__
-
-
-def _count(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 def _names(keys: list[str], shown: int = 3) -> str:

@@ -58,7 +58,7 @@ class Trajectory:
     pool_targets: tuple[int, ...] = ()
     # (N,) pool members that diverged, as the source ranked them (lowest); None: the
     # runner finds them from the pool's pixels and proxy output.
-    pool_diverged: "np.ndarray | None" = None
+    pool_diverged: Any = None       # (N,) bool numpy array
     # Iterative sources: each sample's output where its proxy probability first reached
     # each equal-proxy threshold; complete once `levels` is exhausted.
     crossings: Crossings | None = None

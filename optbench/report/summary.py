@@ -193,12 +193,6 @@ def declare_query_counts(cell: dict) -> None:
             r["proxy_forward"], r["proxy_backward"] = source.queries(settings, r[spec["knob"]], spec["n_samples"])
 
 
-def incomplete_cells(suite_dir: Path) -> list[str]:
-    """Cells the suite lists (or folders present) that are missing, partial, corrupted or
-    malformed: summaries leave them out, and say so."""
-    return list(scan_cells(suite_dir)[1])
-
-
 def curve_stats(cell: dict) -> dict:
     """Per-seed summary numbers of one cell's curve."""
     rows, knob = cell["curve"]["rows"], cell["spec"]["knob"]
