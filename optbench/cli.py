@@ -198,6 +198,7 @@ def _cmd_compare(a) -> int:
 
 def _cmd_list(a) -> int:
     from optbench.domains import DOMAINS
+    from optbench.errors import message_line
     from optbench.models.checkpoints import CheckpointError, catalog
     from optbench.pressure import SOURCES
     from optbench.referees import METRICS
@@ -208,7 +209,7 @@ def _cmd_list(a) -> int:
                 dom = DOMAINS[name]
                 sizes = dom.split_sizes()
             except (ValueError, RuntimeError) as e:
-                print(f"  {name}: cannot be loaded: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
+                print(f"  {name}: cannot be loaded: {message_line(e)}")
                 continue
             print(f"  {name}: {dom.num_classes} classes, shape {dom.shape}, splits "
                   + ", ".join(f"{k} {v}" for k, v in sizes.items()))

@@ -17,6 +17,8 @@ import importlib
 import sys
 from typing import Any, Callable, Iterator, Mapping
 
+from optbench.errors import first_line
+
 
 class PluginError(ValueError):
     """A plug-in that cannot be imported or is not what its registry holds."""
@@ -58,8 +60,7 @@ def _import(module: str):
                           "a plug-in must only define and register things") from None
     except BaseException as e:   # noqa: BLE001 - any error in a user's module is bad input
         sys.modules.pop(module, None)
-        raise PluginError(f"importing module {module!r} raised {type(e).__name__}: "
-                          f"{str(e).splitlines()[0] if str(e) else ''}; fix the module") from None
+        raise PluginError(f"importing module {module!r} raised {first_line(e)}; fix the module") from None
 
 
 def load_plugins(modules: tuple[str, ...] | list[str]) -> None:
@@ -135,8 +136,7 @@ class Registry(Mapping):
         except (PluginError, DomainError):   # already one line naming the field
             raise
         except Exception as e:   # e.g. a user's Domain whose __init__ raises
-            raise PluginError(f"{self.kind} {name!r}: building it raised {type(e).__name__}: "
-                              f"{str(e).splitlines()[0] if str(e) else ''}") from None
+            raise PluginError(f"{self.kind} {name!r}: building it raised {first_line(e)}") from None
 
     def __contains__(self, name: object) -> bool:
         if not isinstance(name, str):

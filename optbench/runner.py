@@ -156,14 +156,14 @@ def pool_per_sample(referee: Referee, traj, proxy: Proxy) -> tuple[list[dict], t
     parts, finite = [], []
     for x in (pool.chunks() if hasattr(pool, "chunks") else [pool]):   # a source's own tensor pool
         logits = referee.logits(x, proxy)
-        finite.append(torch.isfinite(x.flatten(1)).all(1) & proxy.finite(logits["proxy"]))
+        if traj.pool_diverged is None:   # else the source's own ranking decides (one owner)
+            finite.append(torch.isfinite(x.flatten(1)).all(1) & proxy.finite(logits["proxy"]))
         values = [referee.per_sample(logits, x, torch.full((len(x),), t), proxy) for t in traj.pool_targets]
         if getattr(pool, "streamed", False):
             values = [{k: v.float() for k, v in row.items()} for row in values]
         parts.append(values)
-    finite = torch.cat(finite)
-    if traj.pool_diverged is not None:   # the source's own ranking decides (one owner)
-        finite = torch.from_numpy(~np.asarray(traj.pool_diverged, dtype=bool))
+    finite = torch.from_numpy(~np.asarray(traj.pool_diverged, dtype=bool)) if traj.pool_diverged is not None \
+        else torch.cat(finite)
     if len(parts) == 1:
         return parts[0], finite
     return [{k: torch.cat([p[t][k] for p in parts]) for k in parts[0][t]} for t in range(len(parts[0]))], finite

@@ -94,7 +94,8 @@ def _open_lock(path: Path):
 # The temporary folders optbench makes in a suite folder: a cell being written
 # (".<cell id>.<random>") and plots being replaced. Nothing else is ever removed: a
 # user's own ".backup.2024/" stays.
-TEMPORARY = re.compile(r"\.([0-9a-f]{16}|plots-new|plots-old)\.[^/]+")
+PLOTS_NEW, PLOTS_OLD = ".plots-new.", ".plots-old."   # plots/ being replaced (report/__init__.py)
+TEMPORARY = re.compile(r"\.[0-9a-f]{16}\.[^/]+|" + "|".join(re.escape(p) + "[^/]+" for p in (PLOTS_NEW, PLOTS_OLD)))
 
 
 def remove_stale_temporaries(suite_dir: Path) -> list[str]:
@@ -232,11 +233,13 @@ def _check_snapshots(path: Path, levels: int) -> None:
     """The grid's images: a safetensors file with one snapshot per level (its header
     only; the tensors are read when drawn)."""
     from safetensors import safe_open
+
+    from optbench.errors import message_line
     try:
         with safe_open(str(path), "pt") as f:
             shapes = {k: f.get_slice(k).get_shape() for k in f.keys()}
     except Exception as e:   # safetensors raises its own error type for a damaged file
-        raise ValueError(f"{path}: not a readable safetensors file ({(str(e).splitlines() or [''])[0]})") from None
+        raise ValueError(f"{path}: not a readable safetensors file ({message_line(e)})") from None
     if "snapshots" not in shapes or not shapes["snapshots"] or shapes["snapshots"][0] != levels:
         raise ValueError(f"{path}: expected a tensor 'snapshots' with one row per level ({levels}), "
                          f"found {shapes.get('snapshots')}")

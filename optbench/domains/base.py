@@ -27,6 +27,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from optbench.errors import first_line
+
 # The split names every shipped recipe and source uses. A domain may cut fewer (a proxy
 # trained elsewhere needs no proxy_train), but `test` and `reference` are required:
 # starts and baselines come from `test`, every distribution metric compares to `reference`.
@@ -164,8 +166,7 @@ class Domain:
         except DomainError:
             raise
         except Exception as e:   # a user's loader: name the domain and what it raised
-            raise DomainError(f"{self._where()}: load_pool raised {type(e).__name__}: "
-                              f"{(str(e).splitlines() or [''])[0]}") from None
+            raise DomainError(f"{self._where()}: load_pool raised {first_line(e)}") from None
         x = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x).float().contiguous()
         y = torch.as_tensor(np.asarray(y) if not isinstance(y, torch.Tensor) else y).long()
         where = self._where()

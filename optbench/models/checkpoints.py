@@ -15,6 +15,7 @@ from safetensors.torch import load_file, save_file
 
 from optbench.domains.base import PACKAGED_CHECKPOINTS as PACKAGED  # noqa: F401  (tests read it)
 from optbench.domains.base import count_of as _count
+from optbench.errors import first_line  # noqa: F401  (preflight and the report import it from here)
 from optbench.models.nets import ARCHITECTURES
 from optbench.registry import PluginError
 
@@ -154,13 +155,6 @@ def _sha(entry: dict, name: str) -> str:
         raise CheckpointError(f"model {name!r}: its entry has no 'sha256'; every manifest entry records "
                               "its file's sha256 (optbench train writes it)")
     return entry["sha256"]
-
-
-def first_line(e: BaseException, limit: int = 300) -> str:
-    """An exception as one short line: its type and the first line of its text."""
-    text = next((ln.strip() for ln in str(e).splitlines() if ln.strip()), "")
-    text = text if len(text) <= limit else text[:limit] + "..."
-    return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
 def _names(keys: list[str], shown: int = 3) -> str:

@@ -18,7 +18,7 @@ from optbench.report.summary import (EQUAL_COMPUTE_NOTE, EQUAL_PROXY_NOTE, equal
 from optbench.report.text import file_slug, md_code, md_text
 from optbench.domains import get_domain
 from optbench.report.audit import TRUTH
-from optbench.storage import StorageError, shared_mkdtemp, suite_lock, write_atomic
+from optbench.storage import PLOTS_NEW, PLOTS_OLD, StorageError, shared_mkdtemp, suite_lock, write_atomic
 
 
 def write_suite_outputs(suite_dir: Path) -> dict:
@@ -59,7 +59,7 @@ def _write_outputs(suite_dir: Path) -> dict:
     rows = summarize(cells)
     fits = fit_curves(cells)
     md = _summary_md(suite_dir.name, meta, cells, rows, fits, list(left_out))
-    staging = shared_mkdtemp(".plots-new.", suite_dir)
+    staging = shared_mkdtemp(PLOTS_NEW, suite_dir)
     try:
         _draw_plots(cells, fits, suite_dir, staging)
     except OSError as e:
@@ -75,7 +75,7 @@ def _write_outputs(suite_dir: Path) -> dict:
         raise
     _write_summaries(suite_dir, md, rows, cells)
     plots = suite_dir / "plots"
-    old = suite_dir / f".plots-old.{os.getpid()}"
+    old = suite_dir / f"{PLOTS_OLD}{os.getpid()}"
     if plots.exists():
         os.replace(plots, old)
     os.replace(staging, plots)
