@@ -6,10 +6,17 @@ metrics, the feature nets or NUMBERS_VERSION: a null whose key no longer matches
     .venv/bin/python benchmarks/calibrate_null.py digits8 128     # a domain and sizes
 """
 import sys
+import time
 
-from optbench.referees.null import SHIPPED_N, ship_nulls
-from optbench.runner import setup_torch
+from optbench.domains import get_domain
+from optbench.referees import Referee
+from optbench.referees.null import NULL_DRAWS, SHIPPED_N, ship_null
+from optbench.workers import setup_torch
 
 setup_torch(1)
 domain = sys.argv[1] if len(sys.argv) > 1 else "mnist"
-ship_nulls(domain, tuple(int(n) for n in sys.argv[2:]) or SHIPPED_N)
+referee = Referee(domain, get_domain(domain).default_proxy)
+for n in tuple(int(n) for n in sys.argv[2:]) or SHIPPED_N:
+    t0 = time.time()
+    path = ship_null(referee, n)
+    print(f"{path}: {NULL_DRAWS} draws of n = {n} in {time.time() - t0:.0f} s")

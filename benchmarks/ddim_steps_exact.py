@@ -7,14 +7,13 @@ distribution truths (gold_atypical, gold_ks) against their q99 at n = 128.
 """
 import time
 
-import numpy as np
 import torch
 
 from optbench.domains import get_domain
 from optbench.models.checkpoints import load_model
-from optbench.pressure.guidance import guided_samples, initial_noise
+from optbench.pressure.guidance import GUIDANCE_SOURCE, guided_samples, initial_noise
 from optbench.report.intervals import mean_ci
-from optbench.runner import setup_torch
+from optbench.workers import setup_torch
 
 setup_torch(1)
 STEPS, SEEDS, N = (25, 100, 250, 1000), range(5), 128
@@ -28,8 +27,8 @@ for name in ("gmm2", "gmm64"):
     for steps in STEPS:
         rows, t0 = [], time.time()
         for seed in SEEDS:
-            _, x = next(guided_samples(unet, labels, initial_noise(N, seed, dom.shape), [1.0], "cfg", "none",
-                                       steps, bounds=dom.bounds))
+            s = GUIDANCE_SOURCE.defaults(scales=[1.0], ddim_steps=steps)
+            x = next(guided_samples(unet, labels, initial_noise(N, seed, dom.shape), s, bounds=dom.bounds)).x
             per = gold.per_sample(x, labels)
             rows.append((float(per["gold_atypical"].mean()), gold.set_metrics(x)["gold_ks"],
                          float(per["gold_maha"].mean())))

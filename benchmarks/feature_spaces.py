@@ -10,7 +10,6 @@ of its own source; curves whose source has no reference get no ratio.
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 
 from optbench.report.intervals import mean_ci, seeds_text

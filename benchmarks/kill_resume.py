@@ -36,7 +36,7 @@ def kill_and_resume(suite: Path, out: Path, moments: list[float]) -> None:
 
 def compare(out_suite: Path, ref_suite: Path) -> list[str]:
     """Problems found: leftover temporary files, incomplete or differing cells."""
-    from optbench.runner import cell_is_complete
+    from optbench.storage import cell_is_complete
     problems = [f"leftover {p.name}" for p in out_suite.iterdir()
                 if p.name.startswith(".") and p.name != ".lock"]   # the lock file stays, unlocked
     for cell in json.loads((ref_suite / "suite.json").read_text())["cells"]:

@@ -353,8 +353,8 @@ import math
 import torch
 
 from optbench.domains import get_domain
-from optbench.pressure import SOURCES, Setting, Source, Trajectory
-from optbench.referees.metrics import METRICS, Metric
+from optbench.pressure import SOURCES, Level, Setting, Source, Trajectory
+from optbench.metrics import METRICS, Metric
 
 
 def _start(domain, n):
@@ -362,21 +362,21 @@ def _start(domain, n):
     return x[torch.arange(n) % len(x)], torch.arange(n) % get_domain(domain).num_classes
 
 
-def _all_nan(proxy, domain, n, seed, s):
-    start, target = _start(domain, n)
-    return Trajectory(start, target, ((k, torch.full_like(start, float("nan"))) for k in (1, 2, 4)))
+def _all_nan(ctx, s):
+    start, target = _start(ctx.domain, ctx.n)
+    return Trajectory(start, target, (Level(k, torch.full_like(start, float("nan"))) for k in (1, 2, 4)))
 
 
-def _raises(proxy, domain, n, seed, s):
+def _raises(ctx, s):
     raise RuntimeError("the user's source is broken")
 
 
 SOURCES.register("all_nan", Source(name="all_nan", knob="tries", pressure="tries", doc="NaN at every level",
                                    settings={"sigma": Setting(float, 0.1, minimum=0.0, doc="unused")},
-                                   trajectory=_all_nan))
+                                   run=_all_nan))
 SOURCES.register("raising", Source(name="raising", knob="tries", pressure="tries", doc="raises",
                                    settings={"sigma": Setting(float, 0.1, minimum=0.0, doc="unused")},
-                                   trajectory=_raises))
+                                   run=_raises))
 METRICS.register("nan_metric", Metric("nan_metric", "always NaN", panel="nan (plug-in)",
                                       compute=lambda b: math.nan, domains=("mnist",)))
 METRICS.register("raising_metric", Metric("raising_metric", "raises", panel="raises (plug-in)",

@@ -8,13 +8,13 @@ from __future__ import annotations
 import argparse
 import time
 
-import torch
 
+from optbench.pressure import Context
 from optbench.pressure.crossings import Crossings
-from optbench.pressure.pixel_ascent import log_levels, pixel_ascent
+from optbench.pressure.pixel_ascent import PIXEL_ASCENT, log_levels, pixel_ascent
 from optbench.pressure.starts import make_starts
 from optbench.referees import Referee
-from optbench.runner import setup_torch
+from optbench.workers import setup_torch
 
 
 def main() -> None:
@@ -32,7 +32,8 @@ def main() -> None:
     crossings = Crossings(args.n)
     t_ascent = t_eval = 0.0
     levels = 0
-    trajectory = pixel_ascent(referee.proxy, x0, target, log_levels(args.steps), crossings=crossings)
+    ctx = Context.of(referee.proxy, "mnist", args.n, 0, crossings)
+    trajectory = pixel_ascent(ctx, x0, target, log_levels(args.steps), PIXEL_ASCENT.defaults())
     while True:
         t0 = time.perf_counter()
         item = next(trajectory, None)
@@ -40,7 +41,7 @@ def main() -> None:
         if item is None:
             break
         t0 = time.perf_counter()
-        referee.evaluate(item[1], target, x0)
+        referee.evaluate(item.x, target, x0)
         t_eval += time.perf_counter() - t0
         levels += 1
     t0 = time.perf_counter()

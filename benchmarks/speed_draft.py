@@ -16,7 +16,7 @@ from optbench.models.diffusion import to_pixels
 from optbench.pressure.diffusion_finetune import conditional_eps
 from optbench.pressure.guidance import ddim_sample, make_ddim
 from optbench.proxies import as_proxy
-from optbench.runner import setup_torch
+from optbench.workers import setup_torch
 
 
 def main():

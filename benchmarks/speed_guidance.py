@@ -10,9 +10,9 @@ import time
 
 import torch
 
-from optbench.models import load_model
-from optbench.pressure.guidance import guided_samples, initial_noise
-from optbench.runner import setup_torch
+from optbench.models.checkpoints import load_model
+from optbench.pressure.guidance import GUIDANCE_SOURCE, guided_samples, initial_noise
+from optbench.workers import setup_torch
 
 
 def main():
@@ -33,8 +33,8 @@ def main():
                                   ("classifier s=10", "classifier", 10.0)]:
         for precision in ("fp32", "bf16"):
             t0 = time.perf_counter()
-            ((_, x),) = guided_samples(unet, labels, x_T, [scale], guidance, "none", a.steps,
-                                       classifier=clf, precision=precision)
+            s = GUIDANCE_SOURCE.defaults(scales=[scale], guidance=guidance, ddim_steps=a.steps, precision=precision)
+            (x,) = (level.x for level in guided_samples(unet, labels, x_T, s, clf))
             dt = time.perf_counter() - t0
             outs[(name, precision)] = x
             print(f"  {name:18s} {precision}: {dt:6.1f} s  ({a.n * a.steps / dt:6.0f} sample-steps/s)")

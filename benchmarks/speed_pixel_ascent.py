@@ -18,14 +18,14 @@ import argparse
 import statistics
 import time
 
-import torch
 
-from optbench.models import load_model
+from optbench.models.checkpoints import load_model
 from optbench.models.fixed_batch import CHUNK
-from optbench.pressure.pixel_ascent import pixel_ascent
+from optbench.pressure import Context
+from optbench.pressure.pixel_ascent import PIXEL_ASCENT, pixel_ascent
 from optbench.proxies import ClassifierProxy
 from optbench.pressure.starts import make_starts
-from optbench.runner import setup_torch
+from optbench.workers import setup_torch
 
 
 def bare_loop(model, x0, target, steps):
@@ -37,7 +37,7 @@ def bare_loop(model, x0, target, steps):
 
 
 def ascent_loop(model, x0, target, steps, lr=0.01, norm="none", eps=0.0):
-    for _ in pixel_ascent(model, x0, target, [0, steps], lr=lr, norm=norm, eps=eps):
+    for _ in pixel_ascent(Context.of(model, "mnist"), x0, target, [0, steps], PIXEL_ASCENT.defaults(lr=lr, norm=norm, eps=eps)):
         pass
 
 
@@ -69,7 +69,8 @@ def main():
     x0, target = make_starts("mnist", "real", a.batch, 0)
     x0, target = x0.to(a.device), target.to(a.device)
     bare_loop(model, x0, target, 10)  # warm-up
-    *_, (_, x_end) = pixel_ascent(model, x0, target, [0, a.steps], lr=0.01)
+    *_, last = pixel_ascent(Context.of(model, "mnist"), x0, target, [0, a.steps], PIXEL_ASCENT.defaults(lr=0.01))
+    x_end = last.x
     times = timed_rounds({
         "bare fwd+bwd, start inputs": lambda: bare_loop(model, x0, target, a.steps),
         "ascent lr=0, start inputs": lambda: ascent_loop(model, x0, target, a.steps, lr=0.0),

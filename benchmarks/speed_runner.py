@@ -15,8 +15,9 @@ import time
 from pathlib import Path
 
 from optbench.referees import Referee
-from optbench.runner import compute_cell, run_suite, setup_torch
+from optbench.runner import compute_cell, run_suite
 from optbench.suite import parse_suite
+from optbench.workers import setup_torch
 
 TINY = """
 name = "overhead"

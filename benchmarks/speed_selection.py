@@ -14,11 +14,11 @@ import time
 import numpy as np
 import torch
 
-from optbench.models import load_model
+from optbench.models.checkpoints import load_model
 from optbench.models.gan import generate, sample_latents
 from optbench.pressure.selection import best_of_n_pool_weights, selection_levels
 from optbench.referees import Referee
-from optbench.runner import setup_torch
+from optbench.workers import setup_torch
 
 
 def main() -> None:

@@ -21,13 +21,14 @@ import statistics
 
 import torch
 
-from optbench.models import load_model
+from optbench.models.checkpoints import load_model
 from optbench.models.fixed_batch import chunks
+from optbench.pressure import SOURCES, Context
 from optbench.pressure.feature_vis import feature_vis_ascent
 from optbench.pressure.pixel_ascent import pixel_ascent
 from optbench.pressure.search import queries, search
 from optbench.pressure.starts import make_starts
-from optbench.runner import setup_torch
+from optbench.workers import setup_torch
 from speed_pixel_ascent import ratio as median_ratio, timed_rounds   # this folder's helpers
 
 
@@ -55,7 +56,8 @@ def main():
             return self.model(x)
 
     def run_search(alg, enc="direct", sigma=0.1, proxy=model):
-        return lambda: list(search(proxy, x0, target, [0, G], alg, P, sigma, encoding=enc))
+        s = SOURCES[alg].defaults(population=P, sigma=sigma, **({"encoding": enc} if alg == "genetic" else {}))
+        return lambda: list(search(Context.of(proxy, "mnist"), x0, target, [0, G], s, alg))
 
     def replay(batches):
         def forward_all():
@@ -88,10 +90,11 @@ def main():
           "scores the same batches, the same number of queries)\n")
 
     steps = 16
-    fns = {"pixel ascent": lambda: list(pixel_ascent(model, x0, target, [0, steps])),
-           "feature_vis, fourier": lambda: list(feature_vis_ascent(model, x0, target, [0, steps])),
+    ctx, fv = Context.of(model, "mnist"), SOURCES["feature_vis"]
+    fns = {"pixel ascent": lambda: list(pixel_ascent(ctx, x0, target, [0, steps], SOURCES["pixel_ascent"].defaults())),
+           "feature_vis, fourier": lambda: list(feature_vis_ascent(ctx, x0, target, [0, steps], fv.defaults())),
            "feature_vis, fourier + jitter/scale/rotate + tv + l2": lambda: list(feature_vis_ascent(
-               model, x0, target, [0, steps], jitter=2, scale=0.1, rotate=10, tv=1.0, l2=1.0))}
+               ctx, x0, target, [0, steps], fv.defaults(jitter=2, scale=0.1, rotate=10.0, tv=1.0, l2=1.0)))}
     times = timed_rounds(fns, a.repeats)
     print(f"## feature_vis: {a.n} samples, {steps} steps\n\n| loop | seconds per step | vs pixel ascent |\n|---|---|---|")
     for name in fns:
@@ -103,8 +106,8 @@ def main():
         kind = torchattacks.PGD if norm == "linf" else torchattacks.PGDL2
         attack = kind(model, eps=eps, alpha=alpha, steps=40, random_start=False)
         attack.set_mode_targeted_by_function(lambda images, labels: target)
-        fns = {"ours": lambda: list(pixel_ascent(model, x0, target, [0, 40], lr=alpha, optimizer="steepest",
-                                                 objective="log_prob", norm=norm, eps=eps)),
+        s = SOURCES["pixel_ascent"].defaults(lr=alpha, optimizer="steepest", objective="log_prob", norm=norm, eps=eps)
+        fns = {"ours": lambda: list(pixel_ascent(ctx, x0, target, [0, 40], s)),
                "torchattacks": lambda: attack(x0, torch.zeros(a.n, dtype=torch.long))}
         times = timed_rounds(fns, a.repeats)
         print(f"| {norm} eps {eps} | {statistics.median(times['ours']):.2f} s | "

@@ -21,12 +21,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from optbench.models import load_model  # noqa: E402
+from optbench.models.checkpoints import load_model  # noqa: E402
 from optbench.pressure.gan_sources import pool_scores  # noqa: E402
 from optbench.pressure.pool import GeneratorPool  # noqa: E402
 from optbench.proxies import as_proxy  # noqa: E402
 from optbench.referees import Referee  # noqa: E402
-from optbench.runner import setup_torch  # noqa: E402
+from optbench.workers import setup_torch  # noqa: E402
 
 RANKS = list(range(1, 11)) + list(range(91, 101))
 

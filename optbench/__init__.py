@@ -20,8 +20,10 @@ _API = {"load_model": "optbench.models.checkpoints", "pixel_ascent": "optbench.p
         # plug-in points (README "Architecture")
         "Domain": "optbench.domains", "DOMAINS": "optbench.domains", "get_domain": "optbench.domains",
         "Source": "optbench.pressure", "Setting": "optbench.pressure", "Trajectory": "optbench.pressure",
-        "SOURCES": "optbench.pressure", "Metric": "optbench.referees.metrics",
-        "METRICS": "optbench.referees.metrics", "Proxy": "optbench.proxies", "PROXY_KINDS": "optbench.proxies"}
+        "Level": "optbench.pressure", "Context": "optbench.pressure",
+        "SOURCES": "optbench.pressure", "Metric": "optbench.metrics",
+        "METRICS": "optbench.referees",   # the registry, with the built-in metrics loaded
+        "Proxy": "optbench.proxies", "PROXY_KINDS": "optbench.proxies"}
 __all__ = sorted(_API)
 
 

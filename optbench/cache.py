@@ -11,6 +11,10 @@ import json
 import os
 from pathlib import Path
 
+# Bump when a code change alters the numbers a given spec produces: ids change with it,
+# so stale results are recomputed rather than silently reused. It enters every cell id
+# (suite.py) and every null's cache key (referees/null.py).
+NUMBERS_VERSION = 2   # 2: four feature spaces, LDA two-sample test, starts without replacement, diversity by judge class
 
 def cache_root() -> Path:
     """$OPTBENCH_CACHE or ~/.cache/optbench; a ValueError naming the variable when it

@@ -62,7 +62,7 @@ def _finite_at_least_0(text: str) -> float:
 @contextlib.contextmanager
 def _writing(what: Path):
     """OSErrors while writing outputs mean "cannot write" (exit 3), not bad input."""
-    from optbench.runner import StorageError
+    from optbench.storage import StorageError
     try:
         yield
     except OSError as e:
@@ -199,7 +199,8 @@ def _cmd_compare(a) -> int:
 def _cmd_list(a) -> int:
     from optbench.domains import DOMAINS
     from optbench.errors import message_line
-    from optbench.models.checkpoints import CheckpointError, catalog
+    from optbench.models.checkpoints import catalog
+    from optbench.errors import CheckpointError
     from optbench.pressure import SOURCES
     from optbench.referees import METRICS
     if a.what in ("domains", "all"):
@@ -231,10 +232,23 @@ def _cmd_list(a) -> int:
             for k, st in s.settings.items():
                 allowed = f" one of {', '.join(st.allowed)}" if st.allowed else ""
                 print(f"    {k} = {st.default!r}  {st.kind.__name__}{allowed}  {st.doc}")
+            for k, doc in s.values.items():
+                print(f"    value {k}: {doc}")
     if a.what in ("metrics", "all"):
-        print("metrics:")
+        import sys
+
+        from optbench.metrics import PACKAGE
+        loaded = "optbench.detector_metrics" in sys.modules
+        import optbench.detector_metrics as detectors   # the package's opt-in detectors, listed too
+        print("metrics (kind, role, departure side and null; plug-in: a suite's plugins register it):")
         for k, m in METRICS.items():
-            print(f"  {k}: {m.doc}" + ("  (plug-in)" if m.compute else ""))
+            tags = [m.kind, m.role, *([f"departs {m.departs}", f"null {m.null}"] if m.departs else []),
+                    *(["every feature space"] if m.every_space else []), *(["per judge"] if m.per_judge else []),
+                    *([f"plug-in, version {m.version}"] if k not in PACKAGE else [])]
+            print(f"  {k} ({', '.join(tags)}): {m.doc}")
+        if not loaded:   # listed, not switched on: cell ids read the registry (optbench/metrics.py)
+            detectors.unregister()
+            sys.modules.pop("optbench.detector_metrics", None)
     return 0
 
 
@@ -297,9 +311,10 @@ def main(argv: list[str] | None = None) -> int:
     except _UsageError as e:
         return _fail(EXIT_BAD_INPUT, e)
     a.command = " ".join(["optbench", *argv])
-    from optbench.runner import StorageError, SuiteBusyError, setup_torch
+    from optbench.storage import StorageError, SuiteBusyError
+    from optbench.workers import setup_torch
     setup_torch(a.threads)
-    from optbench.models.checkpoints import CheckpointError
+    from optbench.errors import CheckpointError
     from optbench.suite import SuiteError
     try:
         return a.fn(a)

@@ -26,7 +26,7 @@ from safetensors.torch import load_file, save_file
 
 from optbench.cache import cache_dir, entry_lock, key_hash
 from optbench.domains import get_domain
-from optbench.models.checkpoints import sha256_of
+from optbench.model_files import sha256_of
 
 DENSITY_VERSION = 1
 ALPHA = 0.01          # the logit map's margin: the box edges go to logit(0.01), not -inf

@@ -9,50 +9,58 @@ cached). Two metrics per detector:
 
     det_<name>         share of the outputs above the detector's threshold, the 99th
                        percentile of its scores on held-out real data: 0.01 expected on
-                       real data, comparable across proxies, seeds and domains
+                       real data, comparable across proxies, seeds and domains; its null
+                       is Binomial(n, 0.01) / n, recorded with the cell's nulls
     det_<name>_score   the detector's mean raw score (its units; for rankings within one
                        proxy)
+
+Both are per-sample metrics (optbench/metrics.py), so a selection source's level reads
+them as exact weighted means over its pool, like every other per-sample metric.
 """
 from __future__ import annotations
 
-from optbench.detectors import CLASS_DETECTORS, DETECTORS, proxy_side
-from optbench.referees.metrics import METRICS, Batch, Metric
+import math
+
+import torch
+
+from optbench.detectors import CLASS_DETECTORS, DETECTORS, FLAG_RATE, proxy_side
+from optbench.metrics import METRICS, Metric
 
 DOCS = {"energy": "energy -logsumexp(logits)", "max_logit": "minus the largest logit",
         "grad_norm": "input-gradient norm of the proxy's top-class log-probability",
         "mahalanobis": "class-conditional Mahalanobis distance in the proxy's features",
         "disagreement": "std of the agreed class's log-probability over the proxy and 3 replicates",
         "typicality": "|log p(x) - median real log p| under a flow trained on the proxy's data"}
+VERSION = 1   # bump when a detector's scores or its calibration change
 
-_last: dict = {}
 
-
-def _scores(batch: Batch) -> dict:
-    """Per-sample scores for this batch, computed once for all the detector metrics."""
-    if _last.get("batch") is not batch:
+def _scores(batch) -> dict:
+    """Per-sample scores and flags of every detector for this batch, computed once."""
+    def compute():
         side = proxy_side(batch.domain, batch.proxy, getattr(batch.proxy, "name", ""))
         scores = side.scores(batch.x, batch.proxy_logits)
-        _last.clear()
-        _last.update(batch=batch, scores=scores, flagged=side.flagged(scores))
-    return _last
+        return {"scores": scores, "flagged": {k: (v > side.thresholds[k]).double() if math.isfinite(side.thresholds[k])
+                                              else torch.full_like(v, math.nan) for k, v in scores.items()}}
+    return batch.memo("detectors", compute)
 
 
 def _flagged(name: str):
     return lambda batch: _scores(batch)["flagged"][name]
 
 
-def _mean_score(name: str):
-    return lambda batch: float(_scores(batch)["scores"][name].mean())
+def _score(name: str):
+    return lambda batch: _scores(batch)["scores"][name]
 
 
 for _name in DETECTORS:
     kinds = ("classifier",) if _name in CLASS_DETECTORS else ()
     METRICS.register(f"det_{_name}", Metric(
         f"det_{_name}", f"detector: share of outputs flagged by {DOCS[_name]} (1% on held-out real data)",
-        compute=_flagged(_name), proxy_kinds=kinds), replace=True)
+        compute=_flagged(_name), proxy_kinds=kinds, kind="sample", departs="high", null="binomial",
+        null_rate=FLAG_RATE, role="detector", version=VERSION), replace=True)
     METRICS.register(f"det_{_name}_score", Metric(
-        f"det_{_name}_score", f"detector: mean {DOCS[_name]}", compute=_mean_score(_name),
-        proxy_kinds=kinds), replace=True)
+        f"det_{_name}_score", f"detector: mean {DOCS[_name]}", compute=_score(_name),
+        proxy_kinds=kinds, kind="sample", role="diagnostic", version=VERSION), replace=True)
 
 
 def unregister() -> None:
@@ -60,4 +68,3 @@ def unregister() -> None:
     for name in DETECTORS:
         METRICS.unregister(f"det_{name}")
         METRICS.unregister(f"det_{name}_score")
-    _last.clear()

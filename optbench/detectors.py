@@ -143,8 +143,8 @@ class ProxySide:
                            if torch.isfinite(v).any() else math.nan for k, v in cal.items()}
 
     def _members(self, domain: str, name: str) -> list[torch.nn.Module]:
-        from optbench.models.checkpoints import CheckpointError
-        from optbench.models.replicates import load_replicate
+        from optbench.errors import CheckpointError
+        from optbench.training.replicates import load_replicate
         if not name:
             return []
         try:

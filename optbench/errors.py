@@ -1,6 +1,15 @@
-"""One-line text of an exception, for the one-line errors optbench prints. Imports
-nothing heavy: the plug-in registry uses it before torch is imported."""
+"""One-line text of an exception, for the one-line errors optbench prints, and the
+errors that modules in every layer raise or let through. Imports nothing heavy: the
+plug-in registry uses it before torch is imported."""
 from __future__ import annotations
+
+
+class DomainError(ValueError):
+    """A domain whose data or declaration cannot work; the message says which field."""
+
+
+class CheckpointError(RuntimeError):
+    """A model file or manifest that cannot be used (missing, wrong sha256, pickle-based)."""
 
 
 def _text(e: BaseException, limit: int) -> str:

@@ -20,8 +20,8 @@ from typing import Callable
 import torch
 
 from optbench.domains import get_domain
-from optbench.models.checkpoints import (CheckpointError, domain_table, first_line, load_model, model_entry,
-                                         model_hash, model_table)
+from optbench.models.checkpoints import domain_table, load_model, model_hash, model_kind, model_table
+from optbench.errors import CheckpointError, first_line
 
 BATCH = 2   # real test examples per forward: enough to tell samples from features
 
@@ -193,8 +193,7 @@ def check_realness(model, dom, x, y, use) -> str | None:
 
 
 def check_proxy(model, dom, x, y, use) -> str | None:
-    from optbench.proxies import kind_of
-    kind = model_entry(use.domain, use.model).get("kind") or kind_of(model)
+    kind = model_kind(use.domain, use.model)
     if kind == "classifier":
         return check_classifier(model, dom, x, y, use)
     if kind == "realness":

@@ -17,7 +17,7 @@ import importlib
 import sys
 from typing import Any, Callable, Iterator, Mapping
 
-from optbench.errors import first_line
+from optbench.errors import DomainError, first_line
 
 
 class PluginError(ValueError):
@@ -130,7 +130,6 @@ class Registry(Mapping):
     def _validated(self, name: str, obj: Any) -> Any:
         if not self._check:
             return obj
-        from optbench.domains.base import DomainError
         try:
             return self._check(name, obj)
         except (PluginError, DomainError):   # already one line naming the field

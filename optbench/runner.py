@@ -24,26 +24,21 @@ from safetensors import SafetensorError
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
-from optbench.models.replicates import load_replicate
+from optbench.domains import get_domain
 from optbench.preflight import check_models
-from optbench.pressure import SOURCES
+from optbench.pressure import SOURCES, Context, Level, Source
+from optbench.pressure.crossings import Crossings
 from optbench.pressure.starts import real_sample
 from optbench.proxies import Proxy, as_proxy
 from optbench.referees import Referee
-from optbench.storage import (DONE, StorageError, SuiteBusyError, _sha, cell_is_complete,  # noqa: F401
-                              read_cell, share_files, shared_mkdtemp, suite_lock, write_atomic)
+from optbench.storage import (DONE, StorageError, _sha, cell_is_complete, share_files,
+                              shared_mkdtemp, suite_lock, write_atomic)
 from optbench.suite import CellSpec, Suite
-from optbench.workers import pool_worker_init, reap_with_driver
+from optbench.training.replicates import load_replicate
+from optbench.workers import pool_worker_init, reap_with_driver, setup_torch
 
 SCHEMA_VERSION = 1
 GRID_SAMPLES = 8      # images per pressure level kept for grids
-
-
-def setup_torch(threads: int | None) -> None:
-    """Flush denormals (a small net ran 19x slower without it here) and set threads."""
-    torch.set_flush_denormal(True)
-    if threads:
-        torch.set_num_threads(threads)
 
 
 def available_cores() -> int:
@@ -79,28 +74,36 @@ def compute_cell(spec: CellSpec, referee: Referee, progress: bool = False) -> Ce
     proxy, proxy_train_seconds = cell_proxy(spec, referee)
     source = SOURCES[spec.source]
     settings = spec.settings_dict
-    traj = source.trajectory(proxy, spec.domain, spec.n_samples, spec.seed, settings)
+    check_value_names(source)
+    # Iterative sources report every step's per-sample proxy probability here.
+    crossings = Crossings(spec.n_samples) if source.iterative else None
+    ctx = Context(proxy, get_domain(spec.domain), spec.n_samples, spec.seed, crossings)
+    traj = source.run(ctx, settings)
+    start = traj.start if traj.has_start else None   # None: distances from a start are NaN
     pool_values = pool_per_sample(referee, traj, proxy)
     rows, snaps = [], []
-    for knob, x, *info in tqdm(traj.levels, desc=f"{spec.cell_id} levels", unit="level",
-                               leave=False, disable=not progress):
-        info = info[0] if info else {}
-        metrics = referee.evaluate(x, traj.target, traj.start, proxy)
-        if "weights" in info:   # selection: exact weighted means over the whole pool
-            metrics |= weighted_pool_means(pool_values, info["weights"])
-        if not info.get("set_metrics", True):
-            metrics |= {m: float("nan") for m in referee.distribution_names()}
-        metrics |= info.get("extras", {})
-        metrics["gap"] = metrics["proxy_prob"] - metrics["judge_prob"]
+    for level in tqdm(traj.levels, desc=f"{spec.cell_id} levels", unit="level",
+                      leave=False, disable=not progress):
+        if not isinstance(level, Level):   # e.g. a plug-in still yielding (knob, x) tuples
+            raise TypeError(f"source {source.name!r} yielded a {type(level).__name__}, not an "
+                            "optbench.pressure.Level (docs/sources.md)")
+        x = level.x
+        metrics = referee.evaluate(x, traj.target, start, proxy)
+        if level.weights is not None:   # selection: exact weighted means over the whole pool
+            metrics |= weighted_pool_means(pool_values, level.weights)
+        if not level.set_valid:
+            metrics |= {m: float("nan") for m in referee.distribution_names(proxy)}
+        metrics |= source_values(source, level, metrics)
+        metrics |= referee.derived(metrics, proxy)   # from the final (weighted) values
         if source.queries is not None:
-            metrics["proxy_forward"], metrics["proxy_backward"] = source.queries(settings, knob, spec.n_samples)
-        rows.append({source.knob: knob, "pressure": knob * traj.knob_scale, **metrics})
+            metrics["proxy_forward"], metrics["proxy_backward"] = source.queries(settings, level.knob, spec.n_samples)
+        rows.append({source.knob: level.knob, "pressure": level.knob * traj.knob_scale, **metrics})
         snaps.append(x[:GRID_SAMPLES])
-    equal_proxy = equal_proxy_points(referee, traj, proxy)
+    equal_proxy = equal_proxy_points(referee, traj, proxy, crossings)
     # Real against real: every metric on held-out real examples, their label as target.
     x_real, y_real = real_sample(spec.domain, spec.n_samples, spec.seed)
     baseline = referee.evaluate(x_real, y_real, x_real, proxy)
-    null = real_null(referee, spec.n_samples)
+    null = real_null(referee, spec.n_samples, proxy)
     device = proxy.device
     meta = {"wall_seconds": round(time.time() - t0, 2), "device": str(device),
             "threads": torch.get_num_threads(), "machine": machine(device),
@@ -121,21 +124,53 @@ def cell_proxy(spec: CellSpec, referee: Referee) -> tuple[Proxy, float]:
     return proxy, seconds
 
 
-def real_null(referee: Referee, n: int) -> dict:
-    """The real-against-real null of every distribution metric at n (referees/null.py).
-    Suites refuse an n without a null before any cell runs (suite.py), so a failure
-    here fails the cell rather than storing a cell whose departures cannot be read."""
-    return referee.null(n)
+def real_null(referee: Referee, n: int, proxy: Proxy | None = None) -> dict:
+    """The real-against-real null at n of every metric the referee computes for the
+    proxy that has one (referees/null.py). Suites refuse an n without a null before any
+    cell runs (suite.py), so a failure here fails the cell rather than storing a cell
+    whose departures cannot be read."""
+    return referee.null(n, proxy)
 
 
-def equal_proxy_points(referee: Referee, traj, proxy: Proxy) -> list[dict]:
+# Values a source may report under a name the runner also records: a selection's
+# diverged_frac is the exact chance, from its weights, that the selected sample diverged
+# (the referee's is the share among the n drawn outputs).
+RUNNER_NAMES_A_SOURCE_MAY_SET = frozenset({"diverged_frac"})
+
+
+def check_value_names(source: Source) -> None:
+    """A source's declared values must not be named like a referee metric: a row holds
+    one value per name, and a source's would silently replace the referee's."""
+    from optbench.metrics import METRICS
+    clash = sorted((set(source.values) & set(METRICS)) - RUNNER_NAMES_A_SOURCE_MAY_SET)
+    if clash:
+        raise ValueError(f"source {source.name!r} declares values named like referee metrics: "
+                         f"{', '.join(clash)}; rename them (e.g. '{source.name}_{clash[0]}')")
+
+
+def source_values(source: Source, level: Level, metrics: dict) -> dict[str, float]:
+    """The level's own values of the source, refused when the source did not declare a
+    name (Source.values) or when it names one of the referee's values at this level."""
+    undeclared = sorted(set(level.values) - set(source.values))
+    if undeclared:
+        raise ValueError(f"source {source.name!r} reported undeclared values {', '.join(undeclared)} at "
+                         f"{source.knob} {level.knob}; declare them in its Source(values={{...}})")
+    clash = sorted((set(level.values) & set(metrics)) - RUNNER_NAMES_A_SOURCE_MAY_SET)
+    if clash:
+        raise ValueError(f"source {source.name!r} reported values named like referee metrics: "
+                         f"{', '.join(clash)}; rename them")
+    return dict(level.values)
+
+
+def equal_proxy_points(referee: Referee, traj, proxy: Proxy, crossings: Crossings | None) -> list[dict]:
     """Referee metrics on the samples stopped where their own proxy probability first
-    reached each threshold (iterative sources; pressure/crossings.py), with the share of
-    samples that got there and the steps it took them."""
-    if traj.crossings is None:
+    reached each threshold (iterative sources report every step to `crossings`;
+    pressure/crossings.py), with the share of samples that got there and the steps it
+    took them."""
+    if crossings is None:
         return []
     out = []
-    for t, mask, x, steps in traj.crossings.sets():
+    for t, mask, x, steps in crossings.sets():
         point = {"threshold": t, "reached_frac": float(mask.double().mean()), "n_reached": int(mask.sum())}
         if x is not None:
             point |= {"steps_mean": float(steps.double().mean()), "steps_median": float(steps.double().median()),
@@ -241,7 +276,10 @@ def write_cell(result: CellResult, suite_dir: Path) -> Path:
             {"schema": SCHEMA_VERSION, "cell_id": spec.cell_id, "label": spec.label,
              "knob": source.knob, "distance": source.distance,
              "proxy_kind": result.meta.get("proxy_kind", "classifier"), "pressure": source.pressure,
-             "law": source.law, **spec.canonical(),
+             # What the report reads instead of knowing sources by name: the Goodhart-law
+             # form of the fits, the equal-proxy figure's row, the source's own values.
+             "goodhart_law": source.goodhart_law, "figure_row": source.row,
+             "source_values": list(source.values), **spec.canonical(),
              **_value_range(spec.domain), "versions": spec.versions()}, indent=2, sort_keys=True) + "\n")
         curve = {"schema": SCHEMA_VERSION, "cell_id": spec.cell_id, "knob": source.knob,
                  "rows": result.rows, "baseline": result.baseline, "equal_proxy": result.equal_proxy,
@@ -254,8 +292,10 @@ def write_cell(result: CellResult, suite_dir: Path) -> Path:
         (tmp / "meta.json").write_text(json.dumps(
             {**result.meta, "versions": versions(), "git_commit": git_commit(),
              "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}, indent=2) + "\n")
-        from optbench.report.grids import cell_grid
+        from optbench.grids import cell_grid
         cell_grid(tmp, tmp / "grid.png")
+        from optbench.figure_inputs import write_cell_figures
+        write_cell_figures(result, tmp)   # what its figures need from models: the report loads none
         share_files(tmp)
         hashes = {p.name: _sha(p) for p in sorted(tmp.iterdir())}
         (tmp / DONE).write_text(json.dumps(hashes, indent=1) + "\n")
@@ -280,7 +320,7 @@ def _value_range(domain: str) -> dict:
 
 def _write_csv(path: Path, rows: list[dict]) -> None:
     import csv
-    from optbench.report.text import csv_cell   # plug-in metric names are user text
+    from optbench.text import csv_cell   # plug-in metric names are user text
     keys = list(dict.fromkeys(k for row in rows for k in row))   # every row's, in order
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
@@ -489,5 +529,7 @@ def _run_locked(suite: Suite, suite_dir: Path, force: bool, device: str | None, 
          "context": context_json(suite.cells[0].context) if suite.cells else {},
          "command": command or f"optbench run {suite.path}"},
         indent=2) + "\n")
+    from optbench.figure_inputs import write_suite_figures
+    write_suite_figures(suite_dir, suite.cells)   # the generators' sample sheets, for the report
     counts["seconds"] = round(time.time() - t_suite, 1)
     return counts

@@ -28,14 +28,13 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from optbench.cache import NUMBERS_VERSION
 from optbench.domains import DOMAINS, DomainError, get_domain, referee_as_proxy_error, referee_roles
-from optbench.models.checkpoints import CheckpointError, catalog, model_hash
+from optbench.metrics import identity as metric_identity
+from optbench.models.checkpoints import catalog, entry_kind, model_hash
+from optbench.errors import CheckpointError
 from optbench.pressure import SOURCES
 from optbench.registry import PluginError, load_plugins
-
-# Bump when a code change alters the numbers a given spec produces: ids change with it,
-# so stale results are recomputed rather than silently reused.
-NUMBERS_VERSION = 2   # 2: four feature spaces, LDA two-sample test, starts without replacement, diversity by judge class
 
 # Sanity ceilings, checked before anything runs: past these a cell would run for minutes
 # and then die of memory (n_samples = 10_000_000 did, after 4 minutes).
@@ -55,22 +54,6 @@ CELL_KEYS = {"label": "free text", "domain": "domain name", "proxy": "proxy mode
              "proxy_training": "'shipped' (the packaged proxy) or 'per_seed' (a replicate trained per seed)",
              "features": "list of feature spaces for FID/KID/PRDC/C2ST, the first primary"}
 PROXY_TRAINING = ("shipped", "per_seed")
-
-
-
-
-def proxy_kind(entry: dict) -> str | None:
-    """What a catalog model can be as a proxy: its entry's "kind", else its class's
-    `proxy_kind` (None: a generator, autoencoder or noise-aware classifier, never a
-    proxy), else "classifier"."""
-    if "kind" in entry:
-        return entry["kind"]
-    if "diffusers" in entry:
-        return None   # a diffusion model is a generator
-    if "arch" not in entry:
-        return "classifier"   # TorchScript without a declared kind
-    from optbench.models.nets import ARCHITECTURES
-    return getattr(ARCHITECTURES.lookup(entry["arch"], "arch"), "proxy_kind", "classifier")
 
 
 class SuiteError(ValueError):
@@ -115,12 +98,15 @@ class CellSpec:
     settings: tuple[tuple[str, object], ...]   # sorted (name, value) pairs
     label: str = ""
     # "shipped": the packaged proxy; "per_seed": seed s gets its own replicate of the
-    # proxy's recipe (models/replicates.py), so intervals include training variance.
+    # proxy's recipe (training/replicates.py), so intervals include training variance.
     proxy_training: str = "shipped"
     # Feature spaces of the distribution metrics (the first is the primary one, whose
     # metrics keep their plain names); empty: the domain's feature_spaces.
     features: tuple[str, ...] = ()
     context: Context = field(default=Context(), compare=False, repr=False)
+    # (name, version) of the plug-in metrics that apply (optbench/metrics.py identity),
+    # fixed when the suite is read, after its plug-ins registered them: part of the id.
+    metrics: tuple[tuple[str, int], ...] = ()
 
     def feature_spaces(self) -> tuple[str, ...]:
         return self.features or tuple(get_domain(self.domain).feature_spaces)
@@ -159,23 +145,21 @@ class CellSpec:
         if not dom.shipped:
             out["data"] = dom.fingerprint()   # a user's data can change under the same name
         if self.proxy_training == "per_seed":
-            from optbench.models.replicates import replicate_hash
+            from optbench.training.replicates import replicate_hash
             out["replicate"] = replicate_hash(self.domain, self.proxy, self.seed)
         version = SOURCES[self.source].version
         if version != 1:   # only then, so other sources' ids stay as they were
             out["source_version"] = version
+        # Plug-in metrics (and package metrics whose version moved) that apply here: a
+        # new or changed metric gives new cell ids, so it never meets a stale cell.
+        if self.metrics:   # only then, so cells of the built-in metrics keep their ids
+            out["metrics"] = dict(self.metrics)
         return out
 
     @property
     def cell_id(self) -> str:
         blob = json.dumps({"spec": self.canonical(), "versions": self.versions()}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "CellSpec":
-        return cls(d["domain"], d["proxy"], d["source"], d["n_samples"], d["seed"],
-                   tuple(sorted(d["settings"].items())), d.get("label", ""),
-                   d.get("proxy_training", "shipped"), tuple(d.get("features", ())))
 
 
 def curve_key(spec: dict) -> str:
@@ -377,7 +361,7 @@ def _expand_cell(where: str, cell: dict, seeds: tuple[int, ...], context: Contex
     kinds, broken = {}, {}
     for m, e in models.items():
         try:
-            kinds[m] = proxy_kind(e)
+            kinds[m] = entry_kind(e)
         except PluginError as e:   # an unused model's missing plug-in must not block the suite
             broken[m] = e
     used = {*dom.judges, *dom.ensemble, *dom.feature_spaces}
@@ -461,7 +445,8 @@ def _expand_cell(where: str, cell: dict, seeds: tuple[int, ...], context: Contex
         for proxy in proxies:
             name = f"{curve} [{proxy}]" if len(proxies) > 1 else curve
             specs += [CellSpec(domain, proxy, cell["source"], n, seed, tuple(sorted(s.items())), name, training,
-                               tuple(features), context) for seed in cell_seeds]
+                               tuple(features), context, tuple(metric_identity(domain).items()))
+                      for seed in cell_seeds]
     return specs
 
 

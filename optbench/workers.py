@@ -36,9 +36,17 @@ def die_with_parent(parent: int) -> None:
     threading.Thread(target=watch, daemon=True, name="optbench-parent-watch").start()
 
 
+def setup_torch(threads: int | None) -> None:
+    """Flush denormals (a small net ran 19x slower without it here) and set threads: in
+    the main process (runner, cli) and in every pool worker."""
+    import torch
+    torch.set_flush_denormal(True)
+    if threads:
+        torch.set_num_threads(threads)
+
+
 def pool_worker_init(threads: int, parent: int) -> None:
     die_with_parent(parent)            # first, before the seconds of importing torch
-    from optbench.runner import setup_torch
     setup_torch(threads)
 
 

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from optbench.runner import setup_torch
+from optbench.workers import setup_torch
 
 # One torch thread per test process: a second process on the other core slows
 # 2-thread torch by 2 to 10 times on the 2-core CI machine.

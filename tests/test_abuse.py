@@ -15,7 +15,8 @@ import pytest
 import torch
 
 from optbench.cli import main as cli
-from optbench.runner import cell_is_complete, compute_cell, run_suite, write_cell
+from optbench.runner import compute_cell, run_suite, write_cell
+from optbench.storage import cell_is_complete
 from optbench.storage import StorageError, SuiteBusyError, suite_lock
 from optbench.suite import CellSpec, SuiteError, parse_suite
 

@@ -16,8 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from optbench.domains import get_domain
-from optbench.pressure import SOURCES, Source, Trajectory
+from optbench.pressure import SOURCES, Level, Source, Trajectory
 from optbench.referees import Referee
 from optbench.runner import compute_cell
 from optbench.suite import CellSpec
@@ -26,16 +25,17 @@ N = 128
 
 
 def _real_digits(targets: str):
-    def trajectory(proxy, domain, n, seed, s):
-        x_test, y_test = get_domain(domain).load_split("test")
+    def run(ctx, s):
+        n, seed = ctx.n, ctx.seed
+        x_test, y_test = ctx.domain.load_split("test")
         rng = np.random.default_rng([seed, 777])        # not the baseline's own digits
         pick = torch.from_numpy(rng.permutation(len(x_test))[:n])
         x, y = x_test[pick].clone(), y_test[pick].clone()
         if targets == "other":                          # as make_starts("real") draws them
             y = (y + torch.from_numpy(rng.integers(1, 10, n))) % 10
-        return Trajectory(x, y, iter([(0, x)]), 1.0)
+        return Trajectory(x, y, iter([Level(0, x)]))
     return Source(name=f"test_real_digits_{targets}", knob="steps", pressure="none",
-                  doc="real test digits, one level", trajectory=trajectory)
+                  doc="real test digits, one level", run=run)
 
 
 @pytest.fixture(scope="module")

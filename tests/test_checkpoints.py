@@ -3,8 +3,11 @@ import shutil
 import pytest
 import torch
 
-from optbench.models import CheckpointError, load_model
-from optbench.models.checkpoints import PACKAGED, read_manifest, sha256_of
+from optbench.errors import CheckpointError
+from optbench.models.checkpoints import load_model
+from optbench.model_files import sha256_of
+from optbench.models.checkpoints import read_manifest
+from optbench.domains.base import PACKAGED_CHECKPOINTS as PACKAGED
 
 
 @pytest.fixture
@@ -73,7 +76,8 @@ RETRAIN_TOLERANCE = {"accuracy": 0.01, "agreement": 0.98, "mean_prob_change": 0.
 @pytest.mark.parametrize("name", ["judge_mlp", "proxy_cnn"])
 def test_retrained_checkpoint_behaves_like_the_shipped_one(tmp_path, name):
     from optbench.domains import get_domain
-    from optbench.training import predict, train_domain
+    from optbench.training import train_domain
+    from optbench.training.classifiers import predict
     entry = train_domain("mnist", only=[name], root=tmp_path, log=lambda *_: None)[name]
     shipped = read_manifest("mnist")["models"][name]
     new, old = load_model("mnist", name, root=tmp_path), load_model("mnist", name)

@@ -19,8 +19,8 @@ from safetensors.torch import save_file
 from torch import nn
 
 from optbench.domains import DOMAINS, Domain
-from optbench.pressure import SOURCES, Setting, Source, Trajectory
-from optbench.referees.metrics import METRICS, Metric
+from optbench.pressure import SOURCES, Level, Setting, Source, Trajectory
+from optbench.metrics import METRICS, Metric
 
 SHAPE, CLASSES, BOUNDS = (3, 8, 8), 4, (-1.0, 1.0)
 
@@ -102,10 +102,10 @@ for _dom in (Blobs, Vectors):
     DOMAINS.register(_dom.name, _dom, replace=True)
 
 
-def _random_search(proxy, domain, n, seed, s):
+def _random_search(ctx, s):
     """A gradient-free optimizer: at level k, the best of k random perturbations of
     each start by the proxy's score (one generator per sample)."""
-    dom = DOMAINS[domain]
+    dom, proxy, n, seed = ctx.domain, ctx.proxy, ctx.n, ctx.seed
     start, _ = dom.load_split("test")
     start = start[torch.arange(n) % len(start)]
     target = torch.arange(n) % dom.num_classes
@@ -120,14 +120,15 @@ def _random_search(proxy, domain, n, seed, s):
                     score = proxy.score(proxy(cand), target, "logit")
                 better = score > best_score
                 best[better], best_score[better] = cand[better], score[better]
-            yield k, best
+            yield Level(k, best, values={"best_score": float(best_score.mean())})
     return Trajectory(start, target, levels())
 
 
 SEARCH = Source(
     name="contract_random_search", knob="tries", pressure="tries", doc="best of k random perturbations",
     settings={"sigma": Setting(float, 0.3, minimum=0.0, doc="perturbation scale")},
-    trajectory=_random_search)
+    values={"best_score": "mean proxy logit of the best try"},
+    run=_random_search)
 SOURCES.register("contract_random_search", SEARCH, replace=True)
 
 METRICS.register("contract_mean_abs", Metric(
@@ -185,7 +186,7 @@ def test_suite_parses_plugins_into_cells_with_their_hashes(local_run):
     cell = suite.cells[0]
     assert cell.domain == "contract_blobs" and cell.proxy == "user_proxy"
     versions = cell.versions()
-    from optbench.models.checkpoints import sha256_of
+    from optbench.model_files import sha256_of
     weights = Blobs.checkpoints / "user_proxy.safetensors"
     assert versions["checkpoints"]["user_proxy"] == sha256_of(weights)[:16]
     assert versions["data"] == DOMAINS["contract_blobs"].fingerprint()
@@ -208,6 +209,9 @@ def test_cells_hold_the_plugin_metric_and_respect_the_domain(local_run):
     search = json.loads((folder / suite.cells[0].cell_id / "curve.json").read_text())["rows"]
     assert [r["tries"] for r in search] == [1, 4, 16]
     assert search[-1]["proxy_logit"] >= search[0]["proxy_logit"]   # best of more tries scores higher
+    assert search[-1]["best_score"] >= search[0]["best_score"]      # the source's own declared value
+    spec = json.loads((folder / suite.cells[0].cell_id / "spec.json").read_text())
+    assert spec["source_values"] == ["best_score"] and spec["goodhart_law"] == "rl_kl"
 
 
 def test_process_pool_and_ray_give_the_same_curves(local_run, tmp_path, monkeypatch):
@@ -239,7 +243,8 @@ def test_summaries_plots_and_report_show_the_plugins(local_run, tmp_path):
     write_suite_outputs(copy)
     summary = (copy / "summary.md").read_text()
     assert "random search" in summary and "pixel ascent" in summary
-    assert "Plug-in metrics at the highest pressure" in summary and "contract_mean_abs" in summary
+    assert "Values of the source itself (contract_random_search)" in summary and "best_score" in summary
+    assert "More metrics at the highest pressure" in summary and "contract_mean_abs" in summary
     csv = (copy / "curves.csv").read_text().splitlines()
     assert "contract_mean_abs" in csv[0].split(",") and len(csv) == 1 + 2 * 3 + 2 * 4
     from optbench.report.plots import curve_panels
@@ -299,7 +304,7 @@ def test_plugin_that_cannot_be_imported_gets_one_clear_line():
 
 
 def test_pickle_weights_are_refused_with_a_conversion_line(tmp_path):
-    from optbench.models.checkpoints import CheckpointError
+    from optbench.errors import CheckpointError
 
     class Pickled(Blobs):
         name = "contract_pickled"
@@ -311,7 +316,8 @@ def test_pickle_weights_are_refused_with_a_conversion_line(tmp_path):
 
 
 def test_torchscript_models_load_and_a_pickle_in_disguise_is_refused(tmp_path):
-    from optbench.models.checkpoints import CheckpointError, load_model
+    from optbench.models.checkpoints import load_model
+    from optbench.errors import CheckpointError
     net = CentroidNet()
     net.load_state_dict(_fit(Blobs(), 1, "proxy_train"))
     torch.jit.script(net).save(str(tmp_path / "proxy.ts"))
@@ -343,7 +349,7 @@ def test_a_plugin_metric_sees_the_proxy_and_keeps_to_its_domains_and_proxy_kinds
     only = {"contract_only_blobs": Metric("contract_only_blobs", "blobs only", compute=record,
                                           domains=("contract_blobs",)),
             "contract_only_gan": Metric("contract_only_gan", "discriminators only", compute=record,
-                                        proxy_kinds=("discriminator",))}
+                                        proxy_kinds=("realness",))}
     for name, m in only.items():
         METRICS.register(name, m)
     try:
@@ -358,6 +364,19 @@ def test_a_plugin_metric_sees_the_proxy_and_keeps_to_its_domains_and_proxy_kinds
         assert out["contract_only_blobs"] == 7 and "contract_only_gan" not in out
         assert seen["domain"] == "contract_blobs" and seen["proxy"] is referee.proxy
         torch.testing.assert_close(seen["logits"], referee.proxy.model(x))
+        # A discriminator-like proxy (kind "realness": one logit of "real" per sample)
+        # gets the metric limited to that kind, and the classifier's metrics still.
+        from optbench.proxies import PROXY_KINDS, as_proxy
+
+        class Realness(nn.Module):
+            def forward(self, x):
+                return x.flatten(1).mean(1)
+        assert "realness" in PROXY_KINDS
+        critic = as_proxy(Realness(), "realness")
+        out = referee.evaluate(x, torch.zeros(7, dtype=torch.long), x, critic)
+        assert out["contract_only_gan"] == 7 and out["contract_only_blobs"] == 7
+        assert seen["proxy"] is critic
+        assert out["proxy_prob"] == pytest.approx(float(torch.sigmoid(x.flatten(1).mean(1)).double().mean()))
     finally:
         for name in only:
             METRICS.unregister(name)

@@ -5,17 +5,25 @@ import math
 import pytest
 import torch
 
-from optbench.models import load_model
+from optbench.models.checkpoints import load_model
 from optbench.models.nets import build
+from optbench.pressure import Context
 from optbench.pressure.crossings import Crossings
-from optbench.pressure.pixel_ascent import pixel_ascent
+from optbench.pressure.pixel_ascent import PIXEL_ASCENT, pixel_ascent
 from optbench.pressure.starts import make_starts
-from optbench.referees.classifiers import logits_of, target_readout
+from optbench.referees.classifiers import logits_of
+from optbench.proxies import class_readout as target_readout
 
 
 @pytest.fixture(scope="module")
 def proxy():
     return load_model("mnist", "proxy_cnn")
+
+
+def ascend(proxy, x0, target, levels, seed=0, crossings=None, **settings) -> dict:
+    """{steps: outputs} of pixel ascent with PIXEL_ASCENT's settings changed by `settings`."""
+    ctx = Context.of(proxy, "mnist", seed=seed, crossings=crossings)
+    return {lv.knob: lv.x for lv in pixel_ascent(ctx, x0, target, levels, PIXEL_ASCENT.defaults(**settings))}
 
 
 def test_equal_proxy_capture_matches_brute_force(proxy):
@@ -24,7 +32,7 @@ def test_equal_proxy_capture_matches_brute_force(proxy):
     x0, target = make_starts("mnist", "real", 6, 3)
     steps = list(range(0, 25))
     crossings = Crossings(6, (0.5, 0.9, 0.99))
-    traj = dict(pixel_ascent(proxy, x0, target, steps, lr=0.05, crossings=crossings))
+    traj = ascend(proxy, x0, target, steps, lr=0.05, crossings=crossings)
     probs = torch.stack([target_readout(logits_of(proxy, traj[k]), target)["prob"] for k in steps])  # (steps, n)
     for t in crossings.thresholds:
         for i in range(6):
@@ -44,27 +52,28 @@ def test_random_sign_control_is_matched_noise_and_ignores_the_proxy(proxy):
     x0 = torch.full((5, 1, 28, 28), 0.5)
     target = torch.arange(5)
     untrained = load_model("mnist", "proxy_cnn_untrained")
-    a = dict(pixel_ascent(proxy, x0, target, [0, 1, 8], lr=0.01, optimizer="random_sign", noise_seed=4))
-    b = dict(pixel_ascent(untrained, x0, target, [0, 1, 8], lr=0.01, optimizer="random_sign", noise_seed=4))
+    a = ascend(proxy, x0, target, [0, 1, 8], seed=4, lr=0.01, optimizer="random_sign")
+    b = ascend(untrained, x0, target, [0, 1, 8], seed=4, lr=0.01, optimizer="random_sign")
     assert torch.equal(a[8], b[8])                                   # no proxy involved
     step = a[1] - x0
     assert torch.allclose(step.abs(), torch.full_like(step, 0.01))   # every pixel moves by lr
     assert abs(float(step.sign().mean())) < 0.05                     # random signs
-    alone = dict(pixel_ascent(proxy, x0[3:4], target[3:4], [0, 8], lr=0.01, optimizer="random_sign", noise_seed=4))
+    alone = ascend(proxy, x0[3:4], target[3:4], [0, 8], seed=4, lr=0.01, optimizer="random_sign")
     assert not torch.equal(alone[8][0], a[8][3])   # noise follows the row, so row 0 alone is sample 0
-    first = dict(pixel_ascent(proxy, x0[:1], target[:1], [0, 8], lr=0.01, optimizer="random_sign", noise_seed=4))
+    first = ascend(proxy, x0[:1], target[:1], [0, 8], seed=4, lr=0.01, optimizer="random_sign")
     assert torch.equal(first[8][0], a[8][0])
-    other = dict(pixel_ascent(proxy, x0, target, [0, 8], lr=0.01, optimizer="random_sign", noise_seed=5))
+    other = ascend(proxy, x0, target, [0, 8], seed=5, lr=0.01, optimizer="random_sign")
     assert not torch.equal(other[8], a[8])
 
 
 def test_untrained_control_is_the_proxy_recipe_at_initialisation():
     from optbench.domains import get_domain
     mnist = get_domain("mnist")
-    from optbench.training.classifiers import MNIST_RECIPES
-    r = MNIST_RECIPES["proxy_cnn_untrained"]
-    assert (r.arch, r.arch_kwargs, r.seed, r.epochs) == ("SmallCNN", MNIST_RECIPES["proxy_cnn"].arch_kwargs,
-                                                         MNIST_RECIPES["proxy_cnn"].seed, 0)
+    from optbench.models.recipes import recipes_for
+    recipes = recipes_for(mnist)
+    r = recipes["proxy_cnn_untrained"]
+    assert (r.arch, r.arch_kwargs, r.seed, r.epochs) == ("SmallCNN", recipes["proxy_cnn"].arch_kwargs,
+                                                         recipes["proxy_cnn"].seed, 0)
     torch.manual_seed(r.seed)
     fresh = build(r.arch, **r.arch_kwargs)
     shipped = load_model("mnist", "proxy_cnn_untrained")
@@ -106,7 +115,7 @@ def test_attributable_departure_against_an_independent_computation():
 
 
 def test_per_seed_replicates_are_cached_and_checked(tmp_path, monkeypatch):
-    from optbench.models.replicates import load_replicate
+    from optbench.training.replicates import load_replicate
     monkeypatch.setenv("OPTBENCH_CACHE", str(tmp_path))
     a, _ = load_replicate("mnist", "proxy_cnn_untrained", 0)
     b, seconds = load_replicate("mnist", "proxy_cnn_untrained", 0)

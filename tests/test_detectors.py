@@ -149,7 +149,7 @@ settings = { start = "real", lr = 0.05, max_steps = 64 }
         write_suite_outputs(tmp_path / "det")
         graded = json.loads((tmp_path / "det" / "detectors.json").read_text())
         assert {r["detector"] for r in graded} == set(dm.DETECTORS)
-        assert all(r["cells"] == 2 and r["gold_truth"] == "gold_ks" for r in graded)
+        assert all(r["cells"] == 2 and r["departure_truth"] == "gold_ks" for r in graded)
         assert (tmp_path / "det" / "plots" / "detectors.png").stat().st_size > 10_000
     finally:
         dm.unregister()

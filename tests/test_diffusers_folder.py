@@ -42,23 +42,23 @@ def domain(tmp_path_factory):
 
 def test_guidance_runs_a_local_diffusers_folder_with_its_own_classes_and_scheduler(domain):
     from optbench.models.checkpoints import load_model
-    from optbench.pressure import SOURCES
+    from optbench.pressure import SOURCES, Context
     from optbench.proxies import ClassifierProxy
     dom, _ = domain
     unet = load_model(dom, "diffusion_unet")
     assert unet.config.num_class_embeds == 4 and unet.scheduler_config["num_train_timesteps"] == 100
     proxy = ClassifierProxy(torch.nn.Linear(1, 1))   # guidance does not read the proxy
-    settings = {**{k: v.default for k, v in SOURCES["guidance"].settings.items()},
-                "scales": [0.0, 2.0], "ddim_steps": 3}
-    traj = SOURCES["guidance"].trajectory(proxy, dom.name, 5, 0, settings)
+    settings = SOURCES["guidance"].defaults(scales=[0.0, 2.0], ddim_steps=3)
+    traj = SOURCES["guidance"].run(Context(proxy, dom, 5, 0), settings)
     levels = list(traj.levels)
-    assert [s for s, _ in levels] == [0.0, 2.0]
-    assert levels[0][1].shape == (5, 1, 8, 8) and traj.target.tolist() == [0, 1, 2, 0, 1]
-    assert not torch.equal(levels[0][1], levels[1][1])   # the scale changes the samples
+    assert [lv.knob for lv in levels] == [0.0, 2.0]
+    assert levels[0].x.shape == (5, 1, 8, 8) and traj.target.tolist() == [0, 1, 2, 0, 1]
+    assert not torch.equal(levels[0].x, levels[1].x)   # the scale changes the samples
 
 
 def test_the_folder_hash_guards_it_and_a_pickle_only_folder_is_refused(domain, tmp_path):
-    from optbench.models.checkpoints import CheckpointError, load_diffusers_unet, model_hash
+    from optbench.models.checkpoints import load_diffusers_unet, model_hash
+    from optbench.errors import CheckpointError
     dom, folder = domain
     assert len(model_hash(dom, "diffusion_unet")) == 64
     config = folder / "unet" / "config.json"

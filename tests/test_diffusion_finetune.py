@@ -7,7 +7,8 @@ import torch
 
 from optbench.domains import get_domain
 from optbench.models.checkpoints import load_model
-from optbench.pressure.diffusion_finetune import conditional_eps, draft_finetune
+from optbench.pressure import SOURCES, Context
+from optbench.pressure.diffusion_finetune import DIFFUSION_FINETUNE, conditional_eps, draft_finetune
 from optbench.pressure.guidance import ddim_sample, guided_samples, initial_noise, make_ddim
 from optbench.proxies import as_proxy
 
@@ -19,9 +20,9 @@ def _run(weight_l2=0.0, steps=16, lr=3e-4):
     model, proxy = load_model(DOM, "diffusion_mlp"), as_proxy(load_model(DOM, "proxy_mlp"))
     labels = torch.arange(64) % dom.num_classes
     x_T = initial_noise(64, 0, dom.shape)
-    levels = list(draft_finetune(model, proxy, x_T, labels, [0, steps], dom.num_classes, lr=lr, batch_size=32,
-                                 ddim_steps=10, weight_l2=weight_l2, seed=0, bounds=dom.bounds))
-    probs = [proxy(x).log_softmax(1).gather(1, labels[:, None]).mean().item() for _, x, _ in levels]
+    s = DIFFUSION_FINETUNE.defaults(lr=lr, batch_size=32, ddim_steps=10, weight_l2=weight_l2)
+    levels = list(draft_finetune(Context.of(proxy, dom), model, x_T, labels, [0, steps], s))
+    probs = [proxy(lv.x).log_softmax(1).gather(1, labels[:, None]).mean().item() for lv in levels]
     return levels, probs, model, x_T, labels
 
 
@@ -30,14 +31,15 @@ def test_draft_raises_the_reward_and_level_zero_is_the_original_model():
     assert probs[1] > probs[0] + 0.02, probs      # mean target log-probability of the outputs rises
     # Level 0: the untouched model's conditional DDIM samples (guidance's w = 1).
     dom = get_domain(DOM)
-    (_, reference), = guided_samples(model, labels, x_T, [1.0], "cfg", "none", 10, bounds=dom.bounds)
-    torch.testing.assert_close(levels[0][1], reference, rtol=0, atol=1e-5)
-    assert levels[0][2]["extras"]["param_l2"] == 0 and levels[1][2]["extras"]["param_l2"] > 0
+    s = SOURCES["guidance"].defaults(scales=[1.0], ddim_steps=10)
+    (reference,) = guided_samples(model, labels, x_T, s, bounds=dom.bounds)
+    torch.testing.assert_close(levels[0].x, reference.x, rtol=0, atol=1e-5)
+    assert levels[0].values["param_l2"] == 0 and levels[1].values["param_l2"] > 0
 
 
 def test_weight_penalty_keeps_the_weights_closer():
-    free = _run(0.0, steps=8)[0][-1][2]["extras"]["param_l2"]
-    held = _run(100.0, steps=8)[0][-1][2]["extras"]["param_l2"]
+    free = _run(0.0, steps=8)[0][-1].values["param_l2"]
+    held = _run(100.0, steps=8)[0][-1].values["param_l2"]
     assert held < 0.5 * free, (held, free)
 
 

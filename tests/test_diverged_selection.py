@@ -110,7 +110,7 @@ def test_a_generator_emitting_inf_is_selected_last(monkeypatch):
             x = G(z)
             return torch.where((z[:, :1] > 0.5), torch.full_like(x, float("inf")), x)
 
-    monkeypatch.setattr(gan_sources, "_generator", lambda proxy, domain, s: InfSometimes())
+    monkeypatch.setattr(gan_sources, "_generator", lambda ctx, s: InfSometimes())
     rows = compute_cell(_spec("best_of_n"), Referee("gmm2", "proxy_mlp")).rows
     z = sample_latents(POOL, seed=0, latent_dim=G.latent_dim)
     D = int((z[:, 0] > 0.5).sum())

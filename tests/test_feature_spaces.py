@@ -7,10 +7,12 @@ import torch
 from optbench.domains import get_domain, referee_as_proxy_error
 
 mnist = get_domain("mnist")
-from optbench.models import load_model, read_manifest
-from optbench.models.checkpoints import PACKAGED, sha256_of
-from optbench.referees import DISTRIBUTION_METRICS, Referee
-from optbench.referees.classifiers import target_readout
+from optbench.models.checkpoints import load_model, read_manifest
+from optbench.model_files import sha256_of
+from optbench.domains.base import PACKAGED_CHECKPOINTS as PACKAGED
+from optbench.referees import Referee
+from optbench.referees.metrics import space_metrics
+from optbench.proxies import class_readout as target_readout
 
 
 def numpy_unbiased_mmd(a: np.ndarray, b: np.ndarray) -> float:
@@ -38,7 +40,7 @@ def test_every_space_has_its_keys_and_the_primary_keeps_plain_names(referee):
     x, y = mnist.load_split("test")
     out = referee.evaluate(x[:32], y[:32], x[:32])
     for space in mnist.feature_spaces:
-        for m in DISTRIBUTION_METRICS:
+        for m in [m.name for m in space_metrics()]:
             key = m if space == mnist.feature_net else f"{m}@{space}"
             assert key in referee.metric_names() and np.isfinite(out[key]), key
     assert "diversity" in out and not any(k.startswith("diversity@") for k in out)
@@ -68,7 +70,7 @@ def test_a_one_space_referee_gives_that_space_plain_names(referee):
     robust = Referee("mnist", "proxy_cnn", features=("judge_robust",))
     x = perturbed(mnist.load_split("test")[0][:64], 0.2, 2)
     ours, everyone = robust.distribution(x), referee.distribution(x)
-    for m in DISTRIBUTION_METRICS:
+    for m in [m.name for m in space_metrics()]:
         assert ours[m] == pytest.approx(everyone[f"{m}@judge_robust"], rel=1e-9, abs=1e-12), m
     with pytest.raises(ValueError, match="features: expected distinct names from judge_bncnn"):
         Referee("mnist", "proxy_cnn", features=("proxy_cnn_w32",))

@@ -8,7 +8,9 @@ import pytest
 import torch
 
 from optbench.models.checkpoints import load_model
-from optbench.pressure.feature_vis import FourierImage, draw_transforms, feature_vis_ascent, spectrum_scale, transform
+from optbench.pressure import Context
+from optbench.pressure.feature_vis import (FEATURE_VIS, FourierImage, draw_transforms, feature_vis_ascent,
+                                           spectrum_scale, transform)
 from optbench.pressure.starts import make_starts
 from optbench.proxies import as_proxy
 
@@ -18,6 +20,13 @@ PRIORS = {"jitter": 2, "scale": 0.1, "rotate": 10.0, "tv": 5.0, "l2": 5.0}
 @pytest.fixture(scope="module")
 def proxy():
     return as_proxy(load_model("mnist", "proxy_cnn"))
+
+
+def ascend(proxy, x0, target, levels, seed=0, sample_ids=None, **settings) -> dict:
+    """{steps: images} of feature_vis_ascent with FEATURE_VIS's settings changed by `settings`."""
+    levels = feature_vis_ascent(Context.of(proxy, "mnist", seed=seed), x0, target, levels,
+                                FEATURE_VIS.defaults(**settings), sample_ids)
+    return {lv.knob: lv.x for lv in levels}
 
 
 def test_fourier_image_equals_lucents_fft_image():
@@ -59,8 +68,7 @@ def test_transform_identity_and_integer_shift():
 @pytest.mark.parametrize("param", ["fourier", "pixel"])
 def test_feature_vis_raises_the_proxy_score(proxy, param):
     x0, target = make_starts("mnist", "real", 16, 0)
-    levels = dict(feature_vis_ascent(proxy, x0, target, [0, 64], lr=0.05 if param == "fourier" else 0.01,
-                                     param=param, **PRIORS))
+    levels = ascend(proxy, x0, target, [0, 64], lr=0.05 if param == "fourier" else 0.01, param=param, **PRIORS)
     with torch.no_grad():
         before = proxy(levels[0]).softmax(1).gather(1, target[:, None]).mean()
         after = proxy(levels[64]).softmax(1).gather(1, target[:, None]).mean()
@@ -71,8 +79,7 @@ def test_feature_vis_raises_the_proxy_score(proxy, param):
 @pytest.mark.kernels
 def test_a_sample_does_not_depend_on_its_batch(proxy):
     x0, target = make_starts("mnist", "real", 12, 3)
-    batch = dict(feature_vis_ascent(proxy, x0, target, [0, 8], seed=3, **PRIORS))[8]
+    batch = ascend(proxy, x0, target, [0, 8], seed=3, **PRIORS)[8]
     for i in (0, 7):
-        alone = dict(feature_vis_ascent(proxy, x0[i:i + 1], target[i:i + 1], [0, 8], seed=3,
-                                        sample_ids=[i], **PRIORS))[8]
+        alone = ascend(proxy, x0[i:i + 1], target[i:i + 1], [0, 8], seed=3, sample_ids=[i], **PRIORS)[8]
         assert torch.equal(alone[0], batch[i]), i

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from optbench.models.checkpoints import load_model
-from optbench.models.gan import DCGANDiscriminator, DCGANGenerator, generate, sample_latents
+from optbench.models.gan import DCGANDiscriminator, DCGANGenerator, sample_latents
+from optbench.pressure import SOURCES, Context
 from optbench.pressure.generator import generator_finetune, latent_ascent
 from optbench.proxies import ClassifierProxy, RealnessProxy, as_proxy
 from optbench.training.gan import GAN_RECIPE, train_gan
@@ -33,16 +33,16 @@ def test_finetune_leaves_discriminator_bit_identical_and_moves_generator():
     d_before = {k: v.clone() for k, v in D.state_dict().items()}
     g_before = {k: v.clone() for k, v in G.state_dict().items()}
     z = sample_latents(16, seed=0, latent_dim=8)
-    levels = list(generator_finetune(G, D, z, None, [0, 5, 20], lr=1e-3, batch_size=8,
-                                     seed=0, objective="log_prob"))
+    s = SOURCES["generator_finetune"].defaults(lr=1e-3, batch_size=8, objective="log_prob")
+    levels = list(generator_finetune(Context.of(D, "mnist"), G, z, torch.zeros(16, dtype=torch.long), [0, 5, 20], s))
     for k, v in D.state_dict().items():
         assert torch.equal(v, d_before[k]), k            # bit-identical, not merely close
     for k, v in G.state_dict().items():                  # the original G is not touched either
         assert torch.equal(v, g_before[k]), k
-    assert levels[0][2]["extras"]["param_l2"] == 0.0
-    assert levels[-1][2]["extras"]["param_l2"] > levels[1][2]["extras"]["param_l2"] > 0
+    assert levels[0].values["param_l2"] == 0.0
+    assert levels[-1].values["param_l2"] > levels[1].values["param_l2"] > 0
     # It did what it was asked: the frozen D likes the last outputs more than the first.
-    assert D(levels[-1][1]).mean() > D(levels[0][1]).mean()
+    assert D(levels[-1].x).mean() > D(levels[0].x).mean()
 
 
 @pytest.mark.kernels
@@ -50,12 +50,13 @@ def test_latent_ascent_per_sample_and_raises_score():
     G, D = _small_gan(1)
     z = sample_latents(12, seed=3, latent_dim=8)
     assert torch.equal(sample_latents(5, seed=3, latent_dim=8), z[:5])   # per-sample seeds
-    batch = list(latent_ascent(G, D, z, None, [0, 4, 16], lr=0.05, objective="logit"))
-    alone = list(latent_ascent(G, D, z[7:8], None, [0, 4, 16], lr=0.05, objective="logit"))
-    for (_, xb, _), (_, xa, _) in zip(batch, alone):
-        assert torch.equal(xb[7:8], xa)   # bit-identical: fixed-shape chunks
-    assert batch[0][2]["extras"]["latent_l2"] == 0
-    scores = [float(D(x).mean()) for _, x, _ in batch]
+    s, ctx = SOURCES["latent_ascent"].defaults(lr=0.05, objective="logit"), Context.of(D, "mnist")
+    batch = list(latent_ascent(ctx, G, z, None, [0, 4, 16], s))
+    alone = list(latent_ascent(ctx, G, z[7:8], None, [0, 4, 16], s))
+    for b, a in zip(batch, alone):
+        assert torch.equal(b.x[7:8], a.x)   # bit-identical: fixed-shape chunks
+    assert batch[0].values["latent_l2"] == 0
+    scores = [float(D(level.x).mean()) for level in batch]
     assert scores[2] > scores[1] > scores[0]
 
 
@@ -142,13 +143,13 @@ def test_goodhart_fits_recover_law_with_bootstrap_over_seeds(tmp_path):
     a, b = 0.6, 0.25
     cells = _fake_cells(lambda d: d * (a - b * d), "sqrt_kl", "best_of_n")
     (row,) = fit_curves(cells, n_boot=100)
-    assert row["law"] == "bon" and not row["poor"]
+    assert row["law"] == "best_of_n" and not row["poor"]
     assert row["a_lo"] <= a <= row["a_hi"] and row["b_lo"] <= b <= row["b_hi"]
     assert row["peak_d"] == pytest.approx(a / (2 * b), rel=0.1)
     # A curve that is not the law (a step) is flagged as a poor fit.
     step = _fake_cells(lambda d: 0.5 * (d > 1.0), "latent_l2", "latent_ascent")
     (bad,) = fit_curves(step, n_boot=20)
-    assert bad["law"] == "rl" and bad["poor"]
+    assert bad["law"] == "rl_kl" and bad["poor"]
     text = fits_markdown([row, bad])
     assert text.count("poor fit: see the residual") == 1 and text.count("\n| ") == 2
     fits_figure(cells + step, [row, bad], tmp_path / "g.png")

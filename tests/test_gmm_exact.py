@@ -1,4 +1,4 @@
-"""Exactness of the Gaussian-mixture gold (optbench/gold/gmm.py, optbench/gold/models.py)
+"""Exactness of the Gaussian-mixture gold (optbench/gold/gmm.py, optbench/models/exact.py)
 against independent computations: scipy's densities, torch.distributions with autograd,
 Monte-Carlo estimates with tolerances from their standard errors, and analytic moments.
 Nothing here compares the code with numbers it produced itself."""
@@ -14,7 +14,7 @@ from scipy.special import logsumexp
 
 from optbench.domains import get_domain
 from optbench.gold.gmm import GaussianMixture, MixtureReferee, random_mixture
-from optbench.gold.models import BayesClassifier, ExactDiffusion, ExactNoisyPosterior, MixtureSampler
+from optbench.models.exact import BayesClassifier, ExactDiffusion, ExactNoisyPosterior, MixtureSampler
 
 
 # -- the mixtures under test ---------------------------------------------------------------

@@ -42,12 +42,13 @@ def test_exact_diffusion_at_w1_samples_the_data_and_guidance_leaves_it():
     """DDIM on the analytic score (1,000 steps) draws from the mixture: its typicality is
     within the exact null at n = 128. A strong CFG scale pushes samples off it."""
     from optbench.models.checkpoints import load_model
-    from optbench.pressure.guidance import guided_samples, initial_noise
+    from optbench.pressure.guidance import GUIDANCE_SOURCE, guided_samples, initial_noise
     dom = get_domain("gmm2")
     unet = load_model("gmm2", "diffusion_exact")
     labels = torch.arange(128) % 4
-    out = dict(guided_samples(unet, labels, initial_noise(128, 0, dom.shape), [1.0, 30.0], "cfg", "none",
-                              1000, bounds=dom.bounds))
+    s = GUIDANCE_SOURCE.defaults(scales=[1.0, 30.0], ddim_steps=1000)
+    out = {lv.knob: lv.x for lv in guided_samples(unet, labels, initial_noise(128, 0, dom.shape), s,
+                                                  bounds=dom.bounds)}
     gold = dom.gold()
     null = gold.null(128, draws=300)
     w1 = {k: float(v.mean()) for k, v in gold.per_sample(out[1.0], labels).items()}
@@ -167,14 +168,15 @@ def test_with_the_exact_model_cfg_at_w_is_classifier_guidance_at_s_equal_w():
     classifier-free guidance at scale w and classifier guidance (exact noisy posterior,
     unconditional base) at s = w take the same DDIM steps."""
     from optbench.models.checkpoints import load_model
-    from optbench.pressure.guidance import guided_samples, initial_noise
+    from optbench.pressure.guidance import GUIDANCE_SOURCE, guided_samples, initial_noise
     dom = get_domain("gmm2")
     unet, clf = load_model("gmm2", "diffusion_exact"), load_model("gmm2", "noisy_exact")
     labels = torch.arange(16) % 4
     x_T = initial_noise(16, 3, dom.shape)
-    cfg = dict(guided_samples(unet, labels, x_T, [0.0, 3.0, 10.0], "cfg", "none", 20, bounds=dom.bounds))
-    cls = dict(guided_samples(unet, labels, x_T, [0.0, 3.0, 10.0], "classifier", "none", 20, base="uncond",
-                              classifier=clf, bounds=dom.bounds))
+    s = GUIDANCE_SOURCE.defaults(scales=[0.0, 3.0, 10.0], ddim_steps=20)
+    cfg = {lv.knob: lv.x for lv in guided_samples(unet, labels, x_T, s, bounds=dom.bounds)}
+    s |= {"guidance": "classifier", "base": "uncond"}
+    cls = {lv.knob: lv.x for lv in guided_samples(unet, labels, x_T, s, clf, bounds=dom.bounds)}
     for w in cfg:
         assert torch.allclose(cfg[w], cls[w], atol=1e-4), w
     assert (cfg[10.0] - cfg[0.0]).abs().max() > 0.1     # and guidance does move the samples

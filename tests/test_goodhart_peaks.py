@@ -110,7 +110,7 @@ def test_peak_text():
 
 def test_a_vanishing_log_law_curvature_is_an_unbounded_peak_not_an_overflow():
     from optbench.report.fits import FORMS
-    peak = FORMS["rl"][1]
+    peak = FORMS["rl_kl"][1]
     assert peak(1.0, 1e-6) == math.inf          # exp(1e6) would raise OverflowError
     assert peak(2.0, 1.0) == pytest.approx(math.e)
     assert peak(1.0, -0.5) == math.inf

@@ -2,16 +2,23 @@
 import pytest
 import torch
 
-from optbench.models import load_model
-from optbench.models.diffusion import NULL_CLASS, SCHEDULER_CONFIG, null_class
-from optbench.pressure.guidance import cfg_eps, guided_samples, initial_noise, make_ddim
+from optbench.models.checkpoints import load_model
+from optbench.models.diffusion import SCHEDULER_CONFIG, null_class
+from optbench.pressure.guidance import GUIDANCE_SOURCE, cfg_eps, guided_samples, initial_noise, make_ddim
 
 STEPS = 5
+NULL = 10   # MNIST's null label: the number of its classes
 
 
 @pytest.fixture(scope="module")
 def unet():
     return load_model("mnist", "diffusion_unet")
+
+
+def sample(unet, labels, x_T, scales, guidance, clip, steps, classifier=None, **settings) -> dict:
+    """{scale: outputs} of guided_samples with GUIDANCE_SOURCE's settings otherwise."""
+    s = GUIDANCE_SOURCE.defaults(scales=scales, guidance=guidance, clip=clip, ddim_steps=steps, **settings)
+    return {lv.knob: lv.x for lv in guided_samples(unet, labels, x_T, s, classifier)}
 
 
 @pytest.fixture(scope="module")
@@ -37,17 +44,17 @@ def diffusers_loop(unet, x_T, labels, steps, clip_sample):
 def test_unguided_sampling_matches_diffusers_loop(unet, clip):
     labels = torch.arange(6) % 10
     x_T = initial_noise(6, seed=3)
-    ((_, ours),) = guided_samples(unet, labels, x_T, [1.0], "cfg", clip, STEPS)
+    ours = sample(unet, labels, x_T, [1.0], "cfg", clip, STEPS)[1.0]
     theirs = diffusers_loop(unet, x_T, labels, STEPS, clip_sample=clip != "none")
     torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-5)
 
 
 def test_unconditional_is_w_zero(unet):
-    assert null_class(unet) == NULL_CLASS == 10   # read from the model: its last class embedding
+    assert null_class(unet) == NULL   # read from the model: its last class embedding
     labels = torch.arange(4) % 10
     x_T = initial_noise(4, seed=4)
-    ((_, ours),) = guided_samples(unet, labels, x_T, [0.0], "cfg", "none", STEPS)
-    theirs = diffusers_loop(unet, x_T, torch.full_like(labels, NULL_CLASS), STEPS, False)
+    ours = sample(unet, labels, x_T, [0.0], "cfg", "none", STEPS)[0.0]
+    theirs = diffusers_loop(unet, x_T, torch.full_like(labels, NULL), STEPS, False)
     torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-5)
 
 
@@ -56,7 +63,7 @@ def test_cfg_combines_the_two_predictions(unet):
     labels, t = torch.tensor([1, 5, 7]), torch.tensor(500)
     with torch.no_grad():
         eps_c = unet(x, t, class_labels=labels).sample
-        eps_u = unet(x, t, class_labels=torch.full_like(labels, NULL_CLASS)).sample
+        eps_u = unet(x, t, class_labels=torch.full_like(labels, NULL)).sample
     guided = cfg_eps(unet, labels, 3.0, (0, 999), "fp32")(x, t)
     torch.testing.assert_close(guided, eps_u + 3.0 * (eps_c - eps_u), atol=1e-5, rtol=1e-4)
     outside = cfg_eps(unet, labels, 3.0, (0, 100), "fp32")(x, t)  # t outside the interval
@@ -67,17 +74,15 @@ def test_cfg_combines_the_two_predictions(unet):
 def test_classifier_guidance_at_zero_is_unguided(unet, classifier, base, cfg_w):
     labels = torch.arange(4) % 10
     x_T = initial_noise(4, seed=5)
-    ((_, guided),) = guided_samples(unet, labels, x_T, [0.0], "classifier", "none", STEPS,
-                                    base=base, classifier=classifier)
-    ((_, plain),) = guided_samples(unet, labels, x_T, [cfg_w], "cfg", "none", STEPS)
+    guided = sample(unet, labels, x_T, [0.0], "classifier", "none", STEPS, classifier, base=base)[0.0]
+    plain = sample(unet, labels, x_T, [cfg_w], "cfg", "none", STEPS)[cfg_w]
     torch.testing.assert_close(guided, plain, atol=1e-6, rtol=0)
 
 
 def test_classifier_guidance_raises_the_classifier_log_prob(unet, classifier):
     labels = torch.arange(10)
     x_T = initial_noise(10, seed=6)
-    outs = dict(guided_samples(unet, labels, x_T, [0.0, 30.0], "classifier", "none", STEPS,
-                               base="uncond", classifier=classifier))
+    outs = sample(unet, labels, x_T, [0.0, 30.0], "classifier", "none", STEPS, classifier, base="uncond")
     def logp(x):
         t = torch.zeros(len(x), dtype=torch.long)
         return classifier(x * 2 - 1, t).log_softmax(1).gather(1, labels[:, None]).mean()
@@ -91,8 +96,8 @@ def test_a_sample_does_not_depend_on_its_batch(unet):
     x_T = initial_noise(41, seed=7)
     alone = initial_noise(1, seed=7)
     assert torch.equal(alone[0], x_T[0])
-    ((_, batch),) = guided_samples(unet, labels, x_T, [2.0], "cfg", "none", 2)
-    ((_, single),) = guided_samples(unet, labels[40:], x_T[40:], [2.0], "cfg", "none", 2)
+    batch = sample(unet, labels, x_T, [2.0], "cfg", "none", 2)[2.0]
+    single = sample(unet, labels[40:], x_T[40:], [2.0], "cfg", "none", 2)[2.0]
     assert torch.equal(single[0], batch[40])
 
 

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from optbench.models.checkpoints import load_model
-from optbench.pressure.pixel_ascent import pixel_ascent
+from optbench.pressure import Context
+from optbench.pressure.pixel_ascent import PIXEL_ASCENT, pixel_ascent
 from optbench.pressure.starts import make_starts
 
 torchattacks = pytest.importorskip("torchattacks")
@@ -16,8 +17,8 @@ torchattacks = pytest.importorskip("torchattacks")
 def _both(norm: str, eps: float, alpha: float, steps: int):
     model = load_model("mnist", "proxy_cnn").eval()
     x0, target = make_starts("mnist", "real", 128, 0)
-    ours = list(pixel_ascent(model, x0, target, [0, steps], lr=alpha, optimizer="steepest",
-                             objective="log_prob", norm=norm, eps=eps))[-1][1]
+    ours = list(pixel_ascent(Context.of(model, "mnist"), x0, target, [0, steps], PIXEL_ASCENT.defaults(
+        lr=alpha, optimizer="steepest", objective="log_prob", norm=norm, eps=eps)))[-1].x
     kind = torchattacks.PGD if norm == "linf" else torchattacks.PGDL2
     attack = kind(model, eps=eps, alpha=alpha, steps=steps, random_start=False)
     attack.set_mode_targeted_by_function(lambda images, labels: target)

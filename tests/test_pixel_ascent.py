@@ -1,10 +1,12 @@
 import pytest
 import torch
 
-from optbench.models import load_model
-from optbench.pressure.pixel_ascent import log_levels, pixel_ascent
+from optbench.models.checkpoints import load_model
+from optbench.pressure import Context
+from optbench.pressure.pixel_ascent import PIXEL_ASCENT, log_levels, pixel_ascent
 from optbench.pressure.starts import make_starts
-from optbench.referees.classifiers import logits_of, target_readout
+from optbench.referees.classifiers import logits_of
+from optbench.proxies import class_readout as target_readout
 
 
 @pytest.fixture(scope="module")
@@ -12,9 +14,9 @@ def proxy():
     return load_model("mnist", "proxy_cnn")
 
 
-def final(proxy, x0, target, steps, **kw):
-    *_, (_, x) = pixel_ascent(proxy, x0, target, [0, steps], **kw)
-    return x
+def final(proxy, x0, target, steps, **settings):
+    *_, last = pixel_ascent(Context.of(proxy, "mnist"), x0, target, [0, steps], PIXEL_ASCENT.defaults(**settings))
+    return last.x
 
 
 def test_levels_are_log_spaced():
@@ -101,6 +103,6 @@ def test_pixel_ascent_against_a_discriminator_raises_its_logit():
     from optbench.pressure.starts import make_starts
     D = load_model("mnist", "gan_discriminator")
     x0, target = make_starts("mnist", "real", 8, seed=0)
-    levels = list(pixel_ascent(D, x0, target, [0, 4, 16], lr=0.01))
-    scores = [float(D(x).mean()) for _, x in levels]
+    levels = list(pixel_ascent(Context.of(D, "mnist"), x0, target, [0, 4, 16], PIXEL_ASCENT.defaults(lr=0.01)))
+    scores = [float(D(level.x).mean()) for level in levels]
     assert scores[2] > scores[1] > scores[0]

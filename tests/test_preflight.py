@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from optbench.models.checkpoints import CheckpointError
+from optbench.errors import CheckpointError
 
 CLASSES = 6
 SHAPE = [1, 8, 8]

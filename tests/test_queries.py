@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from optbench.pressure import SOURCES
+from optbench.pressure import SOURCES, Context
 from optbench.pressure.crossings import Crossings
 from optbench.pressure.generator import generator_finetune, latent_ascent
 from optbench.pressure.pixel_ascent import pixel_ascent
@@ -36,15 +36,20 @@ class CountingMLP(nn.Module):
 
 
 def _declared(source: str, settings: dict, knob: float) -> tuple[float, float]:
-    s = {k: v.default for k, v in SOURCES[source].settings.items()} | settings
-    return SOURCES[source].queries(s, knob, N)
+    return SOURCES[source].queries(SOURCES[source].defaults(**settings), knob, N)
+
+
+def _ctx(proxy, crossings=None) -> Context:
+    """gmm2: a 2-d domain in [-1, 1] with 4 classes."""
+    return Context.of(proxy, "gmm2", N, 0, crossings)
 
 
 def test_pixel_ascent_queries_are_counted_exactly():
     for optimizer in ("adam", "random_sign"):
         proxy = CountingMLP()
         x0, target = torch.rand(N, 2) * 2 - 1, torch.arange(N) % 4
-        for steps, _ in pixel_ascent(proxy, x0, target, [0, 1, 4, 16], optimizer=optimizer, bounds=(-1, 1)):
+        s = SOURCES["pixel_ascent"].defaults(optimizer=optimizer)
+        for steps in (lv.knob for lv in pixel_ascent(_ctx(proxy), x0, target, [0, 1, 4, 16], s)):
             fwd, bwd = _declared("pixel_ascent", {"optimizer": optimizer}, steps)
             assert (proxy.forward_rows, proxy.backward_rows) == (fwd * N, bwd * N), (optimizer, steps)
 
@@ -55,7 +60,8 @@ def test_feature_vis_queries_are_counted_exactly():
     from optbench.pressure.feature_vis import feature_vis_ascent
     proxy = CountingMLP(inputs=64)
     x0, target = torch.rand(N, 1, 8, 8), torch.arange(N) % 4
-    for steps, _ in feature_vis_ascent(proxy, x0, target, [0, 1, 4, 16], jitter=1, rotate=5.0, tv=1.0):
+    s = SOURCES["feature_vis"].defaults(jitter=1, rotate=5.0, tv=1.0)
+    for steps in (lv.knob for lv in feature_vis_ascent(Context.of(proxy, "mnist"), x0, target, [0, 1, 4, 16], s)):
         fwd, bwd = _declared("feature_vis", {}, steps)
         assert (proxy.forward_rows, proxy.backward_rows) == (fwd * N, bwd * N), steps
 
@@ -67,7 +73,8 @@ def test_search_queries_are_counted_exactly():
     for algorithm, encoding in (("random_search", "direct"), ("cma_es", "direct"), ("genetic", "direct")):
         proxy = CountingMLP()
         x0, target = torch.rand(N, 2) * 2 - 1, torch.arange(N) % 4
-        for gens, _, _ in search(proxy, x0, target, [0, 1, 3], algorithm, population=4, bounds=(-1, 1)):
+        s = SOURCES[algorithm].defaults(population=4)
+        for gens in (lv.knob for lv in search(_ctx(proxy), x0, target, [0, 1, 3], s, algorithm)):
             fwd, bwd = _declared(algorithm, {"population": 4}, gens)
             assert (proxy.forward_rows, proxy.backward_rows) == (fwd * N, bwd * N), (algorithm, gens)
 
@@ -77,12 +84,15 @@ def test_generator_sources_queries_are_counted_exactly():
     G = nn.Sequential(nn.Linear(3, 2), nn.Tanh())
     G.latent_dim = 3
     proxy = CountingMLP()
-    for steps, _, _ in latent_ascent(G, proxy, torch.randn(N, 3), torch.arange(N) % 4, [0, 2, 8], 0.05, "logit"):
+    s = SOURCES["latent_ascent"].defaults(lr=0.05, objective="logit")
+    for steps in (lv.knob for lv in latent_ascent(_ctx(proxy), G, torch.randn(N, 3), torch.arange(N) % 4, [0, 2, 8], s)):
         fwd, bwd = _declared("latent_ascent", {}, steps)
         assert (proxy.forward_rows, proxy.backward_rows) == (fwd * N, bwd * N)
     proxy = CountingMLP()
     batch = 32
-    for steps, _, _ in generator_finetune(G, proxy, torch.randn(N, 3), 1, [0, 2, 8], 1e-3, batch, 0, "log_prob"):
+    s = SOURCES["generator_finetune"].defaults(lr=1e-3, batch_size=batch, objective="log_prob", target_class=1)
+    for steps in (lv.knob for lv in generator_finetune(_ctx(proxy), G, torch.randn(N, 3), torch.full((N,), 1),
+                                                       [0, 2, 8], s)):
         fwd, bwd = _declared("generator_finetune", {"batch_size": batch}, steps)
         assert (proxy.forward_rows, proxy.backward_rows) == (fwd * N, bwd * N), steps
 
@@ -95,8 +105,9 @@ def test_diffusion_finetune_queries_are_counted_exactly():
     from optbench.pressure.guidance import initial_noise
     proxy = CountingMLP()
     model = load_model("gmm2", "diffusion_mlp")
-    for steps, _, _ in draft_finetune(model, proxy, initial_noise(N, 0, (2,)), torch.arange(N) % 4, [0, 1, 3], 4,
-                                      batch_size=8, ddim_steps=4, bounds=(-1.0, 1.0)):
+    s = SOURCES["diffusion_finetune"].defaults(batch_size=8, ddim_steps=4)
+    for steps in (lv.knob for lv in draft_finetune(_ctx(proxy), model, initial_noise(N, 0, (2,)), torch.arange(N) % 4,
+                                                   [0, 1, 3], s)):
         fwd, bwd = _declared("diffusion_finetune", {"batch_size": 8}, steps)
         assert (proxy.forward_rows, proxy.backward_rows) == (fwd * N, bwd * N), steps
 
@@ -106,7 +117,7 @@ def test_crossings_probe_is_not_charged_to_the_optimizer():
     measurement, outside the declared count."""
     proxy = CountingMLP()
     x0, target = torch.rand(N, 2) * 2 - 1, torch.arange(N) % 4
-    list(pixel_ascent(proxy, x0, target, [0, 4], crossings=Crossings(N), bounds=(-1, 1)))
+    list(pixel_ascent(_ctx(proxy, Crossings(N)), x0, target, [0, 4], SOURCES["pixel_ascent"].defaults()))
     fwd, bwd = _declared("pixel_ascent", {}, 4)
     assert (proxy.forward_rows, proxy.backward_rows) == (fwd * N + N, bwd * N)
 
@@ -120,8 +131,9 @@ def test_classifier_guidance_counts_its_classifier_and_cfg_counts_none():
     clf = CountingMLP()
     labels = torch.arange(N) % 4
     s = {"guidance": "classifier", "ddim_steps": 10, "interval_lo": 300, "interval_hi": 800}
-    for scale, _ in guided_samples(unet, labels, initial_noise(N, 0, dom.shape), [0.0, 2.0], "classifier", "none",
-                                   10, "uncond", clf, (300, 800), bounds=dom.bounds):
+    full = SOURCES["guidance"].defaults(**s, scales=[0.0, 2.0], base="uncond")
+    for scale in (lv.knob for lv in guided_samples(unet, labels, initial_noise(N, 0, dom.shape), full, clf,
+                                                   bounds=dom.bounds)):
         if scale == 0.0:
             assert clf.forward_rows == 0
     fwd, bwd = _declared("guidance", s, 2.0)

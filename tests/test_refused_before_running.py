@@ -81,7 +81,7 @@ def test_a_cell_whose_null_fails_is_failed_not_stored_with_an_empty_null(monkeyp
     from optbench.runner import compute_or_traceback
     from optbench.suite import parse_suite
 
-    def no_null(self, n):
+    def no_null(self, n, proxy=None):
         raise ValueError("n: expected 6..5 (half the pool of 10 real digits), got 16")
     monkeypatch.setattr(Referee, "null", no_null)
     spec = parse_suite(TINY).cells[0]

@@ -358,7 +358,7 @@ def test_long_labels_make_short_distinct_grid_files(tmp_path):
     digest = lambda s: hashlib.sha256(s.encode()).hexdigest()[:8]  # noqa: E731
     assert grids == sorted(f"grid_{'a' * 80}_{digest(s)}.png" for s in (long_a, long_b))
     assert f"### {long_a}" in (suite / "report.md").read_text()    # headings keep the label
-    from optbench.report.text import unique_slugs                   # short ones keep their names
+    from optbench.text import unique_slugs                   # short ones keep their names
     assert unique_slugs(["Adam [proxy_cnn]", "tiny start=real", "a b", "a_b"]) == {
         "Adam [proxy_cnn]": "Adam__proxy_cnn", "tiny start=real": "tiny_start_real", "a b": "a_b",
         "a_b": "a_b_" + hashlib.sha256(b"a_b").hexdigest()[:6]}
@@ -389,7 +389,7 @@ def test_judges_not_named_judge_star_get_their_column():
 
 
 def test_grid_rows_are_labelled_at_each_rows_middle_on_non_square_images(tmp_path, monkeypatch):
-    import optbench.report.grids as grids
+    import optbench.grids as grids
     folder = write_cell(tmp_path, "c0", "c", hw=(8, 24))
     ticks = {}
     close = grids.plt.close

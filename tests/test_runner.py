@@ -1,13 +1,13 @@
 """Cells: determinism, storage, resume, corruption and failure handling, the CLI."""
 import json
-import math
 import os
 import shutil
 
 import pytest
 
 from optbench.cli import main as cli
-from optbench.runner import cell_is_complete, compute_cell, run_suite, write_cell
+from optbench.runner import compute_cell, run_suite
+from optbench.storage import cell_is_complete
 from optbench.suite import parse_suite
 
 TINY = """
@@ -111,10 +111,11 @@ def test_cli_run_then_plot_writes_summary_and_plots(tmp_path, capsys):
     assert [r["label"] for r in summary] == ["tiny start=real", "tiny start=noise"]
     assert all(r["seeds"] == 2 for r in summary)
     summary_md = (out / "summary.md").read_text()
-    # eight tables, two curves each: summary, judges, KID departure per feature space, proxy
-    # compute, fits, equal proxy score, equal proxy compute (pixel ascent spends queries), and
-    # KID at equal proxy score per feature space
-    assert summary_md.count("| tiny start=") == 16
+    # ten tables, two curves each: summary, judges, KID departure per feature space, the
+    # other metrics' departures, the registry's at_max metrics, proxy compute, fits, equal
+    # proxy score, equal proxy compute (pixel ascent spends queries), and KID at equal
+    # proxy score per feature space
+    assert summary_md.count("| tiny start=") == 20
     assert "## Equal proxy compute" in summary_md
     assert "## Goodhart-law fits" in summary_md
     assert f"optbench run {suite_file} --out {tmp_path} --device cpu" in summary_md
@@ -202,7 +203,8 @@ def test_cli_list_names_every_model_source_and_metric(capsys):
             assert f"model {name}:" in out
     for name in SOURCES:
         assert f"  {name} (knob:" in out
-    assert "  c2st:" in out and "  judge_conf:" in out
+    assert "  c2st (set, referee, departs high, null pool" in out and "  judge_conf (sample" in out
+    assert "  gold_ks (set, gold, departs high, null law" in out and "  det_energy (sample, detector" in out
 
 
 def test_meta_records_the_kernels_and_another_kernel_set_stays_within_tolerance(tiny_dir, tmp_path):
@@ -213,7 +215,7 @@ def test_meta_records_the_kernels_and_another_kernel_set_stays_within_tolerance(
     import subprocess
     import sys
     import torch
-    code = ("import sys; from pathlib import Path; from optbench.runner import run_suite, setup_torch; "
+    code = ("import sys; from pathlib import Path; from optbench.runner import run_suite; from optbench.workers import setup_torch; "
             "from optbench.suite import parse_suite; setup_torch(1); "
             "run_suite(parse_suite(sys.stdin.read()), Path(sys.argv[1]), device='cpu', log=lambda *_: None)")
     env = {**os.environ, "ATEN_CPU_CAPABILITY": "default"}

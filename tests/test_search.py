@@ -9,11 +9,20 @@ import torch
 from torch import nn
 
 from optbench.models.checkpoints import load_model
+from optbench.pressure import SOURCES, Context
 from optbench.pressure.search import cppn_genes, cppn_render, search
 from optbench.pressure.starts import make_starts
 from optbench.proxies import as_proxy
 
 CASES = [("random_search", "direct"), ("cma_es", "direct"), ("genetic", "direct"), ("genetic", "cppn")]
+
+
+def run_search(proxy, x0, target, levels, algorithm, population, sigma, encoding="direct", seed=0,
+               sample_ids=None) -> list:
+    """The Levels of `algorithm` on [0, 1] (mnist's bounds) with its settings' defaults otherwise."""
+    s = SOURCES[algorithm].defaults(population=population, sigma=sigma,
+                                    **({"encoding": encoding} if algorithm == "genetic" else {}))
+    return list(search(Context.of(proxy, "mnist", seed=seed), x0, target, levels, s, algorithm, sample_ids))
 
 
 class Bowl(nn.Module):
@@ -34,7 +43,7 @@ def test_search_finds_the_optimum_of_a_bowl(algorithm):
     c = torch.linspace(0.2, 0.8, 8)
     x0, target = torch.zeros(4, 8), torch.zeros(4, dtype=torch.long)
     sigma = 0.3 if algorithm == "cma_es" else 0.05
-    *_, (gens, x, info) = search(Bowl(c), x0, target, [0, 200], algorithm, 16, sigma, seed=1)
+    x = run_search(Bowl(c), x0, target, [0, 200], algorithm, 16, sigma, seed=1)[-1].x
     err = (x - c).norm(dim=1)
     # measured: random search 0.04, the GA 0.008, CMA-ES 0 (to float32); the start is 1.52 away
     assert err.max() < {"random_search": 0.1, "genetic": 0.05, "cma_es": 0.01}[algorithm], err
@@ -50,7 +59,7 @@ def test_search_raises_the_proxy_score_and_keeps_the_best(proxy, algorithm, enco
     x0, target = make_starts("mnist", "real", 6, 0)
     sigma = 0.5 if encoding == "cppn" else 0.1
     scores = []
-    for gens, x, info in search(proxy, x0, target, [0, 4, 16], algorithm, 16, sigma, encoding=encoding, seed=0):
+    for x in (lv.x for lv in run_search(proxy, x0, target, [0, 4, 16], algorithm, 16, sigma, encoding)):
         with torch.no_grad():
             scores.append(proxy(x).gather(1, target[:, None]).squeeze(1))
         assert x.min() >= 0 and x.max() <= 1
@@ -62,10 +71,10 @@ def test_search_raises_the_proxy_score_and_keeps_the_best(proxy, algorithm, enco
 @pytest.mark.parametrize("algorithm,encoding", CASES)
 def test_a_sample_does_not_depend_on_its_batch(proxy, algorithm, encoding):
     x0, target = make_starts("mnist", "real", 5, 4)
-    batch = list(search(proxy, x0, target, [0, 3], algorithm, 8, 0.1, encoding=encoding, seed=4))[-1][1]
+    batch = run_search(proxy, x0, target, [0, 3], algorithm, 8, 0.1, encoding, seed=4)[-1].x
     for i in (0, 3):
-        alone = list(search(proxy, x0[i:i + 1], target[i:i + 1], [0, 3], algorithm, 8, 0.1, encoding=encoding,
-                            seed=4, sample_ids=[i]))[-1][1]
+        alone = run_search(proxy, x0[i:i + 1], target[i:i + 1], [0, 3], algorithm, 8, 0.1, encoding,
+                           seed=4, sample_ids=[i])[-1].x
         assert torch.equal(alone[0], batch[i]), (algorithm, encoding, i)
 
 

@@ -77,7 +77,7 @@ def test_kl_bound_and_quantilizer():
     assert quantilizer_mean(scores, scores, 1.0) == pytest.approx(4.5)
 
 
-@pytest.mark.parametrize("form, a, b", [("bon", 1.2, 0.3), ("rl", 0.8, 0.25)])
+@pytest.mark.parametrize("form, a, b", [("best_of_n", 1.2, 0.3), ("rl_kl", 0.8, 0.25)])
 def test_fit_recovers_known_coefficients_from_noisy_data(form, a, b):
     rng = np.random.default_rng(1)
     d = np.linspace(0.1, 6, 60)

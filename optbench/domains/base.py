@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from optbench.errors import first_line
+from optbench.errors import DomainError, first_line
 
 # The split names every shipped recipe and source uses. A domain may cut fewer (a proxy
 # trained elsewhere needs no proxy_train), but `test` and `reference` are required:
@@ -36,10 +36,6 @@ SPLITS = ("proxy_train", "judge_train", "generator_train", "test", "reference")
 REQUIRED_SPLITS = ("test", "reference")
 MAX_CLASSES = 100_000
 PACKAGED_CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
-
-
-class DomainError(ValueError):
-    """A domain whose data or declaration cannot work; the message says which field."""
 
 
 class Domain:
@@ -195,7 +191,7 @@ class Domain:
     def declared_models(self) -> dict[str, dict]:
         """`models` with each file's sha256 (hashed once per process)."""
         if "_declared" not in self.__dict__:
-            from optbench.models.checkpoints import CheckpointError, refuse_pickle, sha256_of
+            from optbench.model_files import CheckpointError, refuse_pickle, sha256_of
             out = {}
             for name, entry in self.models.items():
                 _check_model_table(f"{self._where()}: models.{name}", entry)
@@ -205,7 +201,7 @@ class Domain:
                                       "(a safetensors state dict), 'torchscript', or 'diffusers' (a folder)")
                 file = self.checkpoint_dir / Path(entry[key]).expanduser()
                 if key == "diffusers":
-                    from optbench.models.checkpoints import diffusers_sha256
+                    from optbench.model_files import diffusers_sha256
                     if not file.is_dir():
                         raise CheckpointError(f"domain {self.name!r}: models.{name}: no such folder {file}")
                     digest = diffusers_sha256(file)
@@ -269,6 +265,15 @@ class Domain:
         """The domain's exact referee (optbench/gold), or None: only a domain whose law is
         known has one."""
         return None
+
+    def frozen_recipes(self) -> dict:
+        """The training recipes of this domain's models where they are not the ones
+        optbench/models/recipes.py derives from its shape, by what they replace:
+        "classifiers" (name -> a Recipe's fields), "feature_ae" (the autoencoder's
+        recipe) and "sizing" (architecture -> the shape arguments its trainer adds). For shipped
+        checkpoints trained before that derivation: their recipes enter cell ids and
+        replicate hashes, so they never change. Empty: every recipe derived."""
+        return {}
 
     def __repr__(self) -> str:
         return f"<domain {self.name}: {self.num_classes} classes, shape {self.shape}>"

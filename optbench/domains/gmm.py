@@ -45,7 +45,7 @@ class GMMDomain(Domain):
     def exact_models(self) -> dict:
         """The mixture's exact sampler, diffusion model and noisy posterior (shipped by
         `optbench train <domain> --only exact`)."""
-        from optbench.gold.models import ExactDiffusion, ExactNoisyPosterior, MixtureSampler, mixture_in_model_range
+        from optbench.models.exact import ExactDiffusion, ExactNoisyPosterior, MixtureSampler, mixture_in_model_range
         mixture = mixture_in_model_range(self)
         kwargs = {"dim": mixture.dim, "components": len(mixture.weights), "num_classes": mixture.num_classes}
         return {"sampler_exact": (MixtureSampler.of(mixture), kwargs, "exact sampler: best-of-n without generator error"),

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from optbench.gold import ExactReferee
+from optbench.stats import null_summary
 
 SIZE, LATENTS = 28, 9
 NOISE = 0.03          # pixel noise of the data (std)
@@ -151,8 +152,8 @@ class ManifoldReferee(ExactReferee):
     gold_prob, gold_hit: whether the projected latent has the target attribute (a smile
         for class 1), for outputs within reach of the manifold (gold_atypical == 0);
         an output off the manifold has no attribute and scores 0.
-    gold_latent_l2: distance of the projected latent from the start's projection is not
-        known here, so the referee reports |z*| instead: extreme faces sit at the box."""
+    gold_edge: share of outputs whose projected latent has a coordinate at the box's
+        edge (|z*| > 0.98): extreme faces sit there."""
 
     names = ("gold_proj_err", "gold_atypical", "gold_prob", "gold_hit", "gold_edge")
     REAL = 1000
@@ -200,6 +201,5 @@ class ManifoldReferee(ExactReferee):
         rng = np.random.default_rng([seed, n])
         x, y = self.sample_true(4 * n, rng)
         values = {k: v.double().numpy() for k, v in self.per_sample(x, y).items()}
-        from optbench.referees.null import _summary
-        return {k: _summary(np.array([v[rng.choice(len(v), n, replace=False)].mean() for _ in range(draws)]), n)
+        return {k: null_summary(np.array([v[rng.choice(len(v), n, replace=False)].mean() for _ in range(draws)]), n)
                 for k, v in values.items()}

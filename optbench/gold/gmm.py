@@ -142,10 +142,6 @@ class GaussianMixture:
     def tensors(self) -> dict[str, torch.Tensor]:
         return {"weights": self.weights, "means": self.means, "covs": self.covs, "classes": self.classes}
 
-    @classmethod
-    def from_tensors(cls, t: dict[str, torch.Tensor], num_classes: int) -> "GaussianMixture":
-        return cls(t["weights"], t["means"], t["covs"], t["classes"], num_classes)
-
 
 def random_mixture(dim: int, num_classes: int, per_class: int, rank: int, seed: int,
                    mean_scale: float, spread: tuple[float, float], floor: float,

@@ -5,7 +5,6 @@ Only safetensors are ever read (never pickle), and a file whose sha256 differs f
 its manifest entry is refused before it is parsed."""
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -13,25 +12,13 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from optbench.domains.base import PACKAGED_CHECKPOINTS as PACKAGED  # noqa: F401  (tests read it)
 from optbench.domains.base import count_of as _count
-from optbench.errors import first_line  # noqa: F401  (preflight and the report import it from here)
+from optbench.errors import CheckpointError, first_line
+from optbench.model_files import CONVERT, diffusers_sha256, refuse_pickle, sha256_of
 from optbench.models.nets import ARCHITECTURES
 from optbench.registry import PluginError
 
 MANIFEST = "manifest.json"
-
-
-class CheckpointError(RuntimeError):
-    pass
-
-
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def checkpoint_dir(domain, root: Path | None = None) -> Path:
@@ -86,19 +73,6 @@ def save_model(model: torch.nn.Module, domain, name: str, entry: dict,
     return manifest["models"][name]
 
 
-# Suffixes of pickle-based formats: never loaded (unpickling runs arbitrary code).
-PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".bin", ".ckpt")
-CONVERT = ("convert it once with: python -c \"import torch; from safetensors.torch import save_file; "
-           "save_file(torch.load('{f}', weights_only=True), '{stem}.safetensors')\" (a state dict), "
-           "or export it with torch.jit.script(model).save('{stem}.ts') and give it as torchscript")
-
-
-def refuse_pickle(file: Path, where: str = "") -> None:
-    if file.suffix.lower() in PICKLE_SUFFIXES:
-        raise CheckpointError(f"{where}{file}: a pickle-based file is never loaded (unpickling can run "
-                              f"any code); " + CONVERT.format(f=file, stem=file.with_suffix('')))
-
-
 def catalog(domain, root: Path | None = None) -> dict[str, dict]:
     """Every model of the domain by name: its manifest's entries, then the models the
     domain declares itself (`Domain.models`, e.g. from a suite file's [models] tables).
@@ -118,6 +92,24 @@ def model_entry(domain, name: str, root: Path | None = None) -> dict:
         raise CheckpointError(f"no model {name!r} for domain {get_domain(domain).name!r}; "
                               f"allowed: {', '.join(sorted(models))}")
     return models[name]
+
+
+def entry_kind(entry: dict) -> str | None:
+    """What a catalog model can be as a proxy, the one place that says: its entry's
+    "kind", else its class's `proxy_kind` (None: a generator, autoencoder or
+    noise-aware classifier, never a proxy), else "classifier"."""
+    if "kind" in entry:
+        return entry["kind"]
+    if "diffusers" in entry:
+        return None   # a diffusion model is a generator
+    if "arch" not in entry:
+        return "classifier"   # TorchScript without a declared kind
+    return getattr(ARCHITECTURES.lookup(entry["arch"], "arch"), "proxy_kind", "classifier")
+
+
+def model_kind(domain, name: str, root: Path | None = None) -> str | None:
+    """entry_kind of a domain's model."""
+    return entry_kind(model_entry(domain, name, root))
 
 
 def domain_table(domain) -> str:
@@ -288,21 +280,6 @@ def load_model(domain, name: str, device: str | torch.device | None = None,
     for p in model.parameters():   # (a ScriptModule has no requires_grad_ of its own)
         p.requires_grad_(False)
     return model.to(device) if device is not None else model
-
-
-def diffusers_files(folder: Path) -> list[Path]:
-    """What a diffusers UNet folder's numbers depend on: its config, its safetensors
-    weights and its scheduler config (when saved beside it), in a fixed order."""
-    names = ["config.json", "diffusion_pytorch_model.safetensors", "scheduler/scheduler_config.json",
-             "scheduler_config.json"]
-    return [folder / n for n in names if (folder / n).is_file()]
-
-
-def diffusers_sha256(folder: Path) -> str:
-    h = hashlib.sha256()
-    for f in diffusers_files(folder):
-        h.update(f.relative_to(folder).as_posix().encode() + b"\0" + sha256_of(f).encode())
-    return h.hexdigest()
 
 
 SAVE_UNET = ("UNet2DModel.save_pretrained(folder, safe_serialization=True) writes config.json and "

@@ -1,8 +1,9 @@
 """Small classifiers (and one autoencoder), sized from the domain: `in_shape` (C, H, W),
 `num_classes`, and the normalization (`mean`, `std`) they apply inside, so optimizers
-work in the domain's own pixel space and never see it. The defaults are MNIST's, which
-the shipped MNIST checkpoints were built with. Every referee network has `features(x)`:
-its metric feature space."""
+work in the domain's own pixel space and never see it. The defaults are MNIST's: its
+shipped manifests' arch_kwargs hold no shape (its frozen recipes, domains/mnist.py), so
+they are rebuilt from these; every other domain's recipes pass the shape explicitly
+(models/recipes.py). Every referee network has `features(x)`: its metric feature space."""
 from __future__ import annotations
 
 import math
@@ -223,5 +224,5 @@ ARCHITECTURES.register("DCGANDiscriminator", "optbench.models.gan:DCGANDiscrimin
 for _name in ("MLPGenerator", "MLPDiscriminator", "MLPDenoiser", "NoisyMLP", "Coordinates"):
     ARCHITECTURES.register(_name, f"optbench.models.vector:{_name}")
 for _name in ("MixtureSampler", "ExactDiffusion", "ExactNoisyPosterior", "BayesClassifier"):
-    ARCHITECTURES.register(_name, f"optbench.gold.models:{_name}")
+    ARCHITECTURES.register(_name, f"optbench.models.exact:{_name}")
 ARCHITECTURES.register("FaceSampler", "optbench.gold.faces:FaceSampler")

@@ -1,8 +1,11 @@
 """Training recipes of a domain's classifiers (the proxy, its variants and control, the
-judges) and its autoencoder feature net: data, not code that trains. MNIST's are written
-out; any other image domain gets the same recipes sized from its shape
-(`standard_recipes`). Runs read them (a per-seed replicate retrains its proxy's recipe);
-the trainers are in optbench/training/."""
+judges), its autoencoder feature net and the shape arguments of its generators and
+noise-aware classifier: data, not code that trains. The image recipes are written once,
+for a 1x28x28 image (IMAGE_RECIPES, FEATURE_AE), and sized from each domain's shape
+(`standard_recipes`, `feature_ae_recipe`, `sizing`); a domain whose shipped checkpoints
+were trained otherwise declares its own (`Domain.frozen_recipes`: MNIST's, in
+optbench/domains/mnist.py). Runs read them (a per-seed replicate retrains its proxy's
+recipe); the trainers are in optbench/training/."""
 from __future__ import annotations
 
 import math
@@ -28,7 +31,11 @@ class Recipe:
     extra: dict = field(default_factory=dict)
 
 
-MNIST_RECIPES: dict[str, Recipe] = {
+# The size the image recipes are written for: epochs, shifts and L2 budgets are scaled
+# from it (a 1x28x28 image, 1,000 examples in proxy_train).
+TEMPLATE_SHAPE, TEMPLATE_TRAIN = (1, 28, 28), 1000
+
+IMAGE_RECIPES: dict[str, Recipe] = {
     "proxy_cnn": Recipe("proxy", "SmallCNN", {"width": 16}, "proxy_train", seed=11,
                         notes="the frozen model the optimizer pushes against"),
     "judge_bncnn": Recipe("judge", "BNCNN", {"width": 32}, "judge_train", seed=12, shift=2,
@@ -58,22 +65,22 @@ ENSEMBLE_PROXIES = {"proxy_ens_mean": "mean", "proxy_ens_min": "min"}
 
 
 def standard_recipes(domain) -> dict[str, Recipe]:
-    """MNIST's recipes for another image domain: the architectures sized from its shape
-    and normalization; L2 budgets scaled by sqrt(pixels / 784) (a budget of the same
-    per-pixel size); shifts scaled to its width; epochs raised so a small training split
-    gets about as many steps as MNIST's 1,000 digits."""
+    """IMAGE_RECIPES for an image domain: the architectures sized from its shape,
+    classes and normalization; L2 budgets scaled by sqrt(pixels / 784) (a budget of the
+    same per-pixel size); shifts scaled to its width; epochs raised so a small training
+    split gets about as many steps as the template's 1,000 examples."""
     dom = get_domain(domain)
     if not dom.is_image:
         raise ValueError(f"domain {dom.name!r}: the shipped recipes are for images (C, H, W); "
                          f"shape {dom.shape} needs its own models")
     shape = dom.model_shape_kwargs()
-    scale = math.sqrt(math.prod(dom.shape) / 784)
+    scale = math.sqrt(math.prod(dom.shape) / math.prod(TEMPLATE_SHAPE))
     n_train = len(dom.split_indices("proxy_train"))
     out = {}
-    for name, r in MNIST_RECIPES.items():
-        epochs = max(r.epochs, round(r.epochs * 1000 / n_train)) if r.epochs else 0
+    for name, r in IMAGE_RECIPES.items():
+        epochs = max(r.epochs, round(r.epochs * TEMPLATE_TRAIN / n_train)) if r.epochs else 0
         out[name] = replace(r, arch_kwargs={**r.arch_kwargs, **shape}, epochs=epochs,
-                            shift=min(r.shift, round(r.shift * dom.shape[-1] / 28)),
+                            shift=min(r.shift, round(r.shift * dom.shape[-1] / TEMPLATE_SHAPE[-1])),
                             adv_eps_l2=round(r.adv_eps_l2 * scale, 3))
     return out
 
@@ -107,9 +114,11 @@ def vector_recipes(domain) -> dict[str, Recipe]:
 
 
 def recipes_for(domain) -> dict[str, Recipe]:
+    """The domain's classifier recipes: its frozen ones, else derived from its shape."""
     dom = get_domain(domain)
-    if dom.name == "mnist":
-        return MNIST_RECIPES
+    frozen = dom.frozen_recipes().get("classifiers")
+    if frozen is not None:
+        return {name: Recipe(**fields) for name, fields in frozen.items()}
     return standard_recipes(dom) if dom.is_image else vector_recipes(dom)
 
 
@@ -124,5 +133,34 @@ def ensemble_kwargs(base: Recipe, members: int, reduce: str) -> dict:
 FEATURE_AE = {"arch": "ConvAE", "arch_kwargs": {"width": 16, "latent": 32}, "split": "judge_train",
               "seed": 15, "epochs": 80, "batch_size": 64, "lr": 2e-3,
               "notes": "feature space for the distribution metrics; features = 32-d bottleneck"}
+
+
+def feature_ae_recipe(domain) -> dict:
+    """FEATURE_AE for an image domain: its shape and bounds, and a bottleneck of a
+    quarter of its values (8 to 32); or the domain's frozen one."""
+    dom = get_domain(domain)
+    frozen = dom.frozen_recipes().get("feature_ae")
+    if frozen is not None:
+        return frozen
+    return {**FEATURE_AE, "arch_kwargs": {**FEATURE_AE["arch_kwargs"], "in_shape": list(dom.shape),
+                                          "bounds": list(dom.bounds),
+                                          "latent": min(32, max(8, math.prod(dom.shape) // 4))}}
+
+
+def sizing(domain, arch: str) -> dict:
+    """The shape arguments an image domain's generator, discriminator or noise-aware
+    classifier gets beside its recipe's own (widths, latent size): the domain's shape,
+    bounds and classes; or what the domain froze for `arch`."""
+    dom = get_domain(domain)
+    frozen = dom.frozen_recipes().get("sizing", {})
+    if arch in frozen:
+        return dict(frozen[arch])
+    shape, bounds = list(dom.shape), list(dom.bounds)
+    derived = {"DCGANGenerator": {"out_shape": shape, "bounds": bounds},
+               "DCGANDiscriminator": {"in_shape": shape, "bounds": bounds},
+               "NoisyCNN": {"in_shape": shape, "num_classes": dom.num_classes}}
+    if arch not in derived:
+        raise ValueError(f"sizing: unknown architecture {arch!r}; allowed: {', '.join(derived)}")
+    return derived[arch]
 
 

@@ -25,8 +25,10 @@ import numpy as np
 import torch
 
 from optbench.models.fixed_batch import map_fixed, score_and_grad
-from optbench.pressure.crossings import Crossings
-from optbench.proxies import Proxy, as_proxy
+from optbench.pressure.pixel_ascent import OBJECTIVE, log_levels
+from optbench.pressure.source import MAX_LR, MAX_STEPS, Context, Level, Setting, Source, Trajectory
+from optbench.pressure.starts import STARTS, make_starts
+from optbench.proxies import as_proxy
 from optbench.rng import sample_torch
 
 PARAMETERIZATIONS = ("fourier", "pixel")
@@ -100,27 +102,26 @@ def penalties(x: torch.Tensor, tv: float, l2: float, bounds) -> torch.Tensor:
     return out
 
 
-def feature_vis_ascent(proxy: Proxy | torch.nn.Module, start: torch.Tensor, target: torch.Tensor,
-                       levels: list[int], lr: float = 0.05, param: str = "fourier", decay_power: float = 1.0,
-                       jitter: int = 0, scale: float = 0.0, rotate: float = 0.0, tv: float = 0.0,
-                       l2: float = 0.0, objective: str = "logit", seed: int = 0,
-                       crossings: Crossings | None = None, bounds: tuple[float, float] = (0.0, 1.0),
-                       sample_ids: list[int] | None = None) -> Iterator[tuple[int, torch.Tensor]]:
-    """Yield (steps, images) at every level. Each step: Adam on the parameters (spectrum,
-    or pixels clamped to the bounds) ascending score(T(x)) - penalties(x), T this step's
-    random transformation. `crossings` records the untransformed image's proxy
-    probability, a measurement outside the optimizer's query count. Row r draws its
-    transformations as sample sample_ids[r] of `seed` (default: r)."""
+def feature_vis_ascent(ctx: Context, start: torch.Tensor, target: torch.Tensor, levels: list[int], s: dict,
+                       sample_ids: list[int] | None = None) -> Iterator[Level]:
+    """Yield a Level (steps, images) at every level, with FEATURE_VIS's settings `s`.
+    Each step: Adam on the parameters (spectrum, or pixels clamped to the bounds)
+    ascending score(T(x)) - penalties(x), T this step's random transformation.
+    `ctx.crossings` records the untransformed image's proxy probability, a measurement
+    outside the optimizer's query count. Row r draws its transformations as sample
+    sample_ids[r] of ctx.seed (default: r)."""
+    param, lr, objective = s["param"], s["lr"], s["objective"]
+    tv, l2, bounds, crossings = s["tv"], s["l2"], ctx.bounds, ctx.crossings
     if param not in PARAMETERIZATIONS:
         raise ValueError(f"param: unknown {param!r}; allowed: {', '.join(PARAMETERIZATIONS)}")
-    proxy = as_proxy(proxy)
-    fourier = FourierImage(start.shape[1:], decay_power, bounds) if param == "fourier" else None
+    proxy = as_proxy(ctx.proxy)
+    fourier = FourierImage(start.shape[1:], s["decay_power"], bounds) if param == "fourier" else None
     # FFTs of a (1, ...) and a (12, ...) batch round differently: every FFT outside
     # score_and_grad also runs on fixed-shape chunks
     p = (map_fixed(fourier.spectrum_of, start) if fourier else start.clone()).requires_grad_(True)
     opt = torch.optim.Adam([p], lr=lr)
     ids = range(len(start)) if sample_ids is None else sample_ids
-    moves = draw_transforms(seed, ids, max(levels), jitter, scale, rotate).to(start.device)
+    moves = draw_transforms(ctx.seed, ids, max(levels), s["jitter"], s["scale"], s["rotate"]).to(start.device)
 
     def image(q):
         return fourier.image(q) if fourier else q
@@ -153,4 +154,41 @@ def feature_vis_ascent(proxy: Proxy | torch.nn.Module, start: torch.Tensor, targ
         if step == levels[-1]:
             record(step)
         with torch.no_grad():
-            yield step, images(p.detach()).clone()
+            yield Level(step, images(p.detach()).clone())
+
+
+def run(ctx: Context, s: dict) -> Trajectory:
+    x0, target = make_starts(ctx.domain, s["start"], ctx.n, ctx.seed)
+    x0, target = x0.to(ctx.device), target.to(ctx.device)
+    levels = feature_vis_ascent(ctx, x0, target, log_levels(s["max_steps"]), s)
+    return Trajectory(x0.cpu(), target.cpu(), (level.cpu() for level in levels), s["lr"])
+
+
+FEATURE_VIS = Source(
+    name="feature_vis",
+    knob="steps",
+    pressure="steps x lr",
+    doc="feature visualization's ascent (lucid / lucent): the image through a decorrelated "
+        "Fourier parameterization, scored under random jitter, scale and rotation, with "
+        "optional total-variation and L2 penalties; each prior is a setting",
+    run=run,
+    iterative=True,
+    settings={
+        "start": Setting(str, "real", STARTS, doc="as pixel ascent's; a real start is mapped into the "
+                         "parameterization (pulled 0.001 inside the bounds)"),
+        "lr": Setting(float, 0.05, minimum=1e-12, maximum=MAX_LR, doc="Adam step size on the parameters (lucid's 0.05)"),
+        "max_steps": Setting(int, 512, minimum=1, maximum=MAX_STEPS, doc="last level; levels are 0, 1, 2, 4, ..."),
+        "objective": OBJECTIVE,
+        "param": Setting(str, "fourier", PARAMETERIZATIONS, doc="fourier: 1/f-scaled spectrum through a "
+                         "sigmoid; pixel: raw pixels clamped to the bounds"),
+        "decay_power": Setting(float, 1.0, minimum=0.0, doc="spectrum scale 1 / |f| ** decay_power"),
+        "jitter": Setting(int, 0, minimum=0, maximum=1024, doc="random shift of up to this many pixels each step (0: off)"),
+        "scale": Setting(float, 0.0, minimum=0.0, doc="random scale in [1 - scale, 1 + scale] each step (0: off; < 1)"),
+        "rotate": Setting(float, 0.0, minimum=0.0, doc="random rotation in [-rotate, rotate] degrees (0: off)"),
+        "tv": Setting(float, 0.0, minimum=0.0, doc="total-variation penalty weight (mean |difference|)"),
+        "l2": Setting(float, 0.0, minimum=0.0, doc="L2 penalty weight (mean squared distance from mid-grey)"),
+    },
+    check=lambda s, dom: (f"domain: feature_vis needs an image domain, {dom.name!r} is not" if not dom.is_image
+                          else "scale: must be < 1" if s["scale"] >= 1 else None),
+    queries=lambda s, k, n: (k, k),
+)

@@ -1,5 +1,6 @@
 """Source declarations for pressure through a GAN generator: latent ascent, generator
-fine-tuning, best-of-n and the quantilizer (the last two select from one pool)."""
+fine-tuning (their algorithms are in generator.py), best-of-n and the quantilizer (the
+last two select from one pool; their estimators are in selection.py)."""
 from __future__ import annotations
 
 import math
@@ -7,51 +8,42 @@ import math
 import numpy as np
 import torch
 
-from optbench.domains import get_domain
 from optbench.models.fixed_batch import in_batches
 from optbench.models.gan import generate, sample_latents
-from optbench.pressure import MAX_LR, MAX_STEPS, Setting, Source, Trajectory, _cached_model
-from optbench.pressure.crossings import Crossings
 from optbench.pressure.generator import generator_finetune, latent_ascent
 from optbench.pressure.pool import GeneratorPool
 from optbench.pressure.pixel_ascent import OBJECTIVES, log_levels
+from optbench.pressure.source import MAX_LR, MAX_STEPS, Context, Level, Setting, Source, Trajectory
 from optbench.pressure.selection import (best_of_n_kl_bound, best_of_n_pool_weights, diverged_lowest,
                                          diverged_members, effective_sample_size, quantile_weights,
                                          selection_levels, subpool_best)
 
 
-def _generator(proxy, domain: str, s: dict) -> torch.nn.Module:
-    return _cached_model(domain, s["generator"], str(proxy.device))
+def _generator(ctx: Context, s: dict) -> torch.nn.Module:
+    return ctx.model(s["generator"])
 
 
-def _balanced_targets(proxy, domain: str, n: int) -> torch.Tensor:
+def _balanced_targets(ctx: Context) -> torch.Tensor:
     """Target class per sample (i mod classes); zeros for a proxy without classes."""
-    return proxy.targets(n, get_domain(domain).num_classes)
+    return ctx.proxy.targets(ctx.n, ctx.domain.num_classes)
 
 
-def _latent_trajectory(proxy, domain: str, n: int, seed: int, s: dict) -> Trajectory:
-    G = _generator(proxy, domain, s)
-    device = proxy.device
-    z0 = sample_latents(n, seed, G.latent_dim).to(device)
-    target = _balanced_targets(proxy, domain, n)
-    crossings = Crossings(n)
-    levels = latent_ascent(G, proxy, z0, target.to(device), log_levels(s["max_steps"]), s["lr"], s["objective"],
-                           crossings)
+def _latent_run(ctx: Context, s: dict) -> Trajectory:
+    G = _generator(ctx, s)
+    z0 = sample_latents(ctx.n, ctx.seed, G.latent_dim).to(ctx.device)
+    target = _balanced_targets(ctx)
+    levels = latent_ascent(ctx, G, z0, target.to(ctx.device), log_levels(s["max_steps"]), s)
     start = generate(G, z0).cpu()
-    return Trajectory(start, target, ((k, x.cpu(), info) for k, x, info in levels), s["lr"],
-                      crossings=crossings)
+    return Trajectory(start, target, (level.cpu() for level in levels), s["lr"])
 
 
-def _finetune_trajectory(proxy, domain: str, n: int, seed: int, s: dict) -> Trajectory:
-    G = _generator(proxy, domain, s)
-    device = proxy.device
-    z_eval = sample_latents(n, seed, G.latent_dim).to(device)
-    classes = proxy.has_classes
-    target = torch.full((n,), s["target_class"]) if classes else _balanced_targets(proxy, domain, n)
-    levels = generator_finetune(G, proxy, z_eval, s["target_class"] if classes else None,
-                                log_levels(s["max_steps"]), s["lr"], s["batch_size"], seed, s["objective"])
+def _finetune_run(ctx: Context, s: dict) -> Trajectory:
+    G = _generator(ctx, s)
+    z_eval = sample_latents(ctx.n, ctx.seed, G.latent_dim).to(ctx.device)
+    target = torch.full((ctx.n,), s["target_class"]) if ctx.proxy.has_classes else _balanced_targets(ctx)
+    levels = generator_finetune(ctx, G, z_eval, target.to(ctx.device), log_levels(s["max_steps"]), s)
     start = generate(G, z_eval).cpu()
-    return Trajectory(start, target, ((k, x.cpu(), info) for k, x, info in levels), s["lr"])
+    return Trajectory(start, target, (level.cpu() for level in levels), s["lr"])
 
 
 def _chunk_scores(proxy, chunk: torch.Tensor, objective: str) -> tuple[np.ndarray, np.ndarray]:
@@ -71,14 +63,14 @@ def pool_scores(proxy, pool: GeneratorPool, objective: str) -> tuple[np.ndarray,
     return diverged_lowest(np.concatenate([p for p, _ in parts], 1), diverged), diverged
 
 
-def _selection_trajectory(mode: str):
-    def trajectory(proxy, domain: str, n: int, seed: int, s: dict) -> Trajectory:
-        N = s["pool_size"]
+def _selection_run(mode: str):
+    def run(ctx: Context, s: dict) -> Trajectory:
+        N, n, seed = s["pool_size"], ctx.n, ctx.seed
         if N < n:
             raise ValueError(f"pool_size: must be >= n_samples ({n}), got {N}")
-        G = _generator(proxy, domain, s)
-        pool = GeneratorPool(G, N, seed, proxy.device)
-        scores, diverged = pool_scores(proxy, pool, s["objective"])
+        G = _generator(ctx, s)
+        pool = GeneratorPool(G, N, seed, ctx.device)
+        scores, diverged = pool_scores(ctx.proxy, pool, s["objective"])
         n_diverged = int(diverged.sum())
         T = len(scores)
         slot_target = np.arange(n) % T
@@ -117,19 +109,20 @@ def _selection_trajectory(mode: str):
                 lost = float(np.mean([w[diverged].sum() for w in W]))
                 finite_w = W * ~diverged
                 ess = min(effective_sample_size(w) if w.any() else 0.0 for w in finite_w)
-                extras = {"kl": kl, "sqrt_kl": math.sqrt(kl), "l2": math.nan, "linf": math.nan,
-                          "ess": ess, "pool_diverged": n_diverged, "diverged_frac": lost}
+                values = {"kl": kl, "sqrt_kl": math.sqrt(kl), "ess": ess, "pool_diverged": n_diverged,
+                          "diverged_frac": lost}
                 if ess < s["min_ess"]:
                     # Too few samples carry this level (best-of-n at n = N: one per target).
                     # The runner averages every per-sample metric with these weights, so NaN
                     # weights report them all as NaN; set metrics follow `exact` as before.
                     W = np.full_like(W, np.nan)
-                yield level, pool.rows(idx), {"weights": W, "set_metrics": exact, "extras": extras}
+                yield Level(level, pool.rows(idx), weights=W, set_valid=exact, values=values)
 
+        # Outputs are pool members, not moved from a start: no distance from one.
         first = pool.rows(np.arange(n))
-        return Trajectory(first, torch.from_numpy(slot_target), levels(), 1.0,
+        return Trajectory(first, torch.from_numpy(slot_target), levels(), has_start=False,
                           pool=pool, pool_targets=tuple(range(T)), pool_diverged=diverged)
-    return trajectory
+    return run
 
 
 GENERATOR = Setting(str, "gan_generator", doc="the generator checkpoint of the domain")
@@ -145,13 +138,16 @@ LATENT_ASCENT = Source(
     pressure="steps x lr",
     doc="Adam on the generator's latent z toward the proxy: a classifier's target class "
         "(balanced targets) or a discriminator's real logit; generator frozen",
+    run=_latent_run,
+    iterative=True,
+    values={"latent_l2": "mean L2 distance of the latents from their start (the source's distance d)",
+            "latent_norm": "mean L2 norm of the latents"},
     settings={
         "generator": GENERATOR,
         "lr": Setting(float, 0.05, minimum=1e-12, maximum=MAX_LR, doc="step size on z"),
         "max_steps": Setting(int, 1024, minimum=1, maximum=MAX_STEPS, doc="last level; levels are 0, 1, 2, 4, ..."),
         "objective": Setting(str, "logit", OBJECTIVES, doc="ascend the logit or its log-probability (log sigmoid for a discriminator)"),
     },
-    trajectory=_latent_trajectory,
     models=_generator_models,
     distance="latent_l2",
     queries=lambda s, k, n: (k, k),
@@ -163,6 +159,9 @@ GENERATOR_FINETUNE = Source(
     pressure="fine-tune steps",
     doc="keep training the generator's weights against the frozen proxy (a discriminator: "
         "the GAN generator loss with D frozen; a classifier: one target class)",
+    run=_finetune_run,
+    iterative=True,
+    values={"param_l2": "L2 norm of the change in the generator's weights (the source's distance d)"},
     settings={
         "generator": GENERATOR,
         "lr": Setting(float, 2e-4, minimum=1e-12, maximum=MAX_LR, doc="Adam step size (betas 0.5, 0.999 as in DCGAN)"),
@@ -173,7 +172,6 @@ GENERATOR_FINETUNE = Source(
     },
     check=lambda s, dom: (f"target_class: must be in 0..{dom.num_classes - 1}, got {s['target_class']}"
                           if s["target_class"] >= dom.num_classes else None),
-    trajectory=_finetune_trajectory,
     models=_generator_models,
     distance="param_l2",
     # batch_size latents per step train the one generator all n outputs come from
@@ -190,17 +188,30 @@ _SELECTION_SETTINGS = {
                        "size (1 / sum w^2, recorded as `ess`) below this"),
 }
 
+# A selection's values; diverged_frac is also the referee's name (the share of a level's
+# outputs that diverged): for a selection it is the exact chance over the pool.
+_SELECTION_VALUES = {
+    "kl": "KL divergence of the selection from the generator's law (best-of-n: the bound log n - (n-1)/n)",
+    "sqrt_kl": "square root of kl (the source's distance d)",
+    "ess": "Kish effective sample size of the selection weights (least over targets)",
+    "pool_diverged": "pool members that diverged (ranked lowest)",
+    "diverged_frac": "exact chance that the selected sample diverged",
+}
+
 BEST_OF_N = Source(
     name="best_of_n",
     knob="n",
     pressure="n (KL <= log n - (n-1)/n)",
     doc="keep the best of n generator samples by proxy score; exact order-statistics "
         "estimates over one pool for every n",
+    run=_selection_run("best_of_n"),
+    # Every level selects afresh from one pool: no steps to stop a sample at.
+    iterative=False,
     settings=dict(_SELECTION_SETTINGS),
-    trajectory=_selection_trajectory("best_of_n"),
+    values=_SELECTION_VALUES,
     models=_generator_models,
     distance="sqrt_kl",
-    law="bon",
+    goodhart_law="best_of_n",
     queries=lambda s, k, n: (k, 0.0),       # n candidates scored per output
 )
 
@@ -209,11 +220,14 @@ QUANTILIZER = Source(
     knob="inv_q",
     pressure="1/q (KL = log 1/q)",
     doc="sample uniformly from the top q fraction of the pool by proxy score (Taylor 2016)",
+    run=_selection_run("quantilizer"),
+    iterative=False,
     settings=dict(_SELECTION_SETTINGS),
-    trajectory=_selection_trajectory("quantilizer"),
+    values=_SELECTION_VALUES,
     models=_generator_models,
     distance="sqrt_kl",
-    law="bon",
+    goodhart_law="best_of_n",
+    figure_row="best_of_n",
     version=2,   # 2: levels are distinct top-k sizes, KL = log(N / k) exactly
     queries=lambda s, k, n: (k, 0.0),       # 1/q candidates scored per accepted output
 )

@@ -13,19 +13,19 @@ import torch
 
 from optbench.models.fixed_batch import map_fixed, score_and_grad
 from optbench.models.gan import generate
-from optbench.pressure.crossings import Crossings
-from optbench.proxies import Proxy, as_proxy
+from optbench.pressure.source import Context, Level
+from optbench.proxies import as_proxy
 
 
-def latent_ascent(G: torch.nn.Module, proxy: Proxy | torch.nn.Module, z0: torch.Tensor,
-                  target: torch.Tensor | None, levels: list[int], lr: float, objective: str,
-                  crossings: Crossings | None = None) -> Iterator[tuple[int, torch.Tensor, dict]]:
-    """Adam on the latents z (generator and proxy frozen). Yields (steps, G(z), info) with
-    the mean latent distance ||z - z0|| as the source's own distance. `crossings` records
-    each sample where its proxy probability first reaches each threshold."""
-    proxy = as_proxy(proxy)
+def latent_ascent(ctx: Context, G: torch.nn.Module, z0: torch.Tensor, target: torch.Tensor | None,
+                  levels: list[int], s: dict) -> Iterator[Level]:
+    """Adam on the latents z (generator and proxy frozen), with LATENT_ASCENT's settings
+    `s` (lr, objective). Yields a Level (steps, G(z)) with the mean latent distance
+    ||z - z0|| (`latent_l2`) as the source's own distance. `ctx.crossings` records each
+    sample where its proxy probability first reaches each threshold."""
+    proxy, crossings, objective = as_proxy(ctx.proxy), ctx.crossings, s["objective"]
     z = z0.clone().requires_grad_(True)
-    opt = torch.optim.Adam([z], lr=lr)
+    opt = torch.optim.Adam([z], lr=s["lr"])
 
     def record(step: int, prob: torch.Tensor) -> None:
         if crossings is not None:
@@ -49,8 +49,9 @@ def latent_ascent(G: torch.nn.Module, proxy: Proxy | torch.nn.Module, z0: torch.
             dist = (z - z0).flatten(1).norm(dim=1)
             finite = torch.isfinite(dist)
             x = generate(G, z.detach())
-        yield step, x, {"extras": {"latent_l2": float(dist[finite].mean()) if finite.any() else float("nan"),
-                                   "latent_norm": float(z.detach()[finite].norm(dim=1).mean()) if finite.any() else float("nan")}}
+        yield Level(step, x, values={
+            "latent_l2": float(dist[finite].mean()) if finite.any() else float("nan"),
+            "latent_norm": float(z.detach()[finite].norm(dim=1).mean()) if finite.any() else float("nan")})
 
 
 def parameter_distance(model: torch.nn.Module, reference: dict[str, torch.Tensor]) -> float:
@@ -59,31 +60,44 @@ def parameter_distance(model: torch.nn.Module, reference: dict[str, torch.Tensor
     return sq ** 0.5
 
 
-def generator_finetune(G0: torch.nn.Module, proxy: Proxy | torch.nn.Module, z_eval: torch.Tensor,
-                       target_class: int | None, levels: list[int], lr: float,
-                       batch_size: int, seed: int, objective: str
-                       ) -> Iterator[tuple[int, torch.Tensor, dict]]:
+def generator_finetune(ctx: Context, G0: torch.nn.Module, z_eval: torch.Tensor, target: torch.Tensor,
+                       levels: list[int], s: dict) -> Iterator[Level]:
     """Keep training a copy of the generator against the frozen proxy, maximising the
-    mean score. For a discriminator with objective "log_prob" that is the non-saturating
-    GAN loss softplus(-D(G(z))) (Goodfellow et al. 2014) with D never updated; "logit"
-    ascends the raw logit. For a classifier, the fixed target class's score. Training latents
-    come from one seeded stream; the fixed `z_eval` latents are rendered at every level.
-    The source's own distance is the L2 change of the generator's weights."""
-    proxy = as_proxy(proxy)
+    mean score, with GENERATOR_FINETUNE's settings `s` (lr, batch_size, objective,
+    target_class). For a discriminator with objective "log_prob" that is the
+    non-saturating GAN loss softplus(-D(G(z))) (Goodfellow et al. 2014) with D never
+    updated; "logit" ascends the raw logit. For a classifier, the fixed target class's
+    score. Training latents come from one seeded stream; the fixed `z_eval` latents are
+    rendered at every level, and `ctx.crossings` reads the proxy's probability of their
+    outputs (for the per-sample `target`) after every step. The source's own distance is
+    the L2 change of the generator's weights (`param_l2`)."""
+    proxy, crossings, objective, batch_size = as_proxy(ctx.proxy), ctx.crossings, s["objective"], s["batch_size"]
+    target_class = s["target_class"] if proxy.has_classes else None
     G = copy.deepcopy(G0).eval().requires_grad_(True)   # eval: batch norm stays frozen
     start = {n: p.detach().clone() for n, p in G.named_parameters()}
-    opt = torch.optim.Adam(G.parameters(), lr=lr, betas=(0.5, 0.999))
-    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.Adam(G.parameters(), lr=s["lr"], betas=(0.5, 0.999))
+    gen = torch.Generator().manual_seed(ctx.seed)
     device = z_eval.device
+
+    def record(step: int) -> None:   # a measurement: no gradient, no random draw
+        if crossings is not None:
+            with torch.no_grad():
+                x = generate(G, z_eval)
+                prob = map_fixed(lambda xc, tc: proxy.score_and_prob(xc, tc, objective)[1], x, target)
+            crossings.update(step, prob, lambda mask: x[mask.to(x.device)])
+
     step = 0
     for level in levels:
         while step < level:
+            record(step)
             z = torch.randn(batch_size, z_eval.shape[1], generator=gen).to(device)
-            target = None if target_class is None else torch.full((batch_size,), target_class, device=device)
-            score = proxy.score(proxy(G(z)), target, objective)
+            t = None if target_class is None else torch.full((batch_size,), target_class, device=device)
+            score = proxy.score(proxy(G(z)), t, objective)
             loss = -score.mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             step += 1
-        yield step, generate(G, z_eval), {"extras": {"param_l2": parameter_distance(G, start)}}
+        if step == levels[-1]:   # the last outputs get no step: read them once
+            record(step)
+        yield Level(step, generate(G, z_eval), values={"param_l2": parameter_distance(G, start)})

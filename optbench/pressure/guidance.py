@@ -25,6 +25,7 @@ import torch
 
 from optbench.models.diffusion import SCHEDULER_CONFIG, null_class, to_pixels
 from optbench.models.fixed_batch import CHUNK, chunks, pad_rows
+from optbench.pressure.source import TIMESTEPS, Context, Level, Setting, Source, Trajectory
 from optbench.rng import sample_torch
 
 CLIPPING = ("none", "clip_eps", "clip")
@@ -110,23 +111,96 @@ def classifier_eps(unet, classifier, scheduler, labels: torch.Tensor, s: float, 
     return eps_fn
 
 
-def guided_samples(unet, labels: torch.Tensor, x_T: torch.Tensor, scales: list[float],
-                   guidance: str, clip: str, steps: int, base: str = "cond",
-                   classifier=None, interval=(0.0, 1e9), precision: str = "fp32",
-                   chunk: int = CHUNK, bounds=(0.0, 1.0)) -> Iterator[tuple[float, torch.Tensor]]:
-    """Yield (scale, outputs in the domain's value range `bounds`, not clipped) for each
-    guidance scale; the model works in [-1, 1].
+def guided_samples(unet, labels: torch.Tensor, x_T: torch.Tensor, s: dict, classifier=None,
+                   bounds=(0.0, 1.0), chunk: int = CHUNK) -> Iterator[Level]:
+    """Yield a Level (scale, outputs in the domain's value range `bounds`, not clipped)
+    for each guidance scale of GUIDANCE_SOURCE's settings `s` (guidance, base, clip,
+    scales, ddim_steps, interval_lo/hi, precision); the model works in [-1, 1].
+    `classifier`: the noise-aware classifier of classifier guidance.
     Every scale starts from the same x_T, so differences come from the scale alone.
     Samples run in chunks of one fixed shape (zero-padded), so a sample is bit-identical
     alone or in any batch on one machine (models/fixed_batch.py)."""
+    clip, precision = s["clip"], s["precision"]
+    interval = (s["interval_lo"], s["interval_hi"])
     scheduler = make_ddim(clip, getattr(unet, "scheduler_config", None))
-    for scale in scales:
+    for scale in s["scales"]:
         outs = []
         for i, j in chunks(len(x_T), chunk):
             lab, xT = pad_rows(labels[i:j], chunk), pad_rows(x_T[i:j], chunk)
-            if guidance == "cfg":
+            if s["guidance"] == "cfg":
                 fn = cfg_eps(unet, lab, scale, interval, precision)
             else:
-                fn = classifier_eps(unet, classifier, scheduler, lab, scale, base, interval, precision)
-            outs.append(ddim_sample(fn, xT, scheduler, steps, clip)[:j - i])
-        yield scale, to_pixels(torch.cat(outs), bounds)
+                fn = classifier_eps(unet, classifier, scheduler, lab, scale, s["base"], interval, precision)
+            outs.append(ddim_sample(fn, xT, scheduler, s["ddim_steps"], clip)[:j - i])
+        yield Level(scale, to_pixels(torch.cat(outs), bounds))
+
+
+def run(ctx: Context, s: dict) -> Trajectory:
+    unet = ctx.model(s["generator"])
+    clf = ctx.model(s["classifier"]) if s["guidance"] == "classifier" else None
+    labels = (torch.arange(ctx.n) % ctx.domain.num_classes).to(ctx.device)       # balanced classes
+    x_T = initial_noise(ctx.n, ctx.seed, ctx.domain.shape).to(ctx.device)
+    levels = guided_samples(unet, labels, x_T, s, clf, bounds=ctx.bounds)
+    first = next(levels).cpu()
+
+    def all_levels():  # the lowest scale is also the "start" distances are measured from
+        yield first
+        for level in levels:
+            yield level.cpu()
+    return Trajectory(first.x, labels.cpu(), all_levels())
+
+
+def _models(s: dict) -> tuple[str, ...]:
+    return (s["generator"], s["classifier"]) if s["guidance"] == "classifier" else (s["generator"],)
+
+
+def _queries(s: dict, scale: float, n: int) -> tuple[float, float]:
+    """Classifier guidance queries its noise-aware classifier (forward and backward) at
+    every DDIM step inside the interval; CFG queries no classifier (it pushes against the
+    diffusion model's own implicit one), so 0."""
+    if s["guidance"] != "classifier" or scale == 0:
+        return 0.0, 0.0
+    sched = make_ddim(s["clip"])
+    sched.set_timesteps(s["ddim_steps"])
+    k = sum(s["interval_lo"] <= int(t) <= s["interval_hi"] for t in sched.timesteps)
+    return float(k), float(k)
+
+
+def _check(s: dict, dom) -> str | None:
+    if s["guidance"] == "cfg" and s["base"] != "cond":
+        return "base: classifier-free guidance needs base = 'cond'"
+    if s["interval_lo"] > s["interval_hi"]:
+        return "interval_lo: must be <= interval_hi"
+    return None
+
+
+GUIDANCE_SOURCE = Source(
+    name="guidance",
+    knob="scale",
+    pressure="guidance scale",
+    doc="DDIM sampling from the class-conditional diffusion model with classifier-free or "
+        "classifier guidance at each scale",
+    run=run,
+    # Each scale is sampled afresh from the same x_T: no steps to stop a sample at, so
+    # equal-proxy comparisons read its curve between scales.
+    iterative=False,
+    settings={
+        "guidance": Setting(str, "cfg", GUIDANCE, doc="cfg: eps_u + w (eps_c - eps_u); classifier: Dhariwal-Nichol"),
+        "base": Setting(str, "cond", BASE_MODELS, doc="classifier guidance on the conditional model or the unconditional (null label) one"),
+        "clip": Setting(str, "none", CLIPPING, doc="none, clip_eps (clip x0 and re-derive eps) or clip (diffusers' DDIM default)"),
+        "scales": Setting(list, [0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0], minimum=0.0, doc="guidance scales, the pressure levels"),
+        "ddim_steps": Setting(int, 25, minimum=1, maximum=TIMESTEPS, doc="DDIM sampling steps"),
+        "interval_lo": Setting(int, 0, minimum=0, maximum=TIMESTEPS - 1, doc="guide only at timesteps >= this (Kynkaanniemi et al. 2024)"),
+        "interval_hi": Setting(int, 999, minimum=0, maximum=TIMESTEPS - 1, doc="guide only at timesteps <= this"),
+        "precision": Setting(str, "fp32", PRECISIONS, doc="bf16 autocasts the UNet"),
+        "generator": Setting(str, "diffusion_unet", doc="the domain's diffusion model (a UNet, or any module "
+                             "called as model(x_t, t, class_labels=y).sample)", omit_default=True),
+        "classifier": Setting(str, "noisy_classifier", doc="the noise-aware classifier of classifier "
+                              "guidance, called as classifier(x_t, t)", omit_default=True),
+    },
+    check=_check,
+    models=_models,
+    queries=_queries,
+    goodhart_law=None,   # a guidance scale is no distance: no Goodhart fit
+    figure_row="every",  # the reference drawn in every row of the equal-proxy figure
+)

@@ -8,9 +8,10 @@ from typing import Iterator
 import torch
 
 from optbench.models.fixed_batch import map_fixed, score_and_grad
-from optbench.pressure.budget import project
-from optbench.pressure.crossings import Crossings
-from optbench.proxies import OBJECTIVES, Proxy, as_proxy  # noqa: F401
+from optbench.pressure.budget import NORMS, project
+from optbench.pressure.source import MAX_LR, MAX_STEPS, Context, Level, Setting, Source, Trajectory
+from optbench.pressure.starts import STARTS, make_starts
+from optbench.proxies import OBJECTIVES, as_proxy
 from optbench.rng import sample_torch
 # "random_sign" is the matched-noise control: every pixel moves by +-lr each step with a
 # random sign, which is the size of Adam's early steps, and the proxy is never consulted.
@@ -43,27 +44,26 @@ def sample_generators(seed: int, n: int) -> list[torch.Generator]:
     return [sample_torch(seed, i, SIGN_STREAM) for i in range(n)]
 
 
-def pixel_ascent(proxy: Proxy | torch.nn.Module, start: torch.Tensor, target: torch.Tensor,
-                 levels: list[int], lr: float = 0.01, optimizer: str = "adam",
-                 objective: str = "logit", norm: str = "none", eps: float = 0.0,
-                 crossings: Crossings | None = None, noise_seed: int = 0,
-                 bounds: tuple[float, float] = (0.0, 1.0)) -> Iterator[tuple[int, torch.Tensor]]:
-    """Yield (steps, x) at every level in `levels` (sorted, starting at 0).
+def pixel_ascent(ctx: Context, start: torch.Tensor, target: torch.Tensor, levels: list[int],
+                 s: dict) -> Iterator[Level]:
+    """Yield a Level at every step count in `levels` (sorted, starting at 0), with the
+    settings `s` (PIXEL_ASCENT's: lr, optimizer, objective, norm, eps).
 
     Each sample's loss term depends only on its own pixels, and the proxy runs on chunks
     of one fixed shape (models/fixed_batch.py), so on one machine a sample's trajectory is
     bit-identical alone or in any batch. Non-finite values are not caught here: they
     propagate through Adam and the clamp and are reported by the caller as divergence.
 
-    `crossings` records each sample at the first step where its proxy probability
+    `ctx.crossings` records each sample at the first step where its proxy probability
     reaches each threshold (exact equal-proxy points). "random_sign" takes steps of +-lr
-    per pixel with per-sample random signs (seeded by `noise_seed` and the sample's row).
-    Every step ends inside the domain's `bounds`."""
-    proxy = as_proxy(proxy)
+    per pixel with per-sample random signs (seeded by ctx.seed and the sample's row).
+    Every step ends inside the domain's bounds."""
+    proxy, crossings, bounds = as_proxy(ctx.proxy), ctx.crossings, ctx.bounds
+    lr, optimizer, objective, norm, eps = s["lr"], s["optimizer"], s["objective"], s["norm"], s["eps"]
     lo, hi = bounds
     x = start.clone().requires_grad_(True)
     if optimizer == "random_sign":
-        opt, gens = None, sample_generators(noise_seed, len(x))
+        opt, gens = None, sample_generators(ctx.seed, len(x))
     elif optimizer == "steepest":
         opt = None
     else:   # the fused Adam kernel halves the optimizer's share of a step; same update rule
@@ -107,9 +107,45 @@ def pixel_ascent(proxy: Proxy | torch.nn.Module, start: torch.Tensor, target: to
             step += 1
         if step == levels[-1] and crossings is not None:   # the last outputs get no step: score them once
             record(step, _probs(proxy, x, target, objective))
-        yield step, x.detach().clone()
+        yield Level(step, x.detach().clone())
 
 
 @torch.no_grad()
 def _probs(proxy, x, target, objective) -> torch.Tensor:
     return map_fixed(lambda xc, tc: proxy.score_and_prob(xc, tc, objective)[1], x.detach(), target)
+
+
+# Settings other sources share with pixel ascent.
+START = Setting(str, "real", STARTS, doc="real test digits of another class, uniform noise, or the mean digit")
+OBJECTIVE = Setting(str, "logit", OBJECTIVES, doc="ascend the target logit or its log-probability")
+
+
+def run(ctx: Context, s: dict) -> Trajectory:
+    x0, target = make_starts(ctx.domain, s["start"], ctx.n, ctx.seed)
+    x0, target = x0.to(ctx.device), target.to(ctx.device)
+    levels = pixel_ascent(ctx, x0, target, log_levels(s["max_steps"]), s)
+    return Trajectory(x0.cpu(), target.cpu(), (level.cpu() for level in levels), s["lr"])
+
+
+PIXEL_ASCENT = Source(
+    name="pixel_ascent",
+    knob="steps",
+    pressure="steps x lr",
+    doc="gradient ascent on pixels toward the proxy's target class; PGD with a budget",
+    run=run,
+    iterative=True,
+    settings={
+        "start": START,
+        "lr": Setting(float, 0.01, minimum=1e-12, maximum=MAX_LR, doc="step size"),
+        "max_steps": Setting(int, 2048, minimum=1, maximum=MAX_STEPS, doc="last level; levels are 0, 1, 2, 4, ..."),
+        "optimizer": Setting(str, "adam", OPTIMIZERS, doc="adam; sgd (steps follow the gradient's size); "
+                             "random_sign (control: +-lr per pixel, random signs, no proxy); steepest "
+                             "(PGD: lr sign(grad), or lr grad / ||grad|| under an l2 budget)"),
+        "objective": OBJECTIVE,
+        "norm": Setting(str, "none", NORMS, doc="budget norm; 'none' is free ascent"),
+        "eps": Setting(float, 0.0, minimum=0.0, doc="budget radius (pixels in [0, 1])"),
+    },
+    check=lambda s, dom: ("eps: must be > 0 when norm is 'l2' or 'linf'"
+                          if s["norm"] != "none" and s["eps"] <= 0 else None),
+    queries=lambda s, k, n: (0.0, 0.0) if s["optimizer"] == "random_sign" else (k, k),
+)

@@ -28,8 +28,10 @@ import numpy as np
 import torch
 
 from optbench.models.fixed_batch import map_fixed
-from optbench.pressure.crossings import Crossings
-from optbench.proxies import Proxy, as_proxy
+from optbench.pressure.pixel_ascent import OBJECTIVE, log_levels
+from optbench.pressure.source import MAX_LR, MAX_STEPS, Context, Level, Setting, Source, Trajectory
+from optbench.pressure.starts import STARTS, make_starts
+from optbench.proxies import as_proxy
 from optbench.rng import sample_rng
 
 ALGORITHMS = ("random_search", "cma_es", "genetic")
@@ -226,7 +228,7 @@ class Genetic(Search):
     P - 1 are children of binary-tournament parents, uniform crossover, and Gaussian
     mutation (sd sigma) of each gene with probability mutation_rate."""
 
-    def __init__(self, x0: np.ndarray, population: int, sigma: float, rngs, bounds, mutation_rate: float = 0.1,
+    def __init__(self, x0: np.ndarray, population: int, sigma: float, rngs, bounds, mutation_rate: float,
                  clip: bool = True, **_):
         self.pop, self.sigma, self.rngs, self.rate = population, sigma, rngs, mutation_rate
         self.bounds = bounds if clip else (-np.inf, np.inf)
@@ -267,20 +269,23 @@ class Genetic(Search):
         self.scores = np.concatenate([self.scores[rows, elite][:, None], scores], 1)
 
 
-def search(proxy: Proxy | torch.nn.Module, start: torch.Tensor, target: torch.Tensor, levels: list[int],
-           algorithm: str = "random_search", population: int = 32, sigma: float = 0.1,
-           encoding: str = "direct", mutation_rate: float = 0.1, objective: str = "logit", seed: int = 0,
-           bounds: tuple[float, float] = (0.0, 1.0), crossings: Crossings | None = None,
-           sample_ids: list[int] | None = None) -> Iterator[tuple[int, torch.Tensor, dict]]:
-    """Yield (generations, each sample's best output so far, info) at every level.
+def search(ctx: Context, start: torch.Tensor, target: torch.Tensor, levels: list[int], s: dict,
+           algorithm: str, sample_ids: list[int] | None = None) -> Iterator[Level]:
+    """Yield a Level (generations, each sample's best output so far, its mean score as
+    `search_score`) at every level, with the settings `s` of the source named
+    `algorithm` (population, sigma, objective; the GA's encoding and mutation_rate).
     Genes are float64 numpy (the searches' own arithmetic); candidates are scored in
     float32 by the proxy. With the cppn encoding the start is not used (a CPPN cannot
-    encode a photograph): generation 0 is the best of P random CPPNs."""
+    encode a photograph): generation 0 is the best of P random CPPNs. Row r searches as
+    sample sample_ids[r] of ctx.seed (default: r)."""
+    population, sigma, objective = s["population"], s["sigma"], s["objective"]
+    encoding = s.get("encoding", "direct")   # the GA's settings; the other searches have pixels only
+    seed, bounds, crossings = ctx.seed, ctx.bounds, ctx.crossings
     if algorithm not in ALGORITHMS:
         raise ValueError(f"algorithm: unknown {algorithm!r}; allowed: {', '.join(ALGORITHMS)}")
     if encoding == "cppn" and algorithm != "genetic":
         raise ValueError("encoding: 'cppn' is the genetic algorithm's (Nguyen et al. 2015)")
-    proxy = as_proxy(proxy)
+    proxy = as_proxy(ctx.proxy)
     shape, device = tuple(start.shape[1:]), start.device
     n = len(start)
     ids = range(n) if sample_ids is None else sample_ids
@@ -292,7 +297,7 @@ def search(proxy: Proxy | torch.nn.Module, start: torch.Tensor, target: torch.Te
         x0 = start.detach().cpu().double().reshape(n, -1).numpy()
         decode = lambda g: torch.from_numpy(g).float().to(device).reshape(len(g), *shape)  # noqa: E731
     kind = {"random_search": RandomSearch, "cma_es": CMAES, "genetic": Genetic}[algorithm]
-    algo = kind(x0, population, sigma, rngs, bounds, mutation_rate=mutation_rate, clip=encoding == "direct")
+    algo = kind(x0, population, sigma, rngs, bounds, mutation_rate=s.get("mutation_rate"), clip=encoding == "direct")
 
     def score(genes: np.ndarray) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
         """(n, P) scores of (n, P, D) genes, their images and their probabilities."""
@@ -331,7 +336,7 @@ def search(proxy: Proxy | torch.nn.Module, start: torch.Tensor, target: torch.Te
             gen += 1
         if gen == levels[-1] and crossings is not None:
             crossings.update(gen, best_prob, lambda mask: best_x[mask.to(best_x.device)])
-        yield gen, best_x.clone(), {"extras": {"search_score": float(np.mean(best_score))}}
+        yield Level(gen, best_x.clone(), values={"search_score": float(np.mean(best_score))})
 
 
 def queries(algorithm: str, encoding: str, population: int, generations: float) -> float:
@@ -342,3 +347,46 @@ def queries(algorithm: str, encoding: str, population: int, generations: float) 
         return population + (population - 1) * generations
     return 1 + population * generations
 
+
+
+def _run(algorithm: str):
+    def run(ctx: Context, s: dict) -> Trajectory:
+        x0, target = make_starts(ctx.domain, s["start"], ctx.n, ctx.seed)
+        x0, target = x0.to(ctx.device), target.to(ctx.device)
+        levels = search(ctx, x0, target, log_levels(s["max_generations"]), s, algorithm)
+        return Trajectory(x0.cpu(), target.cpu(), (level.cpu() for level in levels))
+    return run
+
+
+def _source(algorithm: str, doc: str, version: int = 1, **extra: Setting) -> Source:
+    return Source(
+        name=algorithm,
+        knob="generations",
+        pressure="generations",
+        doc=doc + "; each sample searches on its own, all populations scored as one batch; "
+                  "the output is each sample's best so far",
+        run=_run(algorithm),
+        iterative=True,
+        settings={
+            "start": Setting(str, "real", STARTS, doc="as pixel ascent's (unused by the cppn encoding)"),
+            "population": Setting(int, 32, minimum=2, maximum=2**14, doc="candidates per sample per generation"),
+            "sigma": Setting(float, 0.1, minimum=1e-12, maximum=MAX_LR, doc="mutation / step size (pixels, or CPPN weights)"),
+            "max_generations": Setting(int, 256, minimum=1, maximum=MAX_STEPS, doc="last level; levels are 0, 1, 2, 4, ..."),
+            "objective": OBJECTIVE,
+            **extra,
+        },
+        values={"search_score": "mean over samples of the best proxy score found so far (the objective's)"},
+        queries=lambda s, k, n: (queries(algorithm, s.get("encoding", "direct"), s["population"], k), 0.0),
+        version=version,
+    )
+
+
+RANDOM_SEARCH = _source("random_search", "(1 + lambda) random search: Gaussian steps around the best so far")
+# version 2: the batched separable CMA-ES (version 1 ran the cma package per sample)
+CMA_ES = _source("cma_es", "separable CMA-ES (Ros and Hansen 2008), batched over samples, in "
+                 "pixel space with cma's box transformation", version=2)
+GENETIC = _source(
+    "genetic", "elitist genetic algorithm (Nguyen et al. 2015): tournaments, uniform crossover, Gaussian "
+    "mutation, on pixels (direct) or on a CPPN's weights (cppn)",
+    encoding=Setting(str, "direct", ENCODINGS, doc="genes are pixels, or the weights of a fixed-topology CPPN"),
+    mutation_rate=Setting(float, 0.1, minimum=0.0, doc="probability that a gene mutates"))

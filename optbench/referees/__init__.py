@@ -5,23 +5,14 @@ from __future__ import annotations
 
 import torch
 
-from optbench.domains import get_domain, referee_as_proxy_error
+from optbench.domains import Domain, get_domain, referee_as_proxy_error
+from optbench.metrics import METRICS, PACKAGE, Metric
 from optbench.models.checkpoints import load_model
-from optbench.proxies import Proxy, as_proxy
 from optbench.models.fixed_batch import model_device
-from optbench.referees.classifiers import logits_of, target_readout
-from optbench.referees.distribution import Reference, distribution_metrics, extract, within_class_diversity
-
-# Computed in every feature space: unsuffixed in the primary (first) space, "<metric>@<space>"
-# in the others. `diversity` is computed in the primary space only.
-DISTRIBUTION_METRICS = ("fid", "kid", "kid_std", "precision", "recall", "density", "coverage", "c2st")
-
-
-def space_metric(metric: str, space: str, primary: str) -> str:
-    """The key of `metric` in feature space `space`: "kid" in the primary space, else "kid@<space>"."""
-    return metric if space == primary else f"{metric}@{space}"
-
-from optbench.referees.metrics import METRICS, Batch, computed_metrics  # noqa: E402,F401
+from optbench.proxies import Proxy, as_proxy
+from optbench.referees.classifiers import logits_of
+from optbench.referees.distribution import Reference, extract, within_class_diversity
+from optbench.referees.metrics import Batch, space_metrics
 
 
 class Referee:
@@ -29,15 +20,18 @@ class Referee:
 
     The judges and feature nets are the referee's own; the proxy is the cell's, passed
     to `evaluate` (default: the one the referee was built with), so a per-seed replicate
-    is scored without touching the referee."""
+    is scored without touching the referee. What it reports is the metric registry's
+    (optbench/metrics.py): every registered metric that applies to the domain and the
+    proxy's kind, built-in or plug-in alike."""
 
-    def __init__(self, domain: str, proxy: str | Proxy, device: str | torch.device = "cpu",
+    def __init__(self, domain: Domain | str, proxy: str | Proxy, device: str | torch.device = "cpu",
                  checkpoint_root=None, *, features: tuple[str, ...] | None = None):
-        """`features`: the feature spaces of the distribution metrics, a subset of the
-        domain's feature_spaces (default: all); the first is the primary space."""
-        dom = get_domain(domain)
+        """`domain`: the Domain (or its registered name); `features`: the feature spaces
+        of the distribution metrics, a subset of the domain's feature_spaces (default:
+        all); the first is the primary space."""
+        dom = self.dom = get_domain(domain)
         if isinstance(proxy, str):
-            refereeing = referee_as_proxy_error(domain, proxy)
+            refereeing = referee_as_proxy_error(dom, proxy)
             if refereeing:
                 raise ValueError(f"proxy: {refereeing}")
         self.domain, self.checkpoint_root = dom.name, checkpoint_root
@@ -47,13 +41,13 @@ class Referee:
             raise ValueError(f"features: expected distinct names from {', '.join(dom.feature_spaces)}, "
                              f"got {features!r}")
         self.bounds = dom.bounds
-        self.proxy = (load_proxy(domain, proxy, device, root=checkpoint_root) if isinstance(proxy, str)
+        self.proxy = (load_proxy(dom, proxy, device, root=checkpoint_root) if isinstance(proxy, str)
                       else as_proxy(proxy))
-        self.judges = {name: load_model(domain, name, device, root=checkpoint_root)
+        self.judges = {name: load_model(dom, name, device, root=checkpoint_root)
                        for name in dom.judges}
         self.ensemble = dom.ensemble
         self.feature_nets = {name: self.judges[name] if name in self.judges else
-                             load_model(domain, name, device, root=checkpoint_root) for name in self.spaces}
+                             load_model(dom, name, device, root=checkpoint_root) for name in self.spaces}
         self.feature_net = self.feature_nets[self.spaces[0]]   # the primary space
         x_ref, _ = dom.load_split("reference")
         self.references = {name: Reference(extract(net, x_ref)) for name, net in self.feature_nets.items()}
@@ -61,23 +55,48 @@ class Referee:
         # A ground-truth domain's exact referee (optbench/gold): its gold_* metrics join
         # every evaluation and its exact null joins the learned metrics' nulls.
         self.gold = dom.gold()
-        self._nulls: dict[int, dict] = {}
+        self._nulls: dict[tuple, dict] = {}
 
-    def distribution_names(self) -> list[str]:
-        """Every set metric key: the distribution metrics in every feature space,
-        `diversity`, and the exact referee's set metrics."""
-        gold = list(self.gold.set_names) if self.gold else []
-        return ["diversity", *(space_metric(m, s, self.spaces[0]) for s in self.spaces for m in DISTRIBUTION_METRICS),
-                *gold]
+    def metrics(self, proxy: Proxy | None = None) -> list[Metric]:
+        """The registered metrics this referee computes for the proxy's kind, in the
+        order their values are reported: per-sample read-outs, the exact referee's
+        per-sample values, distances, set statistics, the exact referee's set
+        statistics, then plug-ins in registration order."""
+        kind = (proxy or self.proxy).kind
+        chosen = [m for m in (METRICS[k] for k in METRICS) if m.compute is not None
+                  and m.applies(self.domain, kind) and (m.available is None or m.available(self))]
+        return sorted(chosen, key=_stage)
+
+    def keys(self, metrics: list[Metric]) -> list[str]:
+        """Every value's key of `metrics`, in the order they are reported."""
+        return [key for key, _, _ in self._layout(metrics)]
+
+    def _layout(self, metrics: list[Metric]):
+        """(key, metric, judge or space) of every value in order: metrics per judge
+        judge by judge, and metrics per feature space space by space, each group where
+        its first member stands."""
+        done: set[str] = set()
+        for m in metrics:
+            if m.name in done:
+                continue
+            if m.per_judge:
+                group = [p for p in metrics if p.per_judge]
+                yield from ((p.key(judge=j), p, j) for j in self.judges for p in group)
+            elif m.every_space:
+                group = [p for p in metrics if p.every_space]
+                yield from ((p.key(s, self.spaces[0]), p, s) for s in self.spaces for p in group)
+            else:
+                group = [m]
+                yield m.name, m, None
+            done |= {p.name for p in group}
+
+    def distribution_names(self, proxy: Proxy | None = None) -> list[str]:
+        """Every set statistic's key (NaN at a level whose set is not a valid sample)."""
+        return self.keys([m for m in self.metrics(proxy) if m.kind == "set"])
 
     def metric_names(self, proxy: Proxy | None = None) -> list[str]:
         """Every key `evaluate` returns besides diverged_frac and n_finite."""
-        per = ["proxy_prob", "proxy_logit", "proxy_hit",
-               *(f"{n}_{m}" for n in self.judges for m in ("prob", "agree")),
-               "judge_prob", "judge_hit", "judge_agree", "judge_conf", "out_of_range",
-               *(k for k in (self.gold.names if self.gold else ()) if k not in self.gold.set_names)]
-        plugins = computed_metrics(self.domain, (proxy or self.proxy).kind)
-        return [*per, "gap", "l2", "linf", *self.distribution_names(), *(m.name for m in plugins)]
+        return self.keys(self.metrics(proxy))
 
     def features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """x's features in every feature space."""
@@ -88,24 +107,29 @@ class Referee:
 
     def distribution_of_features(self, feats: dict[str, torch.Tensor],
                                  target: torch.Tensor | None = None) -> dict[str, float]:
-        """Every distribution metric from features already extracted (`features`)."""
+        """`diversity` (grouped by `target`; NaN without one) and every feature-space
+        metric, from features already extracted (`features`): what the null resamples."""
         primary = self.spaces[0]
         out = {"diversity": within_class_diversity(feats[primary], target) if target is not None else float("nan")}
+        batch = Batch(self, None, None, target, None, {}, feats)
         for space in self.spaces:
-            if len(feats[space]) < 6:  # PRDC needs k+1 points, FID a covariance
-                values = {m: float("nan") for m in DISTRIBUTION_METRICS}
-            else:
-                values = distribution_metrics(self.references[space], feats[space])
-            out |= {space_metric(m, space, primary): v for m, v in values.items()}
+            out |= {m.key(space, primary): float(m.compute(batch, space)) for m in space_metrics()}
         return out
 
-    def null(self, n: int) -> dict[str, dict]:
-        """The real-against-real null distribution of every distribution metric at sample
-        size n (shipped, cached on disk, or computed once): see referees/null.py."""
-        if n not in self._nulls:
-            from optbench.referees.null import cached_null
-            self._nulls[n] = cached_null(self, n) | (self.gold.null(n) if self.gold else {})
-        return self._nulls[n]
+    def null(self, n: int, proxy: Proxy | None = None) -> dict[str, dict]:
+        """The real-against-real null at sample size n of every metric that has one:
+        resampled from the null pool (shipped, cached on disk, or computed once; see
+        referees/null.py), drawn from the exact referee's law, or binomial."""
+        metrics = self.metrics(proxy)
+        key = (n, tuple(m.name for m in metrics))
+        if key not in self._nulls:
+            from optbench.referees.null import cached_null, plugin_null
+            from optbench.metrics import binomial_null
+            null = cached_null(self, n) | (self.gold.null(n) if self.gold else {})
+            null |= plugin_null(self, n, [m for m in metrics if m.null == "pool" and m.name not in PACKAGE])
+            null |= {m.name: binomial_null(m, n) for m in metrics if m.null == "binomial"}
+            self._nulls[key] = null
+        return self._nulls[key]
 
     def logits(self, x: torch.Tensor, proxy: Proxy | None = None) -> dict[str, torch.Tensor]:
         """Every classifier's raw output on x, computed once so read-outs for several
@@ -135,71 +159,83 @@ class Referee:
 
     def per_sample(self, logits: dict[str, torch.Tensor], x: torch.Tensor,
                    target: torch.Tensor, proxy: Proxy | None = None) -> dict[str, torch.Tensor]:
-        """Per-sample values of every metric that has one (finite samples only).
-
-        A proxy without classes (a GAN discriminator) has no target class: its
-        probability is sigmoid(D(x)), and the target becomes the judge ensemble's own
-        class, so judge_prob is the judges' confidence that x is an example of some class."""
+        """Per-sample values (float64) of every "sample" metric that needs no starting
+        point: what a selection source's pool is scored with, once per target."""
         proxy = proxy or self.proxy
-        ens = self.ensemble_probs(logits)
-        ens_pred = ens.argmax(1)
-        if not proxy.has_classes:
-            target = ens_pred
-        r = proxy.readout(logits["proxy"], target)
-        out = {"proxy_prob": r["prob"], "proxy_logit": r["logit"], "proxy_hit": r["hit"]}
-        proxy_pred = r["pred"]
-        nan = torch.full((len(x),), float("nan"))
-        for name in self.judges:
-            r = target_readout(logits[name], target)
-            out[f"{name}_prob"] = r["prob"]
-            out[f"{name}_agree"] = nan if proxy_pred is None else r["pred"] == proxy_pred
-        out["judge_prob"] = ens.gather(1, target[:, None]).squeeze(1)
-        out["judge_hit"] = ens_pred == target
-        out["judge_agree"] = nan if proxy_pred is None else ens_pred == proxy_pred
-        out["judge_conf"] = ens.amax(1)
-        lo, hi = self.bounds
-        tol = (hi - lo) / 255   # one grey level of an 8-bit image of the range
-        out["out_of_range"] = ((x < lo - tol) | (x > hi + tol)).flatten(1).double().mean(1)
-        if self.gold:
-            out |= self.gold.per_sample(x, target)
-        return {k: v.double() for k, v in out.items()}
+        batch = Batch(self, proxy, x, target, None, logits)
+        metrics = [m for m in self.metrics(proxy) if m.kind == "sample" and not m.needs_start]
+        return {k: v.double() for k, v in self._each(batch, metrics, lambda m, v: v)}
 
-    def evaluate(self, x: torch.Tensor, target: torch.Tensor, start: torch.Tensor,
+    def evaluate(self, x: torch.Tensor, target: torch.Tensor, start: torch.Tensor | None,
                  proxy: Proxy | None = None) -> dict[str, float]:
+        """Every metric's value on the level's outputs x (diverged samples excluded and
+        counted). `start` None: the outputs have no starting point (a selection), so
+        distances from it are NaN."""
         proxy = proxy or self.proxy
+        metrics = self.metrics(proxy)
         logits, feats = self._forward(x, proxy)
         finite = torch.isfinite(x).flatten(1).all(1) & proxy.finite(logits["proxy"])
         out = {"diverged_frac": float(1 - finite.double().mean()), "n_finite": int(finite.sum())}
         if not finite.any():   # every sample diverged: recorded as such, every metric NaN
-            return out | {k: float("nan") for k in self.metric_names(proxy)}
-        x, target, start = x[finite], target[finite], start[finite]
-        logits = {k: v[finite] for k, v in logits.items()}
-        feats = {k: v[finite] for k, v in feats.items()}
-        out |= {k: _mean(v) for k, v in self.per_sample(logits, x, target, proxy).items()}
-        ens = self.ensemble_probs(logits)
-        out["gap"] = out["proxy_prob"] - out["judge_prob"]
-        delta = (x - start).flatten(1)
-        out["l2"], out["linf"] = _mean(delta.norm(dim=1)), _mean(delta.abs().amax(1))
-        # Diversity is grouped by the judge ensemble's class, for outputs and for the
-        # real baseline alike: grouping outputs by target but real digits by label made
-        # unchanged real starts read 8.2 against a baseline of 3.0.
-        out |= self.distribution_of_features(feats, ens.argmax(1))
-        if self.gold:
-            out |= self.gold.set_metrics(x)
-        plugins = computed_metrics(self.domain, proxy.kind)   # on the same finite outputs and features
-        if plugins:
-            batch = Batch(x, target, start, feats, ens, domain=self.domain, proxy=proxy,
-                          proxy_logits=logits["proxy"])
-            out |= {m.name: float(m.compute(batch)) for m in plugins}
-        return out
+            return out | {k: float("nan") for k in self.keys(metrics)}
+        x, target = x[finite], target[finite]
+        start = None if start is None else start[finite]
+        batch = Batch(self, proxy, x, target, start, {k: v[finite] for k, v in logits.items()},
+                      {k: v[finite] for k, v in feats.items()})
+        return out | self.values(batch, metrics)
+
+    def values(self, batch: Batch, metrics: list[Metric]) -> dict[str, float]:
+        """One loop over the metrics: a level's value of each (a "sample" metric's mean
+        over the outputs, a "set" metric's statistic), then the "derived" ones from
+        those."""
+        out = dict(self._each(batch, metrics, _level_value))
+        return out | self.derived(out, metrics=metrics)
+
+    def derived(self, values: dict[str, float], proxy: Proxy | None = None,
+                metrics: list[Metric] | None = None) -> dict[str, float]:
+        """The "derived" metrics (gap = proxy_prob - judge_prob) from a level's other
+        values: the runner recomputes them after a selection's exact weighting."""
+        return {m.name: float(m.compute(values)) for m in (metrics or self.metrics(proxy)) if m.kind == "derived"}
+
+    def _each(self, batch: Batch, metrics: list[Metric], value):
+        """(key, value(metric, computed)) for every value in `_layout`'s order; a
+        derived metric holds its place (NaN), and a distance is NaN without starting
+        points."""
+        per_judge: dict[str, dict] = {}
+        for key, m, where in self._layout(metrics):
+            if m.kind == "derived" or (m.needs_start and batch.start is None):
+                yield key, float("nan")
+            elif m.per_judge:
+                if m.name not in per_judge:
+                    per_judge[m.name] = m.compute(batch)
+                yield key, value(m, per_judge[m.name][where])
+            elif m.every_space:
+                yield key, value(m, m.compute(batch, where))
+            else:
+                yield key, value(m, m.compute(batch))
+
+
+def _stage(m: Metric) -> int:
+    """A metric's place in a level's row (the order the values were always reported
+    in): per-sample read-outs, the exact referee's per-sample values, distances and
+    derived values, set statistics, the exact referee's set statistics, plug-ins."""
+    if m.name not in PACKAGE:
+        return 5
+    if m.kind == "sample" and not m.needs_start:
+        return 1 if m.role == "gold" else 0
+    if m.kind != "set":
+        return 2
+    return 4 if m.role == "gold" else 3
+
+
+def _level_value(m: Metric, value) -> float:
+    return _mean(value) if m.kind == "sample" else float(value)
 
 
 def load_proxy(domain: str, name: str, device=None, root=None) -> Proxy:
-    """A model of the domain's catalog as a Proxy of its kind (manifest "kind", else the
-    module's `proxy_kind`)."""
-    from optbench.models.checkpoints import model_entry
-    kind = model_entry(domain, name, root).get("kind")
-    proxy = as_proxy(load_model(domain, name, device, root=root), kind)
+    """A model of the domain's catalog as a Proxy of its kind (checkpoints.model_kind)."""
+    from optbench.models.checkpoints import model_kind
+    proxy = as_proxy(load_model(domain, name, device, root=root), model_kind(domain, name, root))
     proxy.name = name
     return proxy
 

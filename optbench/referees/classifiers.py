@@ -4,7 +4,6 @@ from __future__ import annotations
 import torch
 
 from optbench.models.fixed_batch import in_batches, model_device
-from optbench.proxies import class_readout as target_readout  # noqa: F401  (the one read-out)
 
 
 def logits_of(model: torch.nn.Module, x: torch.Tensor, batch: int = 500) -> torch.Tensor:

@@ -17,7 +17,7 @@ about 1% of sets of them should be flagged, per metric.
 Nulls are cheap to look up and slow to compute (a minute or two per n), so they are
 shipped for the suites' sample sizes (optbench/checkpoints/<domain>/null_<n>.json) and
 otherwise cached on disk ($OPTBENCH_CACHE/null, default ~/.cache/optbench/null), keyed by
-everything that changes them. `ship_nulls()` (benchmarks/calibrate_null.py) rewrites the
+everything that changes them. benchmarks/calibrate_null.py (`ship_null`) rewrites the
 shipped files after a change to the metrics or the feature nets.
 """
 from __future__ import annotations
@@ -29,10 +29,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from optbench.cache import cache_dir, entry_lock, key_hash
-from optbench.detectors import DETECTORS
+from optbench.cache import NUMBERS_VERSION, cache_dir, entry_lock, key_hash
 from optbench.domains import get_domain
+from optbench.metrics import departure_side
 from optbench.models.checkpoints import model_hash
+from optbench.stats import null_summary
 
 NULL_VERSION = 1          # bump when the statistic or its estimation changes
 NULL_DRAWS = 1000
@@ -42,20 +43,6 @@ NULL_SPLITS = ("test", "generator_train")
 FPR_SPLIT = "proxy_train"  # real digits outside the null pool, for checking the threshold
 SHIPPED_N = (128, 200)     # the suites' sample sizes
 HEAD = 5                   # first draws stored with a null, so a recomputation can be checked
-# The side on which a metric that left the data lies, relative to its null.
-DEPARTURE_SIDE = {"fid": "high", "kid": "high", "c2st": "high",
-                  "precision": "low", "recall": "low", "density": "low", "coverage": "low",
-                  # exact referees (optbench/gold): their nulls come from the true law
-                  "gold_atypical": "high", "gold_ks": "high", "gold_maha": "high", "gold_logp_q": "low",
-                  # detectors' flagged shares (optbench/detectors.py); null Binomial(n, 0.01) / n
-                  **{f"det_{d}": "high" for d in DETECTORS}}
-
-
-def departure_side(metric: str) -> str | None:
-    """"high", "low", or None (kid_std, diversity, ...) for a metric key, "@space" or not."""
-    return DEPARTURE_SIDE.get(metric.split("@")[0])
-
-
 def departed(null: dict, metric: str, value: float) -> bool | None:
     """Whether `value` of `metric` lies beyond its null's 99% threshold (None when the
     metric has no side or no null)."""
@@ -79,7 +66,7 @@ def max_null_n(domain) -> int:
 
 
 def pool_features(referee, splits: tuple[str, ...]) -> dict[str, torch.Tensor]:
-    dom = get_domain(referee.domain)
+    dom = referee.dom
     return referee.features(torch.cat([dom.load_split(s)[0] for s in splits if s in dom.splits]))
 
 
@@ -101,27 +88,16 @@ def metric_draws(referee, feats: dict[str, torch.Tensor], n: int, draws: int,
     return {k: np.asarray(v) for k, v in values.items()}
 
 
-def _summary(v: np.ndarray, n: int) -> dict:
-    return {"mean": float(v.mean()), "std": float(v.std(ddof=1)), "q01": float(np.quantile(v, 0.01)),
-            "q99": float(np.quantile(v, 0.99)), "draws": len(v), "n": n}
-
-
 def _compute(referee, n: int, draws: int, seed: int) -> tuple[dict, dict]:
     values = metric_draws(referee, pool_features(referee, NULL_SPLITS), n, draws, seed)
-    return ({m: _summary(v, n) for m, v in values.items()},
+    return ({m: null_summary(v, n) for m, v in values.items()},
             {m: v[:HEAD].tolist() for m, v in values.items()})
-
-
-def null_distribution(referee, n: int, draws: int = NULL_DRAWS, seed: int = NULL_SEED) -> dict[str, dict]:
-    """Per distribution metric (every feature space): mean, std, q01, q99 of the metric
-    over `draws` sets of n real digits from the null pool, and draws and n."""
-    return _compute(referee, n, draws, seed)[0]
 
 
 def false_positive_rate(referee, null: dict, n: int, sets: int = 200, seed: int = 1) -> dict[str, float]:
     """Per metric with a departure side: the share of `sets` sets of n real proxy_train
     digits (outside the null pool) that `null` flags as having left the data."""
-    dom = get_domain(referee.domain)
+    dom = referee.dom
     values = metric_draws(referee, referee.features(dom.load_split(FPR_SPLIT)[0]), n, sets, seed)
     return {m: float(np.mean([departed(null, m, x) for x in v]))
             for m, v in values.items() if departure_side(m) and m in null}
@@ -130,11 +106,10 @@ def false_positive_rate(referee, null: dict, n: int, sets: int = 200, seed: int 
 def null_key(referee, n: int, draws: int = NULL_DRAWS, seed: int = NULL_SEED) -> dict:
     """Everything that changes a null: a cached or shipped null is used only if its key
     equals this one."""
-    from optbench.suite import NUMBERS_VERSION
     return {"null_version": NULL_VERSION, "numbers": NUMBERS_VERSION,
             "torch": ".".join(torch.__version__.split(".")[:2]), "domain": referee.domain,
-            "n": n, "draws": draws, "seed": seed, "pool": list(null_splits(referee.domain)),
-            "spaces": [[s, model_hash(referee.domain, s, referee.checkpoint_root)] for s in referee.spaces]}
+            "n": n, "draws": draws, "seed": seed, "pool": list(null_splits(referee.dom)),
+            "spaces": [[s, model_hash(referee.dom, s, referee.checkpoint_root)] for s in referee.spaces]}
 
 
 def shipped_path(domain: str, n: int) -> Path:
@@ -181,7 +156,7 @@ def cached_null(referee, n: int, draws: int | None = None, seed: int = NULL_SEED
     computed once (under a lock, so two processes that need it compute it once) and cached."""
     draws = draws or null_draws()
     key = null_key(referee, n, draws, seed)
-    shipped = shipped_path(referee.domain, n)
+    shipped = shipped_path(referee.dom, n)
     if shipped.exists() and (null := _read(shipped, key)) is not None:
         return null
     path = cache_dir("null") / f"{referee.domain}_{n}_{key_hash(key)}.json"
@@ -195,15 +170,45 @@ def cached_null(referee, n: int, draws: int | None = None, seed: int = NULL_SEED
     return null
 
 
-def ship_nulls(domain: str = "mnist", ns: tuple[int, ...] = SHIPPED_N, log=print) -> None:
-    """Recompute the shipped nulls (optbench/checkpoints/<domain>/null_<n>.json)."""
-    import time
+def plugin_null(referee, n: int, metrics: list, draws: int | None = None,
+                seed: int = NULL_SEED) -> dict[str, dict]:
+    """The resampled null of plug-in metrics that declare null = "pool": the same `draws`
+    sets of n real examples from the null pool as the built-in metrics' (set j drawn
+    with the generator seeded [seed, j]), each scored as a level of outputs is (the
+    examples are their own starting points, their labels the targets, the referee's
+    proxy the proxy). Cached on disk under the metrics' names and versions."""
+    if not metrics:
+        return {}
+    draws = draws or null_draws()
+    key = {**null_key(referee, n, draws, seed), "metrics": {m.name: m.version for m in metrics},
+           "proxy": getattr(referee.proxy, "name", "")}
+    path = cache_dir("null") / f"{referee.domain}_{n}_plugin_{key_hash(key)}.json"
+    if (null := _read(path, key)) is not None:
+        return null
+    with entry_lock(path):
+        if (null := _read(path, key)) is not None:
+            return null
+        from optbench.referees.metrics import Batch
+        dom = referee.dom
+        x, y = (torch.cat(t) for t in zip(*(dom.load_split(s) for s in null_splits(referee.dom))))
+        if not 6 <= n <= len(x) // 2:
+            raise ValueError(f"n: expected 6..{len(x) // 2} (half the pool of {len(x)} real examples), got {n}")
+        logits, feats = referee._forward(x, referee.proxy)
+        values: dict[str, list[float]] = {}
+        for j in range(draws):
+            idx = torch.from_numpy(np.random.default_rng([seed, j]).choice(len(x), n, replace=False))
+            batch = Batch(referee, referee.proxy, x[idx], y[idx], x[idx], {k: v[idx] for k, v in logits.items()},
+                          {k: v[idx] for k, v in feats.items()})
+            for k, v in referee.values(batch, metrics).items():
+                values.setdefault(k, []).append(v)
+        null = {k: null_summary(np.asarray(v), n) for k, v in values.items()}
+        _write(path, key, null, {k: v[:HEAD] for k, v in values.items()})
+    return null
 
-    from optbench.referees import Referee
-    referee = Referee(domain, get_domain(domain).default_proxy)
-    for n in ns:
-        t0 = time.time()
-        key = null_key(referee, n)
-        null, head = _compute(referee, n, NULL_DRAWS, NULL_SEED)
-        _write(shipped_path(domain, n), key, null, head)
-        log(f"{shipped_path(domain, n)}: {NULL_DRAWS} draws of n = {n} in {time.time() - t0:.0f} s")
+
+def ship_null(referee, n: int) -> Path:
+    """Recompute the shipped null of the referee's domain at n (benchmarks/calibrate_null.py)."""
+    key = null_key(referee, n)
+    null, head = _compute(referee, n, NULL_DRAWS, NULL_SEED)
+    _write(shipped_path(referee.dom, n), key, null, head)
+    return shipped_path(referee.dom, n)

@@ -1,4 +1,11 @@
-"""Summaries, plots and grids of a finished suite folder."""
+"""Summaries, plots and grids of a finished suite folder, read from its files.
+
+No model is loaded here: what a figure needs from one (a proxy's decision regions, the
+exact referee's projections, a generator's samples) the runner stored in the folder
+(optbench/figure_inputs.py). The report reads the cells' files, suite.json, those
+stored arrays, and a domain's own data where a figure draws it (the reference split, a
+mixture's exact density); a folder that predates the stored arrays is drawn without
+them, with a note to rerun the suite with --force."""
 from __future__ import annotations
 
 import contextlib
@@ -8,16 +15,18 @@ import shutil
 from pathlib import Path
 
 from optbench.report.goodhart import fit_curves, fits_figure, fits_markdown
-from optbench.report.grids import cell_grid, grid_files
+from optbench.grids import cell_grid, grid_files
 from optbench.report.plots import curves_figure, equal_compute_figure, equal_proxy_by_source, equal_proxy_figure
 from optbench.report.controls import CONTROLS_NOTE, control_pairs, controls_figure, controls_markdown, controls_table
 from optbench.report.summary import (EQUAL_COMPUTE_NOTE, EQUAL_PROXY_NOTE, equal_compute_markdown, spends_queries,
                                      equal_proxy_markdown, equal_proxy_table,
                                      group_cells, kid_spaces, load_cells, scan_cells, suite_meta, summarize,
                                      summary_markdown, tidy_csv)
-from optbench.report.text import file_slug, md_code, md_text
+from optbench.text import file_slug, md_code, md_text
 from optbench.domains import get_domain
+from optbench.figure_inputs import read_generator_samples
 from optbench.report.audit import TRUTH
+from optbench.report.detectors import detector_names
 from optbench.storage import PLOTS_NEW, PLOTS_OLD, StorageError, shared_mkdtemp, suite_lock, write_atomic
 
 
@@ -32,21 +41,22 @@ def write_suite_outputs(suite_dir: Path) -> dict:
 
 def activate_context(suite_dir: Path, meta: dict) -> str | None:
     """The suite's pythonpath, plug-ins and file-based domains, as its run had them
-    (suite.json's "context"), imported like a suite file's: a generator's sample sheet
-    needs its domain. Best effort: a results folder reports from its files alone, so a
-    plug-in or data set that has moved only costs the figures that need it; returns the
-    warning then. Older folders have no context."""
+    (suite.json's "context"), imported like a suite file's: plug-in metrics and sources
+    name the curves' values, and a vector domain's figures draw its reference split.
+    Best effort: a results folder reports from its files alone, so a plug-in or data set
+    that has moved only costs the figures that need it; returns the warning then. Older
+    folders have no context."""
     context = meta.get("context")
     if not context:
         return None
-    from optbench.models.checkpoints import first_line
+    from optbench.errors import first_line
     from optbench.suite import Context
     try:
         Context(pythonpath=tuple(context.get("pythonpath", [])), plugins=tuple(context.get("plugins", [])),
                 domains=json.dumps(context.get("domains", {}), sort_keys=True)).activate()
     except Exception as e:   # a plug-in may raise anything at import
         return (f"{Path(suite_dir) / 'suite.json'}: cannot load the suite's plug-ins and domains "
-                f"({first_line(e)}); figures that need them (a generator's sample sheet) are left out")
+                f"({first_line(e)}); figures that need them (a domain's data) are left out")
     return None
 
 
@@ -61,7 +71,7 @@ def _write_outputs(suite_dir: Path) -> dict:
     md = _summary_md(suite_dir.name, meta, cells, rows, fits, list(left_out))
     staging = shared_mkdtemp(PLOTS_NEW, suite_dir)
     try:
-        _draw_plots(cells, fits, suite_dir, staging)
+        left_without = _draw_plots(cells, fits, suite_dir, staging)
     except OSError as e:
         shutil.rmtree(staging, ignore_errors=True)
         raise StorageError(f"cannot write plots under {suite_dir}: {e.strerror or e}; the "
@@ -73,6 +83,9 @@ def _write_outputs(suite_dir: Path) -> dict:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    note = predates_note(str(suite_dir), left_without)
+    if note:
+        md += [f"**Note:** {md_text(predates_note('this results folder', left_without), in_table=False)}.", ""]
     _write_summaries(suite_dir, md, rows, cells)
     plots = suite_dir / "plots"
     old = suite_dir / f"{PLOTS_OLD}{os.getpid()}"
@@ -83,7 +96,7 @@ def _write_outputs(suite_dir: Path) -> dict:
     from optbench.report.html import write_report
     write_report(suite_dir)
     return {"cells": len(cells), "curves": len(rows), "left_out": list(left_out), "why_left_out": left_out,
-            "warnings": [warning] if warning else []}
+            "warnings": [w for w in (warning, note) if w]}
 
 
 def _write_summaries(suite_dir: Path, md: list[str], rows: list[dict], cells: list[dict]) -> None:
@@ -117,7 +130,7 @@ def _summary_md(name: str, meta: dict, cells: list[dict], rows: list[dict], fits
         md += ["## Referee audit against the exact departure", "",
                "See [audit.md](audit.md): each learned referee graded against the exact "
                "departure of the same outputs (plots/audit_misses_<domain>.png, plots/picture_<domain>.png).", ""]
-    if any(k.startswith("det_") for c in cells[:1] for k in c["curve"]["rows"][0]):
+    if any(detector_names(c) for c in cells[:1]):
         md += ["## Detectors graded against the gold", "",
                "See [detectors.md](detectors.md): each over-optimization detector (the proxy's side "
                "only) graded against the gold's departure, with the regret of stopping when it fires "
@@ -127,6 +140,15 @@ def _summary_md(name: str, meta: dict, cells: list[dict], rows: list[dict], fits
         md += ["## Controls: pressure-attributable departure", "", CONTROLS_NOTE, "",
                controls_markdown(controls)]
     return md
+
+
+def predates_note(folder: str, left_without: list[str]) -> str | None:
+    """One line for a folder written before runs stored what figures need from models
+    (`left_without`: what each such figure lacks)."""
+    if not left_without:
+        return None
+    return (f"{folder} predates the stored figure inputs: {'; '.join(left_without)}; "
+            "rerun the suite with --force to add them")
 
 
 class FigureError(RuntimeError):
@@ -142,14 +164,15 @@ def _drawing(suite_dir: Path, name: str):
     except OSError:
         raise
     except Exception as e:
-        from optbench.models.checkpoints import first_line
+        from optbench.errors import first_line
         raise FigureError(f"cannot draw {suite_dir / 'plots' / name} ({first_line(e)}); "
                            "summary.md, summary.json and curves.csv are written, the previous "
                            "plots/ is unchanged") from e
 
 
-def _draw_plots(cells: list[dict], fits, suite_dir: Path, plots: Path) -> None:
-    """Every figure of a suite into the folder `plots`."""
+def _draw_plots(cells: list[dict], fits, suite_dir: Path, plots: Path) -> list[str]:
+    """Every figure of a suite into the folder `plots`; returns what was left out of them
+    because the folder predates stored figure inputs (predates_note)."""
     name = suite_dir.name
     by_knob: dict[str, list[dict]] = {}
     for c in cells:
@@ -173,24 +196,28 @@ def _draw_plots(cells: list[dict], fits, suite_dir: Path, plots: Path) -> None:
     if fits:
         with _drawing(suite_dir, "goodhart.png"):
             fits_figure(cells, fits, plots / "goodhart.png")
-    _draw_gold(cells, suite_dir, plots)
+    left_without = _draw_gold(cells, suite_dir, plots)
     if control_pairs(group_cells(cells)):
         with _drawing(suite_dir, "controls.png"):
             controls_figure(group_cells(cells), plots / "controls.png")
     generators = {(c["spec"]["domain"], str(c["spec"]["settings"]["generator"])):
                   c["spec"].get("bounds", (0.0, 1.0)) for c in cells if "generator" in c["spec"]["settings"]}
+    stored = read_generator_samples(suite_dir) if generators else None
     for (domain, generator), bounds in sorted(generators.items()):
         out = f"samples_{file_slug(generator)}.png"
         with _drawing(suite_dir, out):
-            generator_sheet(domain, generator, plots / out, bounds=tuple(bounds))
+            if generator_sheet(domain, generator, plots / out, bounds=tuple(bounds), stored=stored):
+                left_without.append(f"plots/{out} is not drawn")
     # One grid per curve (its first seed), named by label, for the README and reports.
     for _, (c, out) in grid_files(cells).items():
         with _drawing(suite_dir, out):
             cell_grid(suite_dir / c["spec"]["cell_id"], plots / out)
+    return left_without
 
 
-def _draw_gold(cells: list[dict], suite_dir: Path, plots: Path) -> None:
-    """Detector grading and the referee audit, for cells that recorded them."""
+def _draw_gold(cells: list[dict], suite_dir: Path, plots: Path) -> list[str]:
+    """Detector grading and the referee audit, for cells that recorded them; returns
+    the layers left out of the ground-truth figures (predates_note)."""
     from optbench.report.detectors import write_grading
     with _drawing(suite_dir, "detectors.png"):
         write_grading(cells, suite_dir, plots)
@@ -198,37 +225,39 @@ def _draw_gold(cells: list[dict], suite_dir: Path, plots: Path) -> None:
     with _drawing(suite_dir, "audit_misses_*.png (the referee audit)"):
         audited = write_audit(cells, suite_dir, plots)
     if not audited:   # ground-truth domains only: learned referees graded
-        return
+        return []
     from optbench.report.gold_figures import picture, projections_figure
+    left_without = []
     for domain in sorted({c["spec"]["domain"] for c in cells if has_gold(c)}):
         image = get_domain(domain).is_image
         out = f"{'projections' if image else 'picture'}_{file_slug(domain)}.png"
         with _drawing(suite_dir, out):
-            (projections_figure if image else picture)(suite_dir, cells, domain, plots / out)
+            left_without.append((projections_figure if image else picture)(suite_dir, cells, domain, plots / out))
+    return [w for w in left_without if w]
 
 
 def generator_sheet(domain: str, generator: str, out: Path, bounds: tuple = (0.0, 1.0),
-                    n: int = 100, seed: int = 5) -> None:
-    """A 10 x 10 sheet of the unpressured generator's samples, for looking at the base.
-    Left out where this process does not know the domain (a folder from an older run
-    that did not record the suite's context): the cells' grids show samples too."""
-    from optbench.domains import DOMAINS
-    from optbench.registry import PluginError
-    try:
-        DOMAINS[domain]
-    except (KeyError, PluginError):
-        return
+                    stored: dict | None = None) -> bool:
+    """A 10 x 10 sheet of the unpressured generator's samples, for looking at the base,
+    from the samples the run stored (`stored`: figure_inputs.read_generator_samples).
+    A generator the run stored none for has no sheet (a diffusion model has no latent; a
+    vector domain's samples are in the grids). True when the folder predates stored
+    samples (`stored` None) and the generator's domain, where this process knows it,
+    has images: the sheet is left out and the report says how to add it."""
+    if stored is None:
+        from optbench.domains import DOMAINS
+        from optbench.registry import PluginError
+        try:
+            return DOMAINS[domain].is_image
+        except (KeyError, PluginError):   # a folder from a run that did not record its context
+            return False
+    x = stored.get(f"{domain}/{generator}")
+    if x is None:
+        return False
     from torchvision.utils import save_image
-    from optbench.models.checkpoints import load_model
-    from optbench.models.gan import generate, sample_latents
-    G = load_model(domain, generator)
-    if not hasattr(G, "latent_dim"):
-        return   # a diffusion model has no latent
-    x = generate(G, sample_latents(n, seed, G.latent_dim))
-    if x.dim() != 4:
-        return   # a vector domain's samples are in the grids
     lo, hi = bounds
-    save_image(((x - lo) / (hi - lo)).clamp(0, 1), str(out), nrow=10, padding=2, pad_value=0.5)
+    save_image(((x.float() - lo) / (hi - lo)).clamp(0, 1), str(out), nrow=10, padding=2, pad_value=0.5)
+    return False
 
 
 def write_comparison(suite_dirs: list[Path], out: Path) -> Path:

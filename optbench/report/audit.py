@@ -33,18 +33,17 @@ import json
 import math
 from pathlib import Path
 
-import numpy as np
 from scipy.stats import spearmanr
 
-from optbench.referees.null import DEPARTURE_SIDE, departed
+from optbench.metrics import departure_side, with_role
+from optbench.referees.null import departed
 from optbench.report.intervals import INTERVAL_METHOD, mean_ci
 from optbench.report.summary import departs_at
-from optbench.report.text import file_slug, md_text
+from optbench.text import file_slug, md_text
 
 TRUTH = "gold_atypical"                 # a ground-truth cell has it
 TRUTHS = {"support": "gold_atypical", "distribution": "gold_ks"}
 FIRST_FIRE_TRUTH = "gold_ks"
-LEARNED = ("kid", "fid", "precision", "recall", "density", "coverage", "c2st")
 
 
 def has_gold(cell: dict) -> bool:
@@ -53,11 +52,12 @@ def has_gold(cell: dict) -> bool:
 
 def learned_keys(cell: dict) -> list[str]:
     """Every learned distribution metric the cell measured, in every feature space."""
-    return [k for k in cell["curve"]["rows"][0] if k.split("@")[0] in LEARNED]
+    learned = {m.name for m in with_role("referee") if m.departs}   # built-in or plug-in
+    return [k for k in cell["curve"]["rows"][0] if k.split("@")[0] in learned]
 
 
 def _sign(metric: str) -> int:
-    return 1 if DEPARTURE_SIDE[metric.split("@")[0]] == "high" else -1
+    return 1 if departure_side(metric) == "high" else -1
 
 
 def _level_index(cell: dict, level: float) -> float:

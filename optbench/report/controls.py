@@ -21,12 +21,13 @@ import math
 
 import numpy as np
 
-from optbench.models.checkpoints import CheckpointError, catalog
+from optbench.metrics import headline_metrics
+from optbench.models.checkpoints import catalog
+from optbench.errors import CheckpointError
 from optbench.report.intervals import mean_ci
 from optbench.report.summary import _fmt
-from optbench.report.text import md_text
+from optbench.text import md_text
 
-CONTROL_METRICS = ("kid", "judge_prob", "c2st", "precision")
 CONTROLS_NOTE = ("Each treated curve minus a control, paired by seed (same start samples and "
                  "targets): an untrained proxy of the same architecture pushed the same way, or "
                  "matched noise (random-sign steps of lr per pixel, no proxy). 'Same step' "
@@ -111,7 +112,10 @@ def attributable(treated: list[dict], control: list[dict], metric: str) -> list[
     return out
 
 
-def controls_table(groups: dict[str, list[dict]], metrics=CONTROL_METRICS) -> list[dict]:
+def controls_table(groups: dict[str, list[dict]], metrics: tuple[str, ...] | None = None) -> list[dict]:
+    """Each treated curve against its control on `metrics` (default: the registry's
+    headline metrics)."""
+    metrics = metrics or headline_metrics()
     return [{"kind": kind, "treated": t[0]["spec"]["label"], "control": c[0]["spec"]["label"],
              "knob": t[0]["spec"]["knob"],
              "metrics": {m: attributable(t, c, m) for m in metrics}}

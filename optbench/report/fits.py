@@ -17,9 +17,11 @@ def _rl_peak(a: float, b: float) -> float:
     return math.exp(a / b - 1)
 
 
+# By a source's `goodhart_law` (pressure/source.py): selection, and optimization
+# against the proxy (Gao et al.'s RL form, d = sqrt(KL) there).
 FORMS = {
-    "bon": (lambda d, a, b: d * (a - b * d), lambda a, b: a / (2 * b) if b > 0 else math.inf),
-    "rl": (lambda d, a, b: d * (a - b * np.log(d)), _rl_peak),
+    "best_of_n": (lambda d, a, b: d * (a - b * d), lambda a, b: a / (2 * b) if b > 0 else math.inf),
+    "rl_kl": (lambda d, a, b: d * (a - b * np.log(d)), _rl_peak),
 }
 
 

@@ -1,9 +1,17 @@
 """Figures of the ground-truth domains: where outputs go on the exact density.
 
 In d = 2 the coordinates are drawn as they are; in higher d, on the first two principal
-axes of the reference split (the data's own plane), with the reference points behind."""
+axes of the reference split (the data's own plane), with the reference points behind.
+
+These figures read files and the domain's data only, never a model: the cells' stored
+snapshots, the reference split, and the exact law of a mixture (its log-density and the
+typical set's edge, computed from the mixture's own parameters). What a figure needs
+from a model (the proxy's decision regions, the exact referee's projections) the runner
+stored in each cell's figures.safetensors (optbench/figure_inputs.py); a folder written
+before that is drawn without those layers, with a note to rerun the suite with --force."""
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -16,8 +24,12 @@ import torch  # noqa: E402
 from safetensors.torch import load_file  # noqa: E402
 
 from optbench.domains import get_domain  # noqa: E402
+from optbench.figure_inputs import projected_levels, read_cell_figures  # noqa: E402
 
 GRID = 200
+RERUN = "rerun the suite with --force to add them"
+REGIONS_MISSING = f"the proxy's decision regions are not stored in this folder; {RERUN}"
+PROJECTIONS_MISSING = f"the projections are not stored in this folder; {RERUN}"
 
 
 def snapshots(suite_dir: Path, cell: dict) -> tuple[torch.Tensor, list]:
@@ -109,9 +121,11 @@ def _image_misses(suite_dir: Path, domain: str, found: list, out: Path) -> None:
     plt.close(fig)
 
 
-def picture(suite_dir: Path, cells: list[dict], domain: str, out: Path, seed: int = 0) -> None:
-    """The d = 2 picture: the exact density, the proxy's decision regions, and where each
-    source takes its samples as pressure rises (colour: pressure level, light to dark)."""
+def picture(suite_dir: Path, cells: list[dict], domain: str, out: Path, seed: int = 0) -> str | None:
+    """The d = 2 picture: the exact density, each cell proxy's decision regions (stored by
+    the run), and where each source takes its samples as pressure rises (colour: pressure
+    level, light to dark). Returns what is left out (for the report's note) when the
+    folder predates stored decision regions: the panels are drawn without them."""
     plane = Plane(domain)
     wanted = [("pixel ascent", lambda s: s["source"] == "pixel_ascent" and s["proxy"] == "proxy_mlp"
                and s["settings"].get("optimizer", "adam") == "adam"),
@@ -135,17 +149,22 @@ def picture(suite_dir: Path, cells: list[dict], domain: str, out: Path, seed: in
         if cell is not None:
             panels.append((title, cell))
     if not panels:
-        return
-    proxy = _proxy_regions(domain, seed)
+        return None
+    stored = {c["spec"]["cell_id"]: read_cell_figures(Path(suite_dir) / c["spec"]["cell_id"]) for _, c in panels}
+    missing = plane.dom.shape[0] == 2 and any(f is None for f in stored.values())
+    drawn = set()
     cols = min(3, len(panels))
     rows = math.ceil(len(panels) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.3 * cols, 4.3 * rows), squeeze=False)
     for ax in axes.flat[len(panels):]:
         ax.axis("off")
     for ax, (title, cell) in zip(axes.flat, panels):
-        if proxy is not None:
-            ax.imshow(proxy, extent=(-1, 1, -1, 1), origin="lower", cmap="Set2", alpha=0.35,
-                      vmin=0, vmax=7, interpolation="nearest")
+        figures = stored[cell["spec"]["cell_id"]]
+        if figures is not None and "proxy_regions" in figures[0]:   # the cell's proxy, stored by the run
+            lo, hi = json.loads(figures[1].get("regions_bounds", "[-1, 1]"))
+            ax.imshow(figures[0]["proxy_regions"].numpy(), extent=(lo, hi, lo, hi), origin="lower", cmap="Set2",
+                      alpha=0.35, vmin=0, vmax=7, interpolation="nearest")
+            drawn.add(figures[1].get("regions_proxy", cell["spec"]["proxy"]))
         plane.background(ax)
         x, levels = snapshots(suite_dir, cell)
         colors = plt.cm.viridis_r(np.linspace(0.05, 1, len(levels)))
@@ -169,63 +188,62 @@ def picture(suite_dir: Path, cells: list[dict], domain: str, out: Path, seed: in
         ax.legend(fontsize=6, loc="lower left")
         ax.tick_params(labelsize=6)
     import textwrap
-    background = ("grey, the exact log-density (dashed: the typical set's lower edge, its 0.5% log-density "
-                  "quantile); colour fields, the seed's proxy_mlp decision regions" if plane.dom.shape[0] == 2 else
+    regions = f"; colour fields, each cell proxy's decision regions ({', '.join(sorted(drawn))})" \
+        if drawn else "" if missing else "; no decision regions (the panels' proxies have no classes)"
+    background = (f"grey, the exact log-density (dashed: the typical set's lower edge, its 0.5% log-density "
+                  f"quantile){regions}" if plane.dom.shape[0] == 2 else
                   "the first two principal axes of the reference set (grey points)")
     fig.suptitle(textwrap.fill(f"{domain}, seed {seed}: {background}; dots, kept samples per pressure level "
-                               "(light to dark)", 40 * cols), fontsize=8)
+                               "(light to dark)", 40 * cols) + (f"\nNote: {REGIONS_MISSING}." if missing else ""),
+                 fontsize=8)
     fig.tight_layout()
     fig.savefig(out, dpi=120)
     plt.close(fig)
+    return f"plots/{out.name} is drawn without the proxy's decision regions" if missing else None
 
 
-def _proxy_regions(domain: str, seed: int) -> np.ndarray | None:
-    """The argmax class of the seed's proxy_mlp replicate over [-1, 1]^2 (None when it
-    cannot be loaded here)."""
-    from optbench.models.replicates import load_replicate
-    if tuple(get_domain(domain).shape) != (2,):
-        return None
-    try:
-        model, _ = load_replicate(domain, "proxy_mlp", seed, "cpu")
-    except Exception:   # a figure is not worth failing a report for; the panel goes without
-        return None
-    g = torch.linspace(-1, 1, GRID)
-    xx, yy = torch.meshgrid(g, g, indexing="xy")
-    with torch.no_grad():
-        return model(torch.stack([xx.flatten(), yy.flatten()], 1)).argmax(1).reshape(GRID, GRID).numpy()
-
-
-def projections_figure(suite_dir: Path, cells: list[dict], domain: str, out: Path, seed: int = 0) -> None:
+def projections_figure(suite_dir: Path, cells: list[dict], domain: str, out: Path, seed: int = 0) -> str | None:
     """For a domain whose exact referee projects onto a manifold (`reconstruct`): each
     curve's kept outputs at its first and last defined level, each above the face it
-    projects to, with the residual and the projection's class."""
-    gold = get_domain(domain).gold()
-    if not hasattr(gold, "reconstruct"):
-        return
+    projects to (the projections the run stored), with the residual and the projection's
+    class. Returns what is left out (for the report's note) when the folder predates
+    stored projections: the outputs are drawn without them. Draws nothing where the run
+    stored none because the domain's exact referee does not project."""
     picked = [c for c in cells if c["spec"]["domain"] == domain and c["spec"]["seed"] == seed]
     if not picked:
-        return
+        return None
+    stored = {c["spec"]["cell_id"]: read_cell_figures(Path(suite_dir) / c["spec"]["cell_id"]) for c in picked}
+    if all(f is not None and "projections" not in f[0] for f in stored.values()):
+        return None
+    missing = any(f is None for f in stored.values())
     fig, axes = plt.subplots(len(picked), 1, figsize=(12, 1.9 * len(picked)), squeeze=False)
     for ax, cell in zip(axes[:, 0], picked):
         x, levels = snapshots(suite_dir, cell)
         rows = cell["curve"]["rows"]
-        last = max(i for i, r in enumerate(rows) if math.isfinite(r["proxy_prob"]))
-        shown = torch.cat([x[0], x[last]])                     # first level, then last
-        recon = gold.reconstruct(shown)
-        strip = torch.cat([torch.cat(list(shown[:, 0]), 1), torch.cat(list(recon[:, 0]), 1)], 0)
+        figures = stored[cell["spec"]["cell_id"]]
+        has = figures is not None and "projections" in figures[0]
+        projected = figures[0]["projection_levels"].tolist() if has else projected_levels(rows)
+        first, last = projected[0], projected[-1]
+        recon = torch.cat([figures[0]["projections"][0], figures[0]["projections"][-1]]).float() if has else None
+        shown = torch.cat([x[first], x[last]])                  # first level, then last
+        strip = torch.cat(list(shown[:, 0]), 1)
+        if recon is not None:
+            strip = torch.cat([strip, torch.cat(list(recon[:, 0]), 1)], 0)
         ax.imshow(strip.clamp(0, 1).numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
         ax.axvline(x.shape[-1] * len(x[0]) - 0.5, color="tab:red", lw=1.5)
         knob = cell["spec"]["knob"]
-        r0, r1 = rows[0], rows[last]
+        r0, r1 = rows[first], rows[last]
         label, proxy = cell["spec"]["label"], cell["spec"]["proxy"]
-        ax.set_title(f"{label}{'' if proxy in label else f' [{proxy}]'}: left {knob} {levels[0]:g} "
+        ax.set_title(f"{label}{'' if proxy in label else f' [{proxy}]'}: left {knob} {levels[first]:g} "
                      f"(proxy {r0['proxy_prob']:.2f}, off-manifold {r0['gold_atypical']:.2f}), right {knob} "
                      f"{levels[last]:g} (proxy {r1['proxy_prob']:.2f}, off-manifold {r1['gold_atypical']:.2f}, "
                      f"projection has the target {r1['gold_prob']:.2f})", fontsize=7)
         ax.set_xticks([])
         ax.set_yticks([])
     fig.suptitle(f"{domain}, seed {seed}: top row of each strip, kept outputs; bottom row, the face each "
-                 "projects to (the gold referee's nearest point on the renderer's manifold)", fontsize=8)
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.3 / fig.get_figheight()))   # room for the suptitle
+                 "projects to (the gold referee's nearest point on the renderer's manifold)"
+                 + (f"\nNote: {PROJECTIONS_MISSING}." if missing else ""), fontsize=8)
+    fig.tight_layout(rect=(0, 0, 1, 1 - (0.45 if missing else 0.3) / fig.get_figheight()))   # room for the suptitle
     fig.savefig(out, dpi=110)
     plt.close(fig)
+    return f"plots/{out.name} is drawn without the projections" if missing else None

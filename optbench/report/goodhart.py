@@ -14,10 +14,10 @@ import numpy as np
 
 from optbench.report.fits import FORMS, fit_goodhart
 from optbench.report.summary import group_cells
-from optbench.report.text import md_text
+from optbench.text import md_text
 
 POOR_FIT_R2 = 0.9   # below this, the table says the law does not describe the curve
-GOLD = "judge_prob"
+FITTED = "judge_prob"   # the fitted true-reward stand-in: the judges, not the exact gold (gold_*)
 FIGURE_COLUMNS = 7
 
 
@@ -35,7 +35,7 @@ def _points(members: list[dict], distance: str, metric: str) -> tuple[np.ndarray
 
 
 def _fit(members, distance, law):
-    d, g = _points(members, distance, GOLD)
+    d, g = _points(members, distance, FITTED)
     if len(d) < 3:
         return None
     with warnings.catch_warnings():
@@ -82,15 +82,22 @@ def seed_resamples(n_seeds: int, n_boot: int, rng: np.random.Generator):
             yield list(rng.integers(0, n_seeds, n_seeds)), 1 / n_boot
 
 
-def source_law(spec: dict) -> tuple[str, str]:
-    """(law, distance) of a cell's source: from its spec.json, or for cells written
-    before specs held the law, from the source registry (a plug-in source that is not
-    loaded here then gets no fit rather than an error)."""
+# spec.json's "law" before it was "goodhart_law" (results folders written until then)
+OLD_LAW_NAMES = {"rl": "rl_kl", "bon": "best_of_n", "": None}
+
+
+def source_law(spec: dict) -> tuple[str | None, str]:
+    """(Goodhart-law form or None, distance) of a cell's source: from its spec.json
+    ("goodhart_law"; older folders: "law"), or for cells written before specs held the
+    law, from the source registry (a plug-in source that is not loaded here then gets
+    no fit rather than an error)."""
+    if "goodhart_law" in spec:
+        return spec["goodhart_law"], spec.get("distance", "l2")
     if "law" in spec:
-        return spec["law"], spec.get("distance", "l2")
+        return OLD_LAW_NAMES.get(spec["law"], spec["law"]), spec.get("distance", "l2")
     from optbench.pressure import SOURCES
     source = SOURCES.get(spec["source"])
-    return (source.law, source.distance) if source else ("", "")
+    return (source.goodhart_law, source.distance) if source else (None, "")
 
 
 def fit_curves(cells: list[dict], n_boot: int = 400, seed: int = 0) -> list[dict]:
@@ -165,7 +172,7 @@ def fits_markdown(rows: list[dict]) -> str:
         return ""
     lines = ["| curve | law | d | a | b | peak d* | R^2 | |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        law = {"bon": "d(a - b d)", "rl": "d(a - b log d)"}[r["law"]]
+        law = {"best_of_n": "d(a - b d)", "rl_kl": "d(a - b log d)"}[r["law"]]
         if r["fit"] is None:
             lines.append(f"| {md_text(r['label'])} | {law} | {r['distance']} | | | | | {r['note']} |")
             continue
@@ -213,8 +220,8 @@ def fits_figure(cells: list[dict], rows: list[dict], out: Path) -> None:
             for metric, color in (("proxy_prob", "tab:blue"), ("judge_prob", "tab:red")):
                 top.plot(d, [x[metric] for x in rs], ".", color=color, alpha=0.6, ms=4,
                          label=("proxy" if metric == "proxy_prob" else "judges") if k == 0 else None)
-        d, g = _points(members, r["distance"], GOLD)
-        base = np.mean([m["curve"]["rows"][0][GOLD] for m in members])
+        d, g = _points(members, r["distance"], FITTED)
+        base = np.mean([m["curve"]["rows"][0][FITTED] for m in members])
         grid = np.linspace(max(d.min(), 1e-6), d.max(), 200)
         f = FORMS[r["law"]][0]
         top.plot(grid, base + f(grid, r["a"], r["b"]), color="k", lw=1.2,

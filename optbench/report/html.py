@@ -14,7 +14,7 @@ import markdown
 from optbench.storage import write_atomic
 from markdown.extensions import Extension
 
-from optbench.report.text import md_code, md_text
+from optbench.text import md_code, md_text
 
 CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;font-size:13px;margin:1em 0}th,td{border:1px solid #ccc;padding:4px 8px}
@@ -23,7 +23,7 @@ pre{background:#f5f5f5;padding:8px;overflow-x:auto}"""
 
 
 def report_markdown(suite_dir: Path) -> str:
-    from optbench.report.grids import grid_files
+    from optbench.grids import grid_files
     from optbench.report.summary import load_cells, suite_meta
     suite_dir = Path(suite_dir)
     summary = (suite_dir / "summary.md").read_text()

@@ -19,8 +19,8 @@ PANEL_COLUMNS = 5
 
 def curve_panels() -> list[tuple[str, str, str]]:
     """(metric, title, y scale) of every metric in the registry that has a panel
-    (referees/metrics.py): a plug-in metric gets one without editing this file."""
-    from optbench.referees.metrics import panels
+    (optbench/metrics.py): a plug-in metric gets one without editing this file."""
+    from optbench.metrics import panels
     return [(m.name, m.panel, m.yscale) for m in panels()]
 
 
@@ -174,33 +174,47 @@ def equal_proxy_figure(cells: list[dict], out: Path, title: str = "") -> None:
     plt.close(fig)
 
 
-ROW_OF = {"online_pixel_ascent": "pixel_ascent", "quantilizer": "best_of_n"}  # shared rows
-EQUAL_PROXY_PANELS = [("kid", "KID to reference (symlog)", "symlog"),
-                      ("judge_prob", "judges: target probability", "linear"),
-                      ("c2st", "two-sample test accuracy", "linear")]
+EVERY_ROW = "every"   # a source's figure_row: drawn in every row as the reference (guidance)
+# Cells written before spec.json recorded their source's figure_row: the rows then shared.
+OLD_FIGURE_ROWS = {"online_pixel_ascent": "pixel_ascent", "quantilizer": "best_of_n", "guidance": EVERY_ROW}
+
+
+def figure_row(spec: dict) -> str:
+    """A cell's row of the equal-proxy figure: its source's `figure_row` (spec.json)."""
+    return spec.get("figure_row") or OLD_FIGURE_ROWS.get(spec["source"], spec["source"])
+EQUAL_PROXY_COLUMNS = 3   # the headline figure's columns: the first headline metrics
+
+
+def equal_proxy_panels() -> list[tuple[str, str, str]]:
+    """(metric, title, y scale) of the headline figure's columns: the registry's first
+    headline metrics (optbench/metrics.py), titled as in the curves figure."""
+    from optbench.metrics import METRICS, headline_metrics
+    return [(m, METRICS[m].panel or m, METRICS[m].yscale) for m in headline_metrics()[:EQUAL_PROXY_COLUMNS]]
 
 
 def equal_proxy_by_source(cells: list[dict], out: Path, title: str = "") -> None:
-    """The headline figure: one row per iterative or selection source, one column per
-    referee metric, against the proxy probability reached. Colours follow the proxy, so
-    a variant has one colour in every row; guidance (no proxy variants) is drawn in black
-    in every row as the reference."""
+    """The headline figure: one row per iterative or selection source (a variant shares
+    its parent's: the source's `figure_row`), one column per referee metric, against the
+    proxy probability reached. Colours follow the proxy, so a variant has one colour in
+    every row; a reference source (figure_row "every": guidance, which has no proxy
+    variants) is drawn in black in every row."""
     groups = list(group_cells(cells).values())
-    guidance = [g for g in groups if g[0]["spec"]["source"] == "guidance"]
-    row_of = lambda g: ROW_OF.get(g[0]["spec"]["source"], g[0]["spec"]["source"])  # noqa: E731
-    sources = list(dict.fromkeys(row_of(g) for g in groups if g[0]["spec"]["source"] != "guidance"))
+    row_of = lambda g: figure_row(g[0]["spec"])  # noqa: E731
+    reference = [g for g in groups if row_of(g) == EVERY_ROW]
+    sources = list(dict.fromkeys(row_of(g) for g in groups if row_of(g) != EVERY_ROW))
     proxies = list(dict.fromkeys(g[0]["spec"]["proxy"] for g in groups))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    fig, axes = plt.subplots(len(sources), len(EQUAL_PROXY_PANELS),
-                             figsize=(5.2 * len(EQUAL_PROXY_PANELS), 3.6 * len(sources)), squeeze=False)
+    panels = equal_proxy_panels()
+    fig, axes = plt.subplots(len(sources), len(panels),
+                             figsize=(5.2 * len(panels), 3.6 * len(sources)), squeeze=False)
     for i, source in enumerate(sources):
-        members_of = [g for g in groups if g[0]["spec"]["source"] != "guidance" and row_of(g) == source]
+        members_of = [g for g in groups if row_of(g) == source]
         styles = ["-", "--", ":", "-."]
         seen_proxy: dict[str, int] = {}
-        for members in members_of + guidance:
+        for members in members_of + reference:
             spec = members[0]["spec"]
-            if spec["source"] == "guidance":
-                style = dict(color="k", lw=1.6, ls="-", label=f"{spec['label']} (guidance)")
+            if row_of(members) == EVERY_ROW:
+                style = dict(color="k", lw=1.6, ls="-", label=f"{spec['label']} ({spec['source']})")
             else:
                 k = seen_proxy.setdefault(spec["proxy"], 0)
                 seen_proxy[spec["proxy"]] += 1
@@ -209,9 +223,9 @@ def equal_proxy_by_source(cells: list[dict], out: Path, title: str = "") -> None
                 style = dict(color=colors[proxies.index(spec["proxy"]) % len(colors)], lw=1.3,
                              ls=styles[k % len(styles)], label=name)
             x = _mean_curve(members, "proxy_prob")
-            for ax, (metric, _, _) in zip(axes[i], EQUAL_PROXY_PANELS):
+            for ax, (metric, _, _) in zip(axes[i], panels):
                 ax.plot(x, _mean_curve(members, metric), marker=".", ms=3, **style)
-        for j, (metric, name, yscale) in enumerate(EQUAL_PROXY_PANELS):
+        for j, (metric, name, yscale) in enumerate(panels):
             ax = axes[i, j]
             ax.set_title(f"{source}: {name}", fontsize=9)
             if yscale == "symlog":

@@ -12,8 +12,9 @@ from pathlib import Path
 import numpy as np
 
 from optbench.report.intervals import INTERVAL_METHOD, mean_ci, seeds_text
-from optbench.report.text import csv_cell, md_text
-from optbench.referees.null import departure_side
+from optbench.text import csv_cell, md_text
+import optbench.referees  # noqa: F401  (registers the built-in metrics the report reads)
+from optbench.metrics import at_max_metrics, departure_side, headline_metrics
 from optbench.storage import cell_is_complete, read_cell
 
 LEGACY_KID_FACTOR = 10.0   # results made before nulls were stored: KID above 10x its real scale
@@ -64,6 +65,13 @@ def queries_at_level(cell: dict, level: float, key: str = "proxy_forward") -> fl
     Source.queries) or no such level."""
     knob = cell["spec"]["knob"]
     return next((r.get(key, math.nan) for r in cell["curve"]["rows"] if r[knob] == level), math.nan)
+
+
+def departure_keys(cell: dict) -> list[str]:
+    """Every value of the cell whose metric declares a departure side and has a null in
+    the cell (optbench/metrics.py): built-in, exact or plug-in, in every feature space."""
+    null = cell["curve"].get("null") or {}
+    return [k for k in cell["curve"]["rows"][0] if departure_side(k) and k in null]
 
 
 def kid_spaces(cell: dict) -> list[str]:
@@ -205,32 +213,41 @@ def curve_stats(cell: dict) -> dict:
     last = rows[-1]
     # Set metrics (KID, FID) at the highest level where they are defined.
     last_set = next((r for r in reversed(rows) if math.isfinite(r["kid"])), last)
+    own = set(source_values(cell))
     return {"judge_peak_at": rows[peak][knob], "judge_peak_prob": judge[peak],
             "kid_cross_at": departs_at(cell, "kid"),
             "kid_cross_queries": queries_at_level(cell, departs_at(cell, "kid")),
             "proxy_forward_at_max": last.get("proxy_forward", math.nan),
             "proxy_backward_at_max": last.get("proxy_backward", math.nan),
-            **{f"{k}_cross_at": departs_at(cell, k) for k in kid_spaces(cell) if k != "kid"},
+            **{f"{k}_cross_at": departs_at(cell, k) for k in departure_keys(cell) if k != "kid"},
             "kid_null_mean": null.get("mean", math.nan),
             "gap_at_max": last["gap"], "proxy_prob_at_max": last["proxy_prob"],
             "judge_prob_at_max": last["judge_prob"], "kid_at_max": last_set["kid"],
             "fid_at_max": last_set["fid"], "diverged_at_max": last["diverged_frac"],
             "baseline_kid": base["kid"], "baseline_fid": base["fid"], "kid_threshold": threshold,
-            **{f"{k}_at_max": v for k, v in last.items() if k in judges or k in EXTRA_AT_MAX
+            **{f"{k}_at_max": v for k, v in last.items() if k in judges or k in own
                or k in _plugin_at_max()},
             "cell_seconds": cell.get("meta", {}).get("wall_seconds", math.nan),
             **{f"{k}_real": v for k, v in base.items() if k in judges or k == "judge_prob"}}
 
 
-# Source-specific numbers worth a column when a curve has them.
-EXTRA_AT_MAX = ("frozen_proxy_prob", "retrain_updates", "retrain_samples", "retrain_seconds",
-                "latent_l2", "param_l2", "kl", "c2st", "judge_conf")
+# Results folders written before spec.json recorded a source's declared values: the
+# source values the summary then showed, where a curve has them.
+OLD_SOURCE_VALUES = ("frozen_proxy_prob", "retrain_updates", "retrain_samples", "retrain_seconds",
+                     "latent_l2", "param_l2", "kl")
+
+
+def source_values(cell: dict) -> list[str]:
+    """The names of the cell's source's own values (its Source.values, recorded in
+    spec.json), in the order declared; older folders: those the summary then showed."""
+    if "source_values" in cell["spec"]:
+        return list(cell["spec"]["source_values"])
+    return [k for k in OLD_SOURCE_VALUES if k in cell["curve"]["rows"][-1]]
 
 
 def _plugin_at_max() -> set[str]:
-    """Metrics of the registry marked `at_max` (plug-ins'): a summary column each."""
-    from optbench.referees.metrics import METRICS
-    return {k for k in METRICS if METRICS[k].at_max}
+    """Metrics of the registry marked `at_max`: a summary column each."""
+    return at_max_metrics()
 
 
 def judge_names(cell: dict) -> list[str]:
@@ -268,11 +285,12 @@ def summarize(cells: list[dict]) -> list[dict]:
         spaces = [k for k in kid_spaces(members[0]) if k != "kid"]
         row = {"label": spec["label"], "source": spec["source"], "proxy": spec["proxy"],
                "knob": spec["knob"], "n_samples": spec["n_samples"], "seeds": len(members),
-               "judges": judge_names(members[0]),
+               "judges": judge_names(members[0]), "source_values": source_values(members[0]),
                "kid_crossed_seeds": sum(math.isfinite(p["kid_cross_at"]) for p in per_seed),
                **{f"{k}_seeds": sum(math.isfinite(p[k]) for p in per_seed)
-                  for k in per_seed[0] if k.startswith("kid@") and k.endswith("_cross_at")},
-               **{f"{k}_null_seeds": sum(has_threshold(c, k) for c in members) for k in ["kid", *spaces]}}
+                  for k in per_seed[0] if k.endswith("_cross_at") and k != "kid_cross_at"},
+               **{f"{k}_null_seeds": sum(has_threshold(c, k) for c in members)
+                  for k in ["kid", *spaces, *departure_keys(members[0])]}}
         for col in columns:
             mean, lo, hi = mean_ci([p[col] for p in per_seed])
             row[col], row[col + "_lo"], row[col + "_hi"] = mean, lo, hi
@@ -370,9 +388,18 @@ def summary_markdown(rows: list[dict]) -> str:
         for r in rows:
             cells = [_departure(r, k) if f"{k}_cross_at" in r else "-" for k in ["kid", *spaces]]
             lines.append(f"| {md_text(r['label'])} | " + " | ".join(cells) + " |")
+    others = list(dict.fromkeys(k[:-len("_cross_at")] for r in rows for k in r if k.endswith("_cross_at")
+                                and "@" not in k and k not in ("kid_cross_at", "judge_peak_at")))
+    if others:
+        lines += ["", "The level from which each other metric with a null lies beyond it (q99, or q01 for "
+                  "metrics that fall when outputs leave the data) at every higher level, primary feature "
+                  "space:", "", "| curve | " + " | ".join(others) + " |", "|---|" + "---|" * len(others)]
+        for r in rows:
+            cells = [_departure(r, k) if f"{k}_cross_at" in r else "-" for k in others]
+            lines.append(f"| {md_text(r['label'])} | " + " | ".join(cells) + " |")
     extra = sorted(k for k in _plugin_at_max() if f"{k}_at_max" in rows[0])
     if extra:
-        lines += ["", "Plug-in metrics at the highest pressure:", "",
+        lines += ["", "More metrics at the highest pressure (those marked `at_max` in the registry):", "",
                   "| curve | " + " | ".join(extra) + " |", "|---|" + "---|" * len(extra)]
         for r in rows:
             lines.append(f"| {md_text(r['label'])} | " + " | ".join(
@@ -391,19 +418,7 @@ def summary_markdown(rows: list[dict]) -> str:
                 left += f" ({r['kid_crossed_seeds']}/{r['seeds']} seeds)"
             lines.append(f"| {md_text(r['label'])} | {r['proxy_forward_at_max']:.6g} | "
                          f"{r['proxy_backward_at_max']:.6g} | {left} |")
-    online = [r for r in rows if "retrain_seconds_at_max" in r]
-    if online:
-        lines += ["", "Online proxies: compute spent on retraining over the whole run, and the "
-                  "frozen original proxy's probability of the final outputs (the online proxy's "
-                  "own is 'proxy prob at max'):", "",
-                  "| curve | retraining updates | samples seen in retraining | retraining seconds | "
-                  "cell seconds | frozen proxy prob at max |", "|---|---|---|---|---|---|"]
-        for r in online:
-            lines.append(f"| {md_text(r['label'])} | {r['retrain_updates_at_max']:.0f} | "
-                         f"{r['retrain_samples_at_max']:.0f} | "
-                         f"{_fmt(r['retrain_seconds_at_max'], r['retrain_seconds_at_max_lo'], r['retrain_seconds_at_max_hi'])} | "
-                         f"{_fmt(r['cell_seconds'], r['cell_seconds_lo'], r['cell_seconds_hi'])} | "
-                         f"{_fmt(r['frozen_proxy_prob_at_max'], r['frozen_proxy_prob_at_max_lo'], r['frozen_proxy_prob_at_max_hi'])} |")
+    lines += source_values_markdown(rows)
     lines.append("")
     lines.append("Mean over seeds; brackets: 95% interval of the mean "
                  f"{seeds_text(r['seeds'] for r in rows)}, none shown for one seed or when all "
@@ -420,6 +435,32 @@ def summary_markdown(rows: list[dict]) -> str:
                  "there (set metrics of best-of-n beyond n = pool / samples; per-sample metrics of "
                  "selection levels resting on fewer than min_ess pool samples, see `ess`).")
     return "\n".join(lines) + "\n"
+
+
+def source_values_markdown(rows: list[dict]) -> list[str]:
+    """One table per set of source values (a source's `values`, spec.json's
+    "source_values"): each curve's values at the highest pressure, and the cell's
+    seconds to set them against (online proxies: seconds spent retraining)."""
+    lines = []
+    tables: dict[tuple, list[dict]] = {}
+    for r in rows:
+        names = tuple(k for k in r.get("source_values", ()) if f"{k}_at_max" in r)
+        if names:
+            tables.setdefault(names, []).append(r)
+    for names, members in tables.items():
+        sources = ", ".join(dict.fromkeys(r["source"] for r in members))
+        reading = ("cells made before sources declared their values: `proxy prob at max` above is "
+                   "the online proxy's own reading, `frozen_proxy_prob` the original's"
+                   if "frozen_proxy_prob" in names else
+                   "`proxy prob at max` above is the referee's reading of the proxy the cell names")
+        lines += ["", f"Values of the source itself ({md_text(sources)}) at the highest pressure ({reading}):", "",
+                  "| curve | " + " | ".join(md_text(k) for k in names) + " | cell seconds |",
+                  "|---|" + "---|" * (len(names) + 1)]
+        for r in members:
+            cells = [_fmt(r[f"{k}_at_max"], r[f"{k}_at_max_lo"], r[f"{k}_at_max_hi"]) for k in names]
+            cells.append(_fmt(r["cell_seconds"], r["cell_seconds_lo"], r["cell_seconds_hi"]))
+            lines.append(f"| {md_text(r['label'])} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def at_proxy_level(rows: list[dict], metric: str, level: float) -> float:
@@ -439,7 +480,6 @@ def at_proxy_level(rows: list[dict], metric: str, level: float) -> float:
     return math.nan
 
 
-EQUAL_PROXY_METRICS = ("kid", "judge_prob", "c2st", "precision")
 # An exact equal-proxy set counts when at least this share of a seed's samples reached
 # the threshold; fewer would score a self-selected minority of easy samples.
 MIN_REACHED = 0.9
@@ -447,8 +487,8 @@ EQUAL_PROXY_NOTE = ("Referee metrics at equal proxy probability. 'stopped': iter
                     "every sample at the first step where its own proxy probability reaches the "
                     "threshold, and the referees score that set (exact; all samples at >= the "
                     f"threshold; counted when >= {MIN_REACHED:.0%} of a seed's samples got there). "
-                    "'interpolated': sources without per-sample steps (guidance, selection, online "
-                    "proxies) are read where the curve's mean proxy probability first reaches the "
+                    "'interpolated': sources whose levels are not steps (guidance scales, selections "
+                    "from one pool) are read where the curve's mean proxy probability first reaches the "
                     "threshold, linearly between pressure levels. Mean over the seeds that reached "
                     f"it, with a {INTERVAL_METHOD} (the number of seeds is under each table). "
                     "'not reached': no seed got there, and (k/n) counts the seeds that did; "
@@ -511,8 +551,10 @@ def _reached(cell: dict, level: float) -> bool:
 
 
 def equal_proxy_table(cells: list[dict], levels=(0.5, 0.9, 0.99),
-                      metrics=EQUAL_PROXY_METRICS) -> list[dict]:
-    """Per curve: referee metrics at equal proxy probability, mean and CI over seeds."""
+                      metrics: tuple[str, ...] | None = None) -> list[dict]:
+    """Per curve: referee metrics at equal proxy probability, mean and CI over seeds
+    (`metrics`: the registry's headline metrics by default)."""
+    metrics = metrics or headline_metrics()
     out = []
     for members in group_cells(cells).values():
         stopped = all(c["curve"].get("equal_proxy") for c in members)
@@ -542,7 +584,8 @@ def equal_proxy_table(cells: list[dict], levels=(0.5, 0.9, 0.99),
 
 
 def equal_proxy_markdown(rows: list[dict], levels=(0.5, 0.9, 0.99),
-                         metrics=EQUAL_PROXY_METRICS) -> str:
+                         metrics: tuple[str, ...] | None = None) -> str:
+    metrics = metrics or headline_metrics()
     head = " | ".join(f"{m} @ proxy {lv}" for lv in levels for m in metrics)
     lines = [f"| curve | how | {head} |", "|---|---|" + "---|" * (len(levels) * len(metrics))]
     for r in rows:

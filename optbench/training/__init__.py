@@ -1,7 +1,7 @@
 """Training a domain's models: `optbench train <domain>`.
 
 Nothing here is imported when suites run (the one exception: a per-seed proxy
-replicate, models/replicates.py, imports its recipe's trainer when it is first needed).
+replicate, training/replicates.py, imports its recipe's trainer when it is first needed).
 What each model is for is in README "Shipped models"; how each is trained is its recipe,
 recorded in the domain's manifest beside its sha256."""
 from __future__ import annotations
@@ -12,18 +12,19 @@ import torch
 
 from optbench.domains import get_domain
 from optbench.models.checkpoints import save_model
-from optbench.training.classifiers import (ENSEMBLE_PROXIES, ENSEMBLE_SEEDS, Recipe, predict,  # noqa: F401
-                                           recipes_for, train_ensemble_checkpoints,
-                                           train_feature_ae_checkpoint, train_one)
+from optbench.models.recipes import Recipe, recipes_for
+from optbench.training.classifiers import (predict, train_ensemble_checkpoints, train_feature_ae_checkpoint,
+                                           train_one)
 
 
 def other_trainers(domain) -> dict:
     """Trainers that are not a single classifier recipe. `gan` ships gan_generator and
     gan_discriminator; `ensembles` ships proxy_ens_mean and proxy_ens_min; `feature_ae`
-    is the autoencoder feature net; among image domains the diffusion model and its
-    noise-aware classifier are MNIST's only (about an hour on one CPU core). A vector
-    domain ships a coordinate feature space, an MLP GAN, an MLP denoiser and an MLP
-    noise-aware classifier."""
+    is the autoencoder feature net; `diffusion_unet` is a class-conditional UNet and
+    `noisy_classifier` its noise-aware classifier, both sized from the domain (MNIST's
+    UNet took about an hour on one CPU core; a size the UNet cannot take is refused when
+    it is trained). A vector domain ships a coordinate feature space, an MLP GAN, an MLP
+    denoiser and an MLP noise-aware classifier."""
     dom = get_domain(domain)
     if not dom.is_image:
         from optbench.training import vector
@@ -35,16 +36,14 @@ def other_trainers(domain) -> dict:
             from optbench.training.exact import ship_exact_models
             out["exact"] = ship_exact_models
         return out
+    from optbench.training.diffusion import train_diffusion_checkpoint, train_noisy_classifier_checkpoint
     from optbench.training.gan import train_gan_checkpoint
-    out = {"feature_ae": train_feature_ae_checkpoint, "gan": train_gan_checkpoint,
+    out = {"noisy_classifier": train_noisy_classifier_checkpoint, "diffusion_unet": train_diffusion_checkpoint,
+           "feature_ae": train_feature_ae_checkpoint, "gan": train_gan_checkpoint,
            "ensembles": lambda domain, root=None, log=print: train_ensemble_checkpoints(domain, root, log)}
     if hasattr(dom, "exact_models"):
         from optbench.training.exact import ship_exact_models
         out["exact"] = ship_exact_models
-    if dom.name == "mnist":
-        from optbench.training.diffusion import train_diffusion_checkpoint, train_noisy_classifier_checkpoint
-        out = {"noisy_classifier": train_noisy_classifier_checkpoint,
-               "diffusion_unet": train_diffusion_checkpoint, **out}
     return out
 
 
@@ -78,7 +77,8 @@ def _train_classifiers(dom, recipes: dict, names: list[str], root, log) -> dict:
     # Agreement with the default proxy on clean data, when there is one to compare with.
     proxy = trained.get(dom.default_proxy)
     if proxy is None:  # from `root` if it has one, else the domain's own
-        from optbench.models.checkpoints import CheckpointError, load_model
+        from optbench.models.checkpoints import load_model
+        from optbench.errors import CheckpointError
         for r in (root, None):
             try:
                 proxy = load_model(dom, dom.default_proxy, root=r)

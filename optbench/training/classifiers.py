@@ -2,7 +2,6 @@
 (optbench/models/recipes.py). The same seed gives the same weights on one machine."""
 from __future__ import annotations
 
-import math
 import platform
 import time
 from dataclasses import asdict
@@ -13,8 +12,8 @@ import torch.nn.functional as F
 from optbench.domains import get_domain
 from optbench.models.checkpoints import save_model
 from optbench.models.nets import build
-from optbench.models.recipes import (ENSEMBLE_PROXIES, ENSEMBLE_SEEDS, FEATURE_AE, MNIST_RECIPES,  # noqa: F401
-                                     Recipe, ensemble_kwargs, recipes_for, standard_recipes)
+from optbench.models.recipes import (ENSEMBLE_PROXIES, ENSEMBLE_SEEDS, Recipe, ensemble_kwargs,
+                                     feature_ae_recipe, recipes_for)
 from optbench.pressure.budget import project
 
 
@@ -127,10 +126,7 @@ def train_feature_ae_checkpoint(domain: str, root=None, log=print) -> dict:
     """Train the autoencoder feature net and ship it, with its test reconstruction error
     (and, for scale, the error on uniform noise) in the manifest."""
     dom = get_domain(domain)
-    r = FEATURE_AE if dom.name == "mnist" else {
-        **FEATURE_AE, "arch_kwargs": {**FEATURE_AE["arch_kwargs"], "in_shape": list(dom.shape),
-                                      "bounds": list(dom.bounds),
-                                      "latent": min(32, max(8, math.prod(dom.shape) // 4))}}
+    r = feature_ae_recipe(dom)
     x, _ = dom.load_split(r["split"])
     torch.manual_seed(r["seed"])
     gen = torch.Generator().manual_seed(r["seed"])

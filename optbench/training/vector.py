@@ -114,7 +114,7 @@ def _denoising_loss(dom, model, sched) -> dict:
     noise = torch.randn(x0.shape, generator=g)
     xt = sched.add_noise(x0, noise, t)
     out = {"learned": round(float(F.mse_loss(model(xt, t, class_labels=y).sample, noise)), 5)}
-    from optbench.gold.models import mixture_in_model_range
+    from optbench.models.exact import mixture_in_model_range
     exact = mixture_in_model_range(dom)
     if exact is not None:
         eps = torch.stack([exact.ideal_eps(xt[i:i + 1], float(sched.alphas_cumprod[t[i]]), y[i:i + 1])[0]

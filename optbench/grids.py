@@ -12,7 +12,7 @@ import torch  # noqa: E402
 from safetensors.torch import load_file  # noqa: E402
 from torchvision.utils import make_grid  # noqa: E402
 
-from optbench.report.text import unique_slugs  # noqa: E402
+from optbench.text import unique_slugs  # noqa: E402
 
 PAD = 2   # make_grid's padding between and around the tiles, in pixels
 

@@ -15,7 +15,9 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from optbench.cache import cache_dir, entry_lock, key_hash
-from optbench.models.checkpoints import CheckpointError, catalog, sha256_of
+from optbench.model_files import sha256_of
+from optbench.models.checkpoints import catalog
+from optbench.errors import CheckpointError
 from optbench.models.nets import build
 
 REPLICATE_VERSION = 1        # bump when replicate training changes

@@ -10,7 +10,6 @@ ExactDiffusion   the ideal noise predictor of the noised mixture, class-conditio
 ExactNoisyPosterior  log p_t(y | x_t): the exact noise-aware classifier."""
 from __future__ import annotations
 
-import math
 from types import SimpleNamespace
 
 import torch
