@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from optbench.domains import get_domain
@@ -30,6 +29,7 @@ from optbench.pressure import SOURCES, Context, Level, Source
 from optbench.pressure.crossings import Crossings
 from optbench.pressure.starts import real_sample
 from optbench.proxies import Proxy, as_proxy
+from optbench.record import CellRecord
 from optbench.referees import Referee
 from optbench.storage import (DONE, StorageError, _sha, cell_is_complete, share_files,
                               shared_mkdtemp, suite_lock, write_atomic)
@@ -37,7 +37,7 @@ from optbench.suite import CellSpec, Suite
 from optbench.training.replicates import load_replicate
 from optbench.workers import pool_worker_init, reap_with_driver, setup_torch
 
-SCHEMA_VERSION = 1
+SUITE_SCHEMA = 1     # suite.json
 GRID_SAMPLES = 8      # images per pressure level kept for grids
 
 
@@ -265,33 +265,32 @@ def versions() -> dict:
             "scipy": scipy.__version__, "python": platform.python_version()}
 
 
+def cell_record(result: CellResult) -> CellRecord:
+    """The stored record of a computed cell (optbench/record.py): the spec with what the
+    report needs to read it, the curve, the snapshots, provenance."""
+    spec = result.spec
+    source = SOURCES[spec.source]
+    return CellRecord(
+        spec={"cell_id": spec.cell_id, "label": spec.label, "knob": source.knob, "distance": source.distance,
+              "proxy_kind": result.meta.get("proxy_kind", "classifier"), "pressure": source.pressure,
+              # What the report reads instead of knowing sources by name: the Goodhart-law
+              # form of the fits, the equal-proxy figure's row, the source's own values.
+              "goodhart_law": source.goodhart_law, "figure_row": source.row,
+              "source_values": list(source.values), **spec.canonical(),
+              **_value_range(spec.domain), "versions": spec.versions()},
+        rows=result.rows, baseline=result.baseline, null=result.null, equal_proxy=result.equal_proxy,
+        meta={**result.meta, "versions": versions(), "git_commit": git_commit(),
+              "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
+        snapshots=result.snapshots, targets=result.targets)
+
+
 def write_cell(result: CellResult, suite_dir: Path) -> Path:
     """Write a cell folder atomically: build it under a temporary name, then rename."""
     spec = result.spec
     final = suite_dir / spec.cell_id
     tmp = shared_mkdtemp(f".{spec.cell_id}.", suite_dir)
     try:
-        source = SOURCES[spec.source]
-        (tmp / "spec.json").write_text(json.dumps(
-            {"schema": SCHEMA_VERSION, "cell_id": spec.cell_id, "label": spec.label,
-             "knob": source.knob, "distance": source.distance,
-             "proxy_kind": result.meta.get("proxy_kind", "classifier"), "pressure": source.pressure,
-             # What the report reads instead of knowing sources by name: the Goodhart-law
-             # form of the fits, the equal-proxy figure's row, the source's own values.
-             "goodhart_law": source.goodhart_law, "figure_row": source.row,
-             "source_values": list(source.values), **spec.canonical(),
-             **_value_range(spec.domain), "versions": spec.versions()}, indent=2, sort_keys=True) + "\n")
-        curve = {"schema": SCHEMA_VERSION, "cell_id": spec.cell_id, "knob": source.knob,
-                 "rows": result.rows, "baseline": result.baseline, "equal_proxy": result.equal_proxy,
-                 "null": result.null}
-        (tmp / "curve.json").write_text(json.dumps(curve, indent=1, allow_nan=True) + "\n")
-        _write_csv(tmp / "curve.csv", result.rows)
-        save_file({"snapshots": result.snapshots.contiguous(), "targets": result.targets.contiguous(),
-                   "levels": torch.tensor([r[source.knob] for r in result.rows])},
-                  str(tmp / "snapshots.safetensors"))
-        (tmp / "meta.json").write_text(json.dumps(
-            {**result.meta, "versions": versions(), "git_commit": git_commit(),
-             "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}, indent=2) + "\n")
+        cell_record(result).write(tmp)
         from optbench.grids import cell_grid
         cell_grid(tmp, tmp / "grid.png")
         from optbench.figure_inputs import write_cell_figures
@@ -316,16 +315,6 @@ def _value_range(domain: str) -> dict:
     from optbench.domains import get_domain
     bounds = tuple(get_domain(domain).bounds)
     return {} if bounds == (0.0, 1.0) else {"bounds": list(bounds)}
-
-
-def _write_csv(path: Path, rows: list[dict]) -> None:
-    import csv
-    from optbench.text import csv_cell   # plug-in metric names are user text
-    keys = list(dict.fromkeys(k for row in rows for k in row))   # every row's, in order
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow([csv_cell(k) for k in keys])
-        w.writerows([[row.get(k, "") for k in keys] for row in rows])
 
 
 _REFEREES: dict[tuple, Referee] = {}   # per process: models load once
@@ -519,7 +508,7 @@ def _run_locked(suite: Suite, suite_dir: Path, force: bool, device: str | None, 
             pool.shutdown(wait=True, cancel_futures=True)
     bar.close()
     write_atomic(suite_dir / "suite.json", json.dumps(
-        {"schema": SCHEMA_VERSION, "name": suite.name, "description": suite.description,
+        {"schema": SUITE_SCHEMA, "name": suite.name, "description": suite.description,
          "source_file": suite.path, "cells": [s.cell_id for s in suite.cells],
          # A label names a curve in this suite; the cell id does not depend on it, so a
          # cell resumed from another suite's folder keeps its old label in spec.json.

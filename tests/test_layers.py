@@ -33,11 +33,11 @@ PACKAGE = "optbench"
 
 # Lowest first: (name, module-name prefixes). One comment line per layer says what it holds.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    # 0 errors, seeds, cache and NUMBERS_VERSION, registries, metric declarations, results layout, pure helpers
+    # 0 errors, seeds, cache and NUMBERS_VERSION, registries, metric declarations, results layout and the cell record, pure helpers
     ("core", ("optbench.errors", "optbench.rng", "optbench.cache", "optbench.registry", "optbench.metrics",
-              "optbench.storage", "optbench.model_files", "optbench.text", "optbench.stats")),
+              "optbench.storage", "optbench.record", "optbench.model_files", "optbench.text", "optbench.stats")),
     # 1 networks, the exact synthetic laws (gold) and their exact models, the Proxy wrapper; no domain lookup
-    ("models", ("optbench.models.nets", "optbench.models.gan", "optbench.models.diffusion", "optbench.models.vector",
+    ("models", ("optbench.models.blocks", "optbench.models.nets", "optbench.models.gan", "optbench.models.diffusion", "optbench.models.vector",
                 "optbench.models.fixed_batch", "optbench.models.exact", "optbench.gold", "optbench.proxies")),
     # 2 a domain's data and splits, and its model zoo: checkpoint manifests and loader, training recipes
     ("data", ("optbench.domains", "optbench.models")),
@@ -61,14 +61,9 @@ EXEMPT = {"optbench": "the package: __version__ and lazy re-exports of the publi
 
 # Deferred imports (function-level, or a registry's lazy entry) that may close a cycle
 # between modules, with the cost each deferral saves. Each must respect the order.
-# key: (importer, imported).
-DEFERRED_ALLOWED: dict[tuple[str, str], str] = {
-    ("optbench.models.nets", "optbench.models.gan"):
-        "ARCHITECTURES names the DCGAN nets lazily: loading a classifier does not import them; "
-        "they build on nets' Affine and _quarter",
-    ("optbench.models.nets", "optbench.models.vector"):
-        "ARCHITECTURES names the vector-domain nets lazily, as for the DCGAN nets; they use nets' Affine",
-}
+# key: (importer, imported). Empty: no cycle is excused.
+DEFERRED_ALLOWED: dict[tuple[str, str], str] = {}
+
 
 @dataclass(frozen=True)
 class Edge:

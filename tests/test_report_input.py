@@ -323,7 +323,7 @@ BAD_CELLS = [
 
 @pytest.mark.parametrize("name, change, problem", BAD_CELLS)
 def test_read_cell_names_the_file_and_field(name, change, problem, tmp_path):
-    from optbench.storage import read_cell
+    from optbench.record import read_cell
     folder = write_cell(tmp_path, "c0", "c")
     _damage(folder, name, change)
     with pytest.raises(ValueError) as e:

@@ -66,6 +66,10 @@ class Domain:
     std: float | tuple[float, ...] | None = None
 
     # -- what a subclass implements -------------------------------------------------
+    # True only for the domain optbench's image recipes were written for (MNIST): it gets
+    # them as written; every other domain gets them sized from its shape.
+    template_recipes: bool = False
+
     def load_pool(self) -> tuple[np.ndarray | torch.Tensor, np.ndarray | torch.Tensor]:
         """Every example as (x: (N, *shape) float, y: (N,) int in 0..num_classes-1)."""
         raise NotImplementedError
@@ -265,15 +269,6 @@ class Domain:
         """The domain's exact referee (optbench/gold), or None: only a domain whose law is
         known has one."""
         return None
-
-    def frozen_recipes(self) -> dict:
-        """The training recipes of this domain's models where they are not the ones
-        optbench/models/recipes.py derives from its shape, by what they replace:
-        "classifiers" (name -> a Recipe's fields), "feature_ae" (the autoencoder's
-        recipe) and "sizing" (architecture -> the shape arguments its trainer adds). For shipped
-        checkpoints trained before that derivation: their recipes enter cell ids and
-        replicate hashes, so they never change. Empty: every recipe derived."""
-        return {}
 
     def __repr__(self) -> str:
         return f"<domain {self.name}: {self.num_classes} classes, shape {self.shape}>"

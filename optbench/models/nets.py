@@ -11,34 +11,9 @@ import math
 import torch
 from torch import nn
 
+from optbench.models.blocks import MNIST_MEAN, MNIST_SHAPE, MNIST_STD, Affine, Normalize, quarter
 from optbench.registry import Registry
 
-MNIST_SHAPE, MNIST_MEAN, MNIST_STD = (1, 28, 28), 0.1307, 0.3081
-
-
-class _Normalize(nn.Module):
-    """(x - mean) / std with one number, or one per channel. Not a buffer, so it does not
-    enter (or change) a checkpoint's tensors: it is in the manifest's arch_kwargs."""
-
-    def __init__(self, mean=MNIST_MEAN, std=MNIST_STD, channels: int = 1, ndim: int = 4):
-        super().__init__()
-        if isinstance(mean, (list, tuple)):
-            view = (1, -1, 1, 1) if ndim == 4 else (1, -1)
-            mean, std = torch.tensor(mean).view(view), torch.tensor(std).view(view)
-        self.mean, self.std = mean, std
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if isinstance(self.mean, torch.Tensor):
-            return (x - self.mean.to(x.device)) / self.std.to(x.device)
-        return (x - self.mean) / self.std
-
-
-def _quarter(in_shape, arch: str) -> tuple[int, int]:
-    """H/4 and W/4: the size after two stride-2 stages; both must be whole."""
-    c, h, w = in_shape
-    if h % 4 or w % 4:
-        raise ValueError(f"{arch}: in_shape {tuple(in_shape)}: height and width must be multiples of 4")
-    return h // 4, w // 4
 
 
 class _BodyHead(nn.Module):
@@ -61,7 +36,7 @@ class SmallCNN(_BodyHead):
         w, c = width, in_shape[0]
         h4, w4 = in_shape[1] // 4, in_shape[2] // 4   # after two 2x2 max-pools (floor)
         self.body = nn.Sequential(
-            _Normalize(mean, std, c),
+            Normalize(mean, std, c),
             nn.Conv2d(c, w, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
             nn.Conv2d(w, 2 * w, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
             nn.Flatten(), nn.Linear(2 * w * h4 * w4, 4 * w), nn.ReLU(),
@@ -82,7 +57,7 @@ class BNCNN(_BodyHead):
             return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU()]
 
         self.body = nn.Sequential(
-            _Normalize(mean, std, c),
+            Normalize(mean, std, c),
             *block(c, w), *block(w, w), nn.MaxPool2d(2),
             *block(w, 2 * w), *block(2 * w, 2 * w), nn.MaxPool2d(2),
             *block(2 * w, 4 * w), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
@@ -96,7 +71,7 @@ class MLP(_BodyHead):
     def __init__(self, hidden: int = 256, num_classes: int = 10, in_shape=MNIST_SHAPE,
                  mean=MNIST_MEAN, std=MNIST_STD):
         super().__init__()
-        self.body = nn.Sequential(_Normalize(mean, std, in_shape[0], ndim=len(in_shape) + 1), nn.Flatten(),
+        self.body = nn.Sequential(Normalize(mean, std, in_shape[0], ndim=len(in_shape) + 1), nn.Flatten(),
                                   nn.Linear(math.prod(in_shape), hidden), nn.ReLU(),
                                   nn.Linear(hidden, hidden), nn.ReLU())
         self.head = nn.Linear(hidden, num_classes)
@@ -116,7 +91,7 @@ class ConvAE(nn.Module):
     def __init__(self, width: int = 16, latent: int = 32, in_shape=MNIST_SHAPE, bounds=(0.0, 1.0)):
         super().__init__()
         w, c = width, in_shape[0]
-        h4, w4 = _quarter(in_shape, "ConvAE")
+        h4, w4 = quarter(in_shape, "ConvAE")
         self.encoder = nn.Sequential(
             nn.Conv2d(c, w, 3, stride=2, padding=1), nn.ReLU(),           # 28 -> 14
             nn.Conv2d(w, 2 * w, 3, stride=2, padding=1), nn.ReLU(),       # 14 -> 7
@@ -136,17 +111,6 @@ class ConvAE(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.encoder(x))
-
-
-class Affine(nn.Module):
-    """[0, 1] -> [lo, hi]: a sigmoid output in a domain's own value range."""
-
-    def __init__(self, lo: float, hi: float):
-        super().__init__()
-        self.lo, self.hi = lo, hi
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.lo + (self.hi - self.lo) * x
 
 
 class ProxyEnsemble(nn.Module):

@@ -2,9 +2,9 @@
 judges), its autoencoder feature net and the shape arguments of its generators and
 noise-aware classifier: data, not code that trains. The image recipes are written once,
 for a 1x28x28 image (IMAGE_RECIPES, FEATURE_AE), and sized from each domain's shape
-(`standard_recipes`, `feature_ae_recipe`, `sizing`); a domain whose shipped checkpoints
-were trained otherwise declares its own (`Domain.frozen_recipes`: MNIST's, in
-optbench/domains/mnist.py). Runs read them (a per-seed replicate retrains its proxy's
+(`standard_recipes`, `feature_ae_recipe`, `sizing`); the domain they were written for
+(`Domain.template_recipes`: MNIST) gets them as written, since its shipped checkpoints,
+cell ids and replicate hashes were made from them. Runs read them (a per-seed replicate retrains its proxy's
 recipe); the trainers are in optbench/training/."""
 from __future__ import annotations
 
@@ -114,11 +114,11 @@ def vector_recipes(domain) -> dict[str, Recipe]:
 
 
 def recipes_for(domain) -> dict[str, Recipe]:
-    """The domain's classifier recipes: its frozen ones, else derived from its shape."""
+    """The domain's classifier recipes: the template as written for the domain it was
+    written for, else sized from the domain's shape."""
     dom = get_domain(domain)
-    frozen = dom.frozen_recipes().get("classifiers")
-    if frozen is not None:
-        return {name: Recipe(**fields) for name, fields in frozen.items()}
+    if dom.template_recipes:
+        return dict(IMAGE_RECIPES)
     return standard_recipes(dom) if dom.is_image else vector_recipes(dom)
 
 
@@ -137,11 +137,10 @@ FEATURE_AE = {"arch": "ConvAE", "arch_kwargs": {"width": 16, "latent": 32}, "spl
 
 def feature_ae_recipe(domain) -> dict:
     """FEATURE_AE for an image domain: its shape and bounds, and a bottleneck of a
-    quarter of its values (8 to 32); or the domain's frozen one."""
+    quarter of its values (8 to 32); the template's domain gets it as written."""
     dom = get_domain(domain)
-    frozen = dom.frozen_recipes().get("feature_ae")
-    if frozen is not None:
-        return frozen
+    if dom.template_recipes:
+        return dict(FEATURE_AE)
     return {**FEATURE_AE, "arch_kwargs": {**FEATURE_AE["arch_kwargs"], "in_shape": list(dom.shape),
                                           "bounds": list(dom.bounds),
                                           "latent": min(32, max(8, math.prod(dom.shape) // 4))}}
@@ -150,17 +149,14 @@ def feature_ae_recipe(domain) -> dict:
 def sizing(domain, arch: str) -> dict:
     """The shape arguments an image domain's generator, discriminator or noise-aware
     classifier gets beside its recipe's own (widths, latent size): the domain's shape,
-    bounds and classes; or what the domain froze for `arch`."""
+    bounds and classes; none for the template's domain (the architectures' defaults)."""
     dom = get_domain(domain)
-    frozen = dom.frozen_recipes().get("sizing", {})
-    if arch in frozen:
-        return dict(frozen[arch])
     shape, bounds = list(dom.shape), list(dom.bounds)
     derived = {"DCGANGenerator": {"out_shape": shape, "bounds": bounds},
                "DCGANDiscriminator": {"in_shape": shape, "bounds": bounds},
                "NoisyCNN": {"in_shape": shape, "num_classes": dom.num_classes}}
     if arch not in derived:
         raise ValueError(f"sizing: unknown architecture {arch!r}; allowed: {', '.join(derived)}")
-    return derived[arch]
+    return {} if dom.template_recipes else derived[arch]
 
 

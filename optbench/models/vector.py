@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import torch
 from torch import nn
 
-from optbench.models.nets import Affine
+from optbench.models.blocks import Affine
 
 
 class MLPGenerator(nn.Module):

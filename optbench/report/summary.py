@@ -15,7 +15,8 @@ from optbench.report.intervals import INTERVAL_METHOD, mean_ci, seeds_text
 from optbench.text import csv_cell, md_text
 import optbench.referees  # noqa: F401  (registers the built-in metrics the report reads)
 from optbench.metrics import at_max_metrics, departure_side, headline_metrics
-from optbench.storage import cell_is_complete, read_cell
+from optbench.record import read_cell
+from optbench.storage import cell_is_complete
 
 LEGACY_KID_FACTOR = 10.0   # results made before nulls were stored: KID above 10x its real scale
 

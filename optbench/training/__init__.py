@@ -1,7 +1,7 @@
 """Training a domain's models: `optbench train <domain>`.
 
-Nothing here is imported when suites run (the one exception: a per-seed proxy
-replicate, training/replicates.py, imports its recipe's trainer when it is first needed).
+A run imports this package for one thing: a per-seed proxy replicate
+(training/replicates.py) trains its recipe's classifier the first time it is needed.
 What each model is for is in README "Shipped models"; how each is trained is its recipe,
 recorded in the domain's manifest beside its sha256."""
 from __future__ import annotations
