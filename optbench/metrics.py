@@ -86,6 +86,8 @@ class Metric:
             problems.append(f"null: expected one of {', '.join(NULLS)} or None, got {self.null!r}")
         if self.null == "binomial" and not 0 < self.null_rate < 1:
             problems.append(f"null_rate: a binomial null needs a rate in (0, 1), got {self.null_rate!r}")
+        if self.null == "law" and self.role != "gold":
+            problems.append("null: 'law' is drawn by a domain's exact referee, for role 'gold' only; use 'pool'")
         if self.null and self.departs is None:
             problems.append("departs: a metric with a null needs a departure side ('high' or 'low')")
         if not self.name.replace("_", "a").isalnum() or not self.name[:1].isalpha():

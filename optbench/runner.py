@@ -325,6 +325,7 @@ def compute_or_traceback(spec: CellSpec, device: str, progress: bool = False) ->
     """The cell's result, or the traceback text if computing it raised."""
     try:
         spec.context.activate()   # a worker imports the suite's plug-ins first
+        check_metric_identity(spec)
         key = (spec.domain, spec.proxy, device, spec.feature_spaces())
         if key not in _REFEREES:
             _REFEREES[key] = Referee(spec.domain, spec.proxy, torch.device(device), features=spec.feature_spaces())
@@ -333,6 +334,18 @@ def compute_or_traceback(spec: CellSpec, device: str, progress: bool = False) ->
         raise
     except Exception:
         return traceback.format_exc()
+
+
+def check_metric_identity(spec: CellSpec) -> None:
+    """The plug-in metrics this process has registered must be those in the cell's id
+    (fixed when its suite was read): else the cell would be stored under an id that
+    names metrics it does not hold, or without ones it holds."""
+    from optbench.metrics import identity
+    here = identity(spec.domain)
+    if here != dict(spec.metrics):
+        raise RuntimeError(f"cell {spec.cell_id}: its id names the plug-in metrics {dict(spec.metrics) or 'none'}, "
+                           f"but this process has {here or 'none'} registered; name every metric plug-in "
+                           "in the suite's `plugins` so that every worker imports it")
 
 
 def store(outcome: CellResult | str, spec: CellSpec, suite_dir: Path) -> str:

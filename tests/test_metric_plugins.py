@@ -43,12 +43,16 @@ PLUGIN = textwrap.dedent('''
     METRICS.register("plug_spread", Metric(
         "plug_spread", "std of the outputs' coordinates (a set statistic)", kind="set",
         compute=lambda b: float(b.x.std()), domains=("gmm2",)))
+    METRICS.register("plug_feature_norm", Metric(
+        "plug_feature_norm", "mean feature norm, in every feature space", kind="set", every_space=True,
+        departs="high", null="pool", role="referee",
+        compute=lambda b, space: float(b.features[space].norm(dim=1).mean()), domains=("gmm2",)))
     METRICS.register("plug_alarm", Metric(
         "plug_alarm", "share of outputs the proxy is over 99.9% sure of", kind="sample",
         departs="high", null="binomial", null_rate=0.01, role="detector", compute=_alarm,
         domains=("gmm2",)))
 ''')
-NAMES = ("plug_norm", "plug_judge", "plug_spread", "plug_alarm")
+NAMES = ("plug_norm", "plug_judge", "plug_spread", "plug_feature_norm", "plug_alarm")
 
 SUITE = '''
 name = "plug"
@@ -123,6 +127,14 @@ def test_the_plugin_metrics_are_in_the_curves_with_their_nulls(runs):
              for j in range(null_draws())]
     assert curve["null"]["plug_norm"]["q99"] == pytest.approx(np.quantile(means, 0.99), rel=1e-12)
     assert curve["null"]["plug_norm"]["draws"] == null_draws()
+    # A plug-in computed in every feature space gets a resampled null in each, and the
+    # built-in metrics' nulls are what they are without plug-ins.
+    from optbench.domains import get_domain as _dom
+    spaces = _dom("gmm2").feature_spaces
+    keys = ["plug_feature_norm", *(f"plug_feature_norm@{s}" for s in spaces[1:])]
+    assert all(k in curve["rows"][0] and curve["null"][k]["q99"] > curve["null"][k]["q01"] for k in keys)
+    before = _curve(folder, runs[0].cells[0])["null"]
+    assert {k: v for k, v in curve["null"].items() if k in before} == before
     # On the real baseline the metric is the mean norm of those real examples.
     from optbench.pressure.starts import real_sample
     x, _ = real_sample("gmm2", n, 0)

@@ -112,21 +112,26 @@ class Referee:
         primary = self.spaces[0]
         out = {"diversity": within_class_diversity(feats[primary], target) if target is not None else float("nan")}
         batch = Batch(self, None, None, target, None, {}, feats)
+        builtin = [m for m in space_metrics() if m.name in PACKAGE]   # plug-ins: plugin_null
         for space in self.spaces:
-            out |= {m.key(space, primary): float(m.compute(batch, space)) for m in space_metrics()}
+            out |= {m.key(space, primary): float(m.compute(batch, space)) for m in builtin}
         return out
 
     def null(self, n: int, proxy: Proxy | None = None) -> dict[str, dict]:
         """The real-against-real null at sample size n of every metric that has one:
         resampled from the null pool (shipped, cached on disk, or computed once; see
         referees/null.py), drawn from the exact referee's law, or binomial."""
+        proxy = proxy or self.proxy
         metrics = self.metrics(proxy)
-        key = (n, tuple(m.name for m in metrics))
+        resampled = [m for m in metrics if m.null == "pool" and not (m.every_space and m.name in PACKAGE)]
+        # The shipped nulls cover the built-in feature-space metrics; any other resampled
+        # null (a plug-in's) may read the proxy, so it is keyed by the proxy too.
+        key = (n, tuple((m.name, m.version) for m in metrics), id(proxy.model) if resampled else None)
         if key not in self._nulls:
             from optbench.referees.null import cached_null, plugin_null
             from optbench.metrics import binomial_null
             null = cached_null(self, n) | (self.gold.null(n) if self.gold else {})
-            null |= plugin_null(self, n, [m for m in metrics if m.null == "pool" and m.name not in PACKAGE])
+            null |= plugin_null(self, n, resampled, proxy)
             null |= {m.name: binomial_null(m, n) for m in metrics if m.null == "binomial"}
             self._nulls[key] = null
         return self._nulls[key]
@@ -195,7 +200,8 @@ class Referee:
                 metrics: list[Metric] | None = None) -> dict[str, float]:
         """The "derived" metrics (gap = proxy_prob - judge_prob) from a level's other
         values: the runner recomputes them after a selection's exact weighting."""
-        return {m.name: float(m.compute(values)) for m in (metrics or self.metrics(proxy)) if m.kind == "derived"}
+        metrics = self.metrics(proxy) if metrics is None else metrics
+        return {m.name: float(m.compute(values)) for m in metrics if m.kind == "derived"}
 
     def _each(self, batch: Batch, metrics: list[Metric], value):
         """(key, value(metric, computed)) for every value in `_layout`'s order; a

@@ -170,18 +170,20 @@ def cached_null(referee, n: int, draws: int | None = None, seed: int = NULL_SEED
     return null
 
 
-def plugin_null(referee, n: int, metrics: list, draws: int | None = None,
+def plugin_null(referee, n: int, metrics: list, proxy=None, draws: int | None = None,
                 seed: int = NULL_SEED) -> dict[str, dict]:
-    """The resampled null of plug-in metrics that declare null = "pool": the same `draws`
-    sets of n real examples from the null pool as the built-in metrics' (set j drawn
-    with the generator seeded [seed, j]), each scored as a level of outputs is (the
-    examples are their own starting points, their labels the targets, the referee's
-    proxy the proxy). Cached on disk under the metrics' names and versions."""
+    """The resampled null of metrics that declare null = "pool", other than the built-in
+    feature-space ones (plug-ins'): the same `draws` sets of n real examples from the
+    null pool as the built-in metrics' (set j drawn with the generator seeded [seed, j]),
+    each scored as a level of outputs is (the examples are their own starting points,
+    their labels the targets, the cell's proxy the proxy). Cached on disk under the
+    metrics' names and versions and the weights of the proxy and the judges they may read."""
     if not metrics:
         return {}
+    proxy = proxy or referee.proxy
     draws = draws or null_draws()
     key = {**null_key(referee, n, draws, seed), "metrics": {m.name: m.version for m in metrics},
-           "proxy": getattr(referee.proxy, "name", "")}
+           "weights": [weights_digest(net) for net in (proxy.model, *referee.judges.values())]}
     path = cache_dir("null") / f"{referee.domain}_{n}_plugin_{key_hash(key)}.json"
     if (null := _read(path, key)) is not None:
         return null
@@ -193,17 +195,28 @@ def plugin_null(referee, n: int, metrics: list, draws: int | None = None,
         x, y = (torch.cat(t) for t in zip(*(dom.load_split(s) for s in null_splits(referee.dom))))
         if not 6 <= n <= len(x) // 2:
             raise ValueError(f"n: expected 6..{len(x) // 2} (half the pool of {len(x)} real examples), got {n}")
-        logits, feats = referee._forward(x, referee.proxy)
+        logits, feats = referee._forward(x, proxy)
         values: dict[str, list[float]] = {}
         for j in range(draws):
             idx = torch.from_numpy(np.random.default_rng([seed, j]).choice(len(x), n, replace=False))
-            batch = Batch(referee, referee.proxy, x[idx], y[idx], x[idx], {k: v[idx] for k, v in logits.items()},
+            batch = Batch(referee, proxy, x[idx], y[idx], x[idx], {k: v[idx] for k, v in logits.items()},
                           {k: v[idx] for k, v in feats.items()})
             for k, v in referee.values(batch, metrics).items():
                 values.setdefault(k, []).append(v)
         null = {k: null_summary(np.asarray(v), n) for k, v in values.items()}
         _write(path, key, null, {k: v[:HEAD] for k, v in values.items()})
     return null
+
+
+def weights_digest(model: torch.nn.Module) -> str:
+    """sha256 of a module's parameters and buffers, in order (a per-seed replicate has no
+    catalog entry to hash)."""
+    import hashlib
+    h = hashlib.sha256()
+    for name, t in model.state_dict().items():
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
 
 
 def ship_null(referee, n: int) -> Path:

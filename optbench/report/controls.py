@@ -126,9 +126,11 @@ def _f(v: tuple[float, float, float]) -> str:
     return _fmt(*v)
 
 
-def controls_markdown(rows: list[dict], metrics=("kid", "judge_prob")) -> str:
+def controls_markdown(rows: list[dict], metrics: tuple[str, ...] | None = None) -> str:
     """One table per (treated curve, control): per level, the treated value and the
-    pressure-attributable difference at the same step and at the same L2."""
+    pressure-attributable difference at the same step and at the same L2 (`metrics`:
+    the registry's first two headline metrics by default)."""
+    metrics = metrics or headline_metrics()[:2]
     lines = []
     for r in rows:
         knob = r["knob"]

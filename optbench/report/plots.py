@@ -143,7 +143,9 @@ def equal_proxy_figure(cells: list[dict], out: Path, title: str = "") -> None:
     proxy score. One line per curve (mean over seeds), points in order of pressure."""
     groups = list(group_cells(cells).values())
     legend_rows = (len(groups) + 3) // 4
-    fig, axes = plt.subplots(1, 4, figsize=(19, 4.8 + 0.25 * legend_rows))
+    panels = equal_proxy_panels(4)   # the registry's first four headline metrics
+    fig, axes = plt.subplots(1, len(panels), figsize=(19, 4.8 + 0.25 * legend_rows), squeeze=False)
+    axes = axes[0]
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     markers = "os^Dv<>Ph*"
     for g, members in enumerate(groups):
@@ -152,12 +154,9 @@ def equal_proxy_figure(cells: list[dict], out: Path, title: str = "") -> None:
         style = dict(color=colors[g % len(colors)], marker=markers[g % len(markers)], ms=4, lw=1.3,
                      label=f"{spec['label']} ({spec['knob']} {members[0]['curve']['rows'][0][spec['knob']]:g}"
                            f"..{members[0]['curve']['rows'][-1][spec['knob']]:g})")
-        for ax, metric in zip(axes, ("kid", "judge_prob", "c2st", "precision")):
+        for ax, (metric, _, _) in zip(axes, panels):
             ax.plot(x, _mean_curve(members, metric), **style)
-    for ax, (name, yscale) in zip(axes, [("KID to reference (symlog)", "symlog"),
-                                         ("judge ensemble: target probability", "linear"),
-                                         ("two-sample test accuracy (0.5 = like real)", "linear"),
-                                         ("precision (in-manifold share)", "linear")]):
+    for ax, (_, name, yscale) in zip(axes, panels):
         ax.set_xlabel("proxy: target probability reached")
         ax.set_title(name, fontsize=10)
         if yscale == "symlog":
@@ -185,11 +184,11 @@ def figure_row(spec: dict) -> str:
 EQUAL_PROXY_COLUMNS = 3   # the headline figure's columns: the first headline metrics
 
 
-def equal_proxy_panels() -> list[tuple[str, str, str]]:
-    """(metric, title, y scale) of the headline figure's columns: the registry's first
-    headline metrics (optbench/metrics.py), titled as in the curves figure."""
+def equal_proxy_panels(columns: int = EQUAL_PROXY_COLUMNS) -> list[tuple[str, str, str]]:
+    """(metric, title, y scale) of the first `columns` headline metrics of the registry
+    (optbench/metrics.py), titled as in the curves figure."""
     from optbench.metrics import METRICS, headline_metrics
-    return [(m, METRICS[m].panel or m, METRICS[m].yscale) for m in headline_metrics()[:EQUAL_PROXY_COLUMNS]]
+    return [(m, METRICS[m].panel or m, METRICS[m].yscale) for m in headline_metrics()[:columns]]
 
 
 def equal_proxy_by_source(cells: list[dict], out: Path, title: str = "") -> None:

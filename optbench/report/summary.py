@@ -227,7 +227,7 @@ def curve_stats(cell: dict) -> dict:
             "fid_at_max": last_set["fid"], "diverged_at_max": last["diverged_frac"],
             "baseline_kid": base["kid"], "baseline_fid": base["fid"], "kid_threshold": threshold,
             **{f"{k}_at_max": v for k, v in last.items() if k in judges or k in own
-               or k in _plugin_at_max()},
+               or k in at_max_metrics()},
             "cell_seconds": cell.get("meta", {}).get("wall_seconds", math.nan),
             **{f"{k}_real": v for k, v in base.items() if k in judges or k == "judge_prob"}}
 
@@ -244,11 +244,6 @@ def source_values(cell: dict) -> list[str]:
     if "source_values" in cell["spec"]:
         return list(cell["spec"]["source_values"])
     return [k for k in OLD_SOURCE_VALUES if k in cell["curve"]["rows"][-1]]
-
-
-def _plugin_at_max() -> set[str]:
-    """Metrics of the registry marked `at_max`: a summary column each."""
-    return at_max_metrics()
 
 
 def judge_names(cell: dict) -> list[str]:
@@ -398,7 +393,7 @@ def summary_markdown(rows: list[dict]) -> str:
         for r in rows:
             cells = [_departure(r, k) if f"{k}_cross_at" in r else "-" for k in others]
             lines.append(f"| {md_text(r['label'])} | " + " | ".join(cells) + " |")
-    extra = sorted(k for k in _plugin_at_max() if f"{k}_at_max" in rows[0])
+    extra = sorted(k for k in at_max_metrics() if f"{k}_at_max" in rows[0])
     if extra:
         lines += ["", "More metrics at the highest pressure (those marked `at_max` in the registry):", "",
                   "| curve | " + " | ".join(extra) + " |", "|---|" + "---|" * len(extra)]

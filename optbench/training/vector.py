@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from optbench.domains import get_domain
+from optbench.metrics import with_role
 from optbench.models.checkpoints import save_model
 
 VERSIONS = {"torch": torch.__version__, "python": platform.python_version()}
@@ -51,8 +52,9 @@ def train_vector_gan_checkpoint(domain: str, root=None, log=print) -> dict:
     if dom.gold() is not None:
         fake = generate(G_ema, sample_latents(2000, 0, r["latent_dim"]))
         target = torch.zeros(len(fake), dtype=torch.long)
+        departing_gold = {m.name for m in with_role("gold") if m.departs and m.kind == "sample"}
         quality = {k: round(float(v.double().mean()), 4) for k, v in dom.gold().per_sample(fake, target).items()
-                   if k in ("gold_logp_q", "gold_atypical", "gold_maha")}
+                   if k in departing_gold}
         log(f"  gan samples, exact referee: {quality}")
     common = {"recipe": r, "train_seconds": record["seconds"], "loss_curve": record["losses"],
               "versions": VERSIONS}
