@@ -65,12 +65,16 @@ def main() -> int:
             if ours.get("equal_proxy") and not theirs.get("equal_proxy"):
                 report["added"].add("equal_proxy points")
                 ours["equal_proxy"] = theirs.get("equal_proxy")
+            elif theirs.get("equal_proxy"):   # values the committed points lack: added since
+                ours["equal_proxy"] = [{k: v for k, v in p.items() if k in old}
+                                       for p, old in zip(ours["equal_proxy"], theirs["equal_proxy"])]
             theirs["null"] = {k: v for k, v in (theirs.get("null") or {}).items()}
             report["added"] |= {f"null of {k}" for k in set(ours.get("null") or {}) - set(theirs["null"])}
             ours["null"] = {k: v for k, v in (ours.get("null") or {}).items() if k in theirs["null"]}
             changed = differing_columns(ours, theirs)
             report["cells"].append({"cell_id": c.cell_id, "committed_id": old_id, "label": c.label, "seed": c.seed,
-                                    "status": "identical" if not changed else "differs", "differs_in": changed})
+                                    "status": "identical" if not changed else "differs", "differs_in": changed,
+                                    "largest_relative_difference": largest_difference(ours, theirs)})
             if changed:
                 print(f"DIFFERS: {c.cell_id} {c.label} seed={c.seed}: {', '.join(changed[:8])}")
         if report["added"]:
@@ -97,6 +101,18 @@ def committed_cells(folder: Path) -> dict:
         if curve.exists():
             out[curve_key(spec), spec["seed"]] = spec["cell_id"], json.loads(curve.read_text())
     return out
+
+
+def largest_difference(ours: dict, theirs: dict) -> float:
+    """The largest |a - b| / max(|a|, |b|) over the rows' numbers both curves have (0 when
+    bit-identical)."""
+    worst = 0.0
+    for row, old in zip(ours["rows"], theirs["rows"]):
+        for k, b in old.items():
+            a = row.get(k)
+            if isinstance(a, (int, float)) and isinstance(b, (int, float)) and a == a and b == b and a != b:
+                worst = max(worst, abs(a - b) / max(abs(a), abs(b)))
+    return worst
 
 
 def differing_columns(ours: dict, theirs: dict) -> list[str]:
