@@ -235,11 +235,10 @@ def _cmd_list(a) -> int:
             for k, doc in s.values.items():
                 print(f"    value {k}: {doc}")
     if a.what in ("metrics", "all"):
-        import sys
-
         from optbench.metrics import PACKAGE
-        loaded = "optbench.detector_metrics" in sys.modules
+        loaded = "det_energy" in METRICS   # a suite's plugins switched them on
         import optbench.detector_metrics as detectors   # the package's opt-in detectors, listed too
+        detectors.register()
         print("metrics (kind, role, departure side and null; plug-in: a suite's plugins register it):")
         for k, m in METRICS.items():
             tags = [m.kind, m.role, *([f"departs {m.departs}", f"null {m.null}"] if m.departs else []),
@@ -248,7 +247,6 @@ def _cmd_list(a) -> int:
             print(f"  {k} ({', '.join(tags)}): {m.doc}")
         if not loaded:   # listed, not switched on: cell ids read the registry (optbench/metrics.py)
             detectors.unregister()
-            sys.modules.pop("optbench.detector_metrics", None)
     return 0
 
 

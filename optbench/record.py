@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors.torch import save_file
 
 from optbench.text import csv_cell
 
@@ -45,7 +46,6 @@ class CellRecord:
 
     def write(self, folder: Path) -> None:
         """The record's files into `folder` (the runner's temporary cell folder)."""
-        from safetensors.torch import save_file
         folder = Path(folder)
         knob, cell_id = self.spec["knob"], self.spec["cell_id"]
         (folder / SPEC).write_text(json.dumps({"schema": RECORD_VERSION, **self.spec}, indent=2, sort_keys=True) + "\n")

@@ -168,11 +168,11 @@ def test_workers_die_with_their_parent_and_write_nothing_after(tmp_path):
 def test_a_safetensors_error_on_a_full_disk_is_a_one_line_storage_error(tmp_path, monkeypatch):
     from safetensors import SafetensorError
 
-    import optbench.runner as runner
+    import optbench.record as record
 
     def full(*args, **kwargs):
         raise SafetensorError('Error while serializing: I/O error: No space left on device (os error 28)')
-    monkeypatch.setattr(runner, "save_file", full)
+    monkeypatch.setattr(record, "save_file", full)
     with pytest.raises(StorageError, match=r"cannot write cell .*No space left on device .*rerun resumes") as e:
         run_suite(parse_suite(SMALL), tmp_path, device="cpu", log=lambda *_: None)
     assert "\n" not in str(e.value)

@@ -159,22 +159,23 @@ def test_kill_9_then_rerun_matches_an_uninterrupted_run(tiny_dir, tmp_path):
 def test_full_disk_stops_with_a_clear_message_and_keeps_written_cells(tmp_path, monkeypatch):
     import errno
 
+    import optbench.record as record
     import optbench.runner as runner
-    real_save, calls = runner.save_file, []
+    real_save, calls = record.save_file, []
 
     def save_until_full(*args, **kwargs):
         calls.append(1)
         if len(calls) >= 3:
             raise OSError(errno.ENOSPC, "No space left on device")
         return real_save(*args, **kwargs)
-    monkeypatch.setattr(runner, "save_file", save_until_full)
+    monkeypatch.setattr(record, "save_file", save_until_full)
     suite = parse_suite(TINY)
     with pytest.raises(runner.StorageError, match="No space left on device; cells written before"):
         run_suite(suite, tmp_path, device="cpu", log=lambda *_: None)
     out = tmp_path / "tiny"
     assert [cell_is_complete(out / s.cell_id) for s in suite.cells] == [True, True] + [False] * 4
     assert [p.name for p in out.iterdir() if p.name.startswith(".")] == [".lock"]
-    monkeypatch.setattr(runner, "save_file", real_save)       # space freed: resume
+    monkeypatch.setattr(record, "save_file", real_save)       # space freed: resume
     counts = run_suite(suite, tmp_path, device="cpu", log=lambda *_: None)
     assert (counts["computed"], counts["skipped"]) == (4, 2)
 
