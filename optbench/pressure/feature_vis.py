@@ -25,9 +25,9 @@ import numpy as np
 import torch
 
 from optbench.models.fixed_batch import map_fixed, score_and_grad
-from optbench.pressure.pixel_ascent import OBJECTIVE, log_levels
-from optbench.pressure.source import MAX_LR, MAX_STEPS, Context, Level, Setting, Source, Trajectory
-from optbench.pressure.starts import STARTS, make_starts
+from optbench.pressure.pixel_ascent import OBJECTIVE, ascent_run
+from optbench.pressure.source import MAX_LR, MAX_STEPS, Context, Level, Setting, Source
+from optbench.pressure.starts import STARTS
 from optbench.proxies import as_proxy
 from optbench.rng import sample_torch
 
@@ -157,11 +157,7 @@ def feature_vis_ascent(ctx: Context, start: torch.Tensor, target: torch.Tensor, 
             yield Level(step, images(p.detach()).clone())
 
 
-def run(ctx: Context, s: dict) -> Trajectory:
-    x0, target = make_starts(ctx.domain, s["start"], ctx.n, ctx.seed)
-    x0, target = x0.to(ctx.device), target.to(ctx.device)
-    levels = feature_vis_ascent(ctx, x0, target, log_levels(s["max_steps"]), s)
-    return Trajectory(x0.cpu(), target.cpu(), (level.cpu() for level in levels), s["lr"])
+run = ascent_run(feature_vis_ascent)
 
 
 FEATURE_VIS = Source(

@@ -120,11 +120,18 @@ START = Setting(str, "real", STARTS, doc="real test digits of another class, uni
 OBJECTIVE = Setting(str, "logit", OBJECTIVES, doc="ascend the target logit or its log-probability")
 
 
-def run(ctx: Context, s: dict) -> Trajectory:
-    x0, target = make_starts(ctx.domain, s["start"], ctx.n, ctx.seed)
-    x0, target = x0.to(ctx.device), target.to(ctx.device)
-    levels = pixel_ascent(ctx, x0, target, log_levels(s["max_steps"]), s)
-    return Trajectory(x0.cpu(), target.cpu(), (level.cpu() for level in levels), s["lr"])
+def ascent_run(ascend):
+    """The run of an ascent from the declared starts over log levels up to max_steps,
+    pressure = steps x lr: `ascend(ctx, x0, target, levels, settings)` yields Levels."""
+    def run(ctx: Context, s: dict) -> Trajectory:
+        x0, target = make_starts(ctx.domain, s["start"], ctx.n, ctx.seed)
+        x0, target = x0.to(ctx.device), target.to(ctx.device)
+        levels = ascend(ctx, x0, target, log_levels(s["max_steps"]), s)
+        return Trajectory(x0.cpu(), target.cpu(), (level.cpu() for level in levels), s["lr"])
+    return run
+
+
+run = ascent_run(pixel_ascent)
 
 
 PIXEL_ASCENT = Source(
