@@ -136,7 +136,8 @@ def main() -> None:
                    "machine) instead of running the suite here")
     p.add_argument("--name", default="cross_kernel", help="stem of the written .md and .json")
     a = p.parse_args()
-    ref = json.loads((a.reference / "summary.json").read_text())
+    from optbench.report.summary import summary_rows   # summary.json: {"schema", "rows"} or an older bare list
+    ref = summary_rows(json.loads((a.reference / "summary.json").read_text()))
     with tempfile.TemporaryDirectory(prefix="optbench-cross-") as tmp:
         if a.rerun:
             new_dir, title = a.rerun, "Cross-machine rerun: the same suite on another machine"
@@ -144,7 +145,7 @@ def main() -> None:
             run_under(a.suite, a.capability, Path(tmp), a.workers)
             new_dir = next(d for d in Path(tmp).iterdir() if d.is_dir())
             title = f"Cross-kernel rerun: ATEN_CPU_CAPABILITY={a.capability}"
-        new = json.loads((new_dir / "summary.json").read_text())
+        new = summary_rows(json.loads((new_dir / "summary.json").read_text()))
         summary = compare_summaries(ref, new)
         curves = compare_curves(a.reference, new_dir)
         md = markdown(summary, curves, title, first_machine(a.reference), first_machine(new_dir))

@@ -8,7 +8,7 @@ The Python API (the `optbench` command only wraps it):
     run_suite(suite, "results")                 # resumable; skips complete cells
     write_suite_outputs("results/quick")        # summary.md, curves.csv, plots/
 """
-__version__ = "0.1.0"
+__version__ = "0.2.0"   # the one place: pyproject.toml reads it (dynamic version)
 
 # Names load on first use (PEP 562): `import optbench.cli` or a spawned pool worker then
 # starts without importing torch, and a worker can arm its parent-death guard at once.
@@ -16,7 +16,8 @@ _API = {"load_model": "optbench.models.checkpoints", "pixel_ascent": "optbench.p
         "Referee": "optbench.referees", "write_suite_outputs": "optbench.report",
         "compute_cell": "optbench.runner", "run_suite": "optbench.runner",
         "CellSpec": "optbench.suite", "SuiteError": "optbench.suite", "load_suite": "optbench.suite",
-        "parse_suite": "optbench.suite",
+        "parse_suite": "optbench.suite", "evaluate": "optbench.card",
+        "score": "optbench.scoring",   # outputs made elsewhere, read by the domain's referees
         # plug-in points (README "Architecture")
         "Domain": "optbench.domains", "DOMAINS": "optbench.domains", "get_domain": "optbench.domains",
         "Source": "optbench.pressure", "Setting": "optbench.pressure", "Trajectory": "optbench.pressure",

@@ -1,7 +1,7 @@
 """The cell record: what a cell folder holds, owned here. The runner is its only writer
 (runner.write_cell fills a `CellRecord` and calls `write`), the report its only reader
-(`read_cell`). The layout's version is RECORD_VERSION, written as "schema" in spec.json
-and curve.json; a reader checks every field it relies on and names the file and field
+(`read_cell`). The layout's version is RECORD_VERSION, written as "schema" in spec.json,
+curve.json and meta.json; a reader checks every field it relies on and names the file and field
 of anything else.
 
     spec.json              the cell's canonical spec and the versions in its id, and what
@@ -59,7 +59,7 @@ class CellRecord:
             w.writerows([[row.get(k, "") for k in keys] for row in self.rows])
         save_file({"snapshots": self.snapshots.contiguous(), "targets": self.targets.contiguous(),
                    "levels": torch.tensor([r[knob] for r in self.rows])}, str(folder / SNAPSHOTS))
-        (folder / META).write_text(json.dumps(self.meta, indent=2) + "\n")
+        (folder / META).write_text(json.dumps({"schema": RECORD_VERSION, **self.meta}, indent=2) + "\n")
 
 
 def read_cell(folder: Path) -> dict:

@@ -24,6 +24,8 @@ from safetensors import SafetensorError
 from tqdm.auto import tqdm
 
 from optbench.domains import get_domain
+from optbench.notices import listening, notice
+from optbench.plan import duration, plan_run, summary_line
 from optbench.preflight import check_models
 from optbench.pressure import SOURCES, Context, Level, Source
 from optbench.pressure.crossings import Crossings
@@ -31,9 +33,9 @@ from optbench.pressure.starts import real_sample
 from optbench.proxies import Proxy, as_proxy
 from optbench.record import CellRecord
 from optbench.referees import Referee
-from optbench.storage import (DONE, StorageError, _sha, cell_is_complete, share_files,
+from optbench.storage import (DONE, StorageError, _sha, share_files,
                               shared_mkdtemp, suite_lock, write_atomic)
-from optbench.suite import CellSpec, Suite
+from optbench.suite import CellSpec, Suite, given_replicate
 from optbench.training.replicates import load_replicate
 from optbench.workers import pool_worker_init, reap_with_driver, setup_torch
 
@@ -116,6 +118,14 @@ def compute_cell(spec: CellSpec, referee: Referee, progress: bool = False) -> Ce
 def cell_proxy(spec: CellSpec, referee: Referee) -> tuple[Proxy, float]:
     """The proxy this cell pushes against: the referee's (the shipped model), or this
     seed's own replicate of its recipe; and the seconds spent training it now."""
+    if spec.proxy_training == "replicates":   # the user's own replicates, one per seed
+        from optbench.models.checkpoints import build_checked, load_weights, model_entry, read_safetensors
+        entry, file = model_entry(spec.domain, spec.proxy), Path(given_replicate(spec.domain, spec.proxy, spec.seed)["file"])
+        model = build_checked(entry["arch"], entry.get("arch_kwargs", {}), file)
+        load_weights(model, read_safetensors(file), file, entry["arch"])
+        proxy = as_proxy(model.eval().requires_grad_(False).to(referee.proxy.device), referee.proxy.kind)
+        proxy.name = spec.proxy
+        return proxy, 0.0
     if spec.proxy_training != "per_seed":
         return referee.proxy, 0.0
     model, seconds = load_replicate(spec.domain, spec.proxy, spec.seed, referee.proxy.device)
@@ -471,42 +481,23 @@ def run_suite(suite: Suite, out_root: Path, force: bool = False, device: str | N
 
 def context_json(context) -> dict:
     return {"pythonpath": list(context.pythonpath), "plugins": list(context.plugins),
-            "domains": json.loads(context.domains) if context.domains else {}}
+            "domains": json.loads(context.domains) if context.domains else {},
+            **({"extensions": json.loads(context.extensions)} if context.extensions else {})}
 
 
-def _run_locked(suite: Suite, suite_dir: Path, force: bool, device: str | None, log, command,
-                workers: int, executor: str, address: str | None, gpus_per_cell: float,
-                threads: int | None) -> dict:
-    # A cell is only ever visible under its real name once complete; the temporary
-    # folders of killed runs were removed when the suite lock was taken.
-    dev = str(resolve_device(device))
-    counts = {"computed": 0, "skipped": 0, "failed": 0}
-    t_suite = time.time()
-    todo = []
-    for spec in suite.cells:
-        if not force and cell_is_complete(suite_dir / spec.cell_id):
-            counts["skipped"] += 1
-            log(f"{spec.cell_id} {spec.label} seed={spec.seed}: complete, skipped")
-        else:
-            todo.append(spec)
-    # Every model the cells to run use loads and answers one forward of the domain's
-    # shape here, in this process, before any cell starts (preflight.py).
-    check_models(todo, suite.path)
-
-    # A progress bar (cells done, time left) on a terminal; plain log lines otherwise.
-    bar = tqdm(total=len(todo), unit="cell", disable=not sys.stderr.isatty() or not todo)
-
-    def report(i: int, spec: CellSpec, status: str, seconds: float) -> None:
-        counts[status] += 1
-        note = f"{seconds:.1f}s" if status == "computed" else f"FAILED (traceback in {spec.cell_id}.failed.txt)"
-        (bar.write if not bar.disable else log)(f"[{i}/{len(todo)}] {spec.cell_id} {spec.label} seed={spec.seed}: {note}")
-        bar.update(1)
-
+def _run_cells(todo: list[CellSpec], suite_dir: Path, report, dev: str, executor: str, address: str | None,
+               workers: int, gpus_per_cell: float, threads: int | None, progress: bool) -> None:
+    """Compute and store the cells `todo` with the chosen executor, calling
+    report(i, spec, status, seconds) as each one finishes."""
+    if executor == "ray" or workers > 1:
+        notice(f"starting {'Ray tasks' if executor == 'ray' else f'{workers} worker processes'}: each "
+               "imports torch and loads the models first, and announces none of its own long phases "
+               "(proxy replicates, nulls)")
     if executor == "ray":
         _run_ray(todo, suite_dir, report, address, workers, gpus_per_cell)
     elif workers <= 1:
         for i, spec in enumerate(todo, 1):
-            report(i, spec, *run_one(spec, suite_dir, dev, progress=not bar.disable))
+            report(i, spec, *run_one(spec, suite_dir, dev, progress=progress))
     else:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -519,6 +510,45 @@ def _run_locked(suite: Suite, suite_dir: Path, force: bool, device: str | None, 
                 report(i, futures[fut], *fut.result())
         finally:  # on an error, do not start the cells still queued
             pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _run_locked(suite: Suite, suite_dir: Path, force: bool, device: str | None, log, command,
+                workers: int, executor: str, address: str | None, gpus_per_cell: float,
+                threads: int | None) -> dict:
+    # A cell is only ever visible under its real name once complete; the temporary
+    # folders of killed runs were removed when the suite lock was taken.
+    dev = str(resolve_device(device))
+    counts = {"computed": 0, "skipped": 0, "failed": 0}
+    t_suite = time.time()
+    plan = plan_run(suite, suite_dir, force)   # what to compute, skip and make first; the estimate
+    todo = plan.todo
+    for spec in plan.complete:
+        counts["skipped"] += 1
+        log(f"{spec.cell_id} {spec.label} seed={spec.seed}: complete, skipped")
+    log(summary_line(plan, 1 if executor == "local" and workers <= 1 else workers))
+    # Every model the cells to run use loads and answers one forward of the domain's
+    # shape here, in this process, before any cell starts (preflight.py).
+    check_models(todo, suite.path)
+
+    # A progress bar (cells done, time left) on a terminal; plain log lines otherwise, each
+    # with the time left at the pace so far. Long phases inside a cell computed in this
+    # process (a proxy replicate trained, a null computed) announce themselves first
+    # (optbench/notices.py).
+    bar = tqdm(total=len(todo), unit="cell", disable=not sys.stderr.isatty() or not todo)
+    say = bar.write if not bar.disable else log
+    t_cells = time.time()
+
+    def report(i: int, spec: CellSpec, status: str, seconds: float) -> None:
+        counts[status] += 1
+        note = f"{seconds:.1f}s" if status == "computed" else f"FAILED (traceback in {spec.cell_id}.failed.txt)"
+        left = len(todo) - i
+        eta = f"; about {duration((time.time() - t_cells) / i * left)} left" if left and bar.disable else ""
+        say(f"[{i}/{len(todo)}] {spec.cell_id} {spec.label} seed={spec.seed}: {note}{eta}")
+        bar.update(1)
+
+    with listening(say):
+        _run_cells(todo, suite_dir, report, dev, executor, address, workers, gpus_per_cell, threads,
+                   progress=not bar.disable)
     bar.close()
     write_atomic(suite_dir / "suite.json", json.dumps(
         {"schema": SUITE_SCHEMA, "name": suite.name, "description": suite.description,
@@ -529,7 +559,7 @@ def _run_locked(suite: Suite, suite_dir: Path, force: bool, device: str | None, 
          # What `optbench plot` and `report` activate to read this folder alone: the
          # suite's plug-ins and the domains it declares from files.
          "context": context_json(suite.cells[0].context) if suite.cells else {},
-         "command": command or f"optbench run {suite.path}"},
+         "command": command or f"optbench run {suite.path}", "git_commit": git_commit()},
         indent=2) + "\n")
     from optbench.figure_inputs import write_suite_figures
     write_suite_figures(suite_dir, suite.cells)   # the generators' sample sheets, for the report

@@ -51,9 +51,10 @@ SUITE_KEYS = {"name": "suite name (results/<name>/)", "description": "free text"
 CELL_KEYS = {"label": "free text", "domain": "domain name", "proxy": "proxy model name (a list: one curve each)",
              "source": "pressure source name", "n_samples": f"integer in 6..{MAX_SAMPLES}",
              "settings": "table of source settings", "seeds": "list of non-negative integers",
-             "proxy_training": "'shipped' (the packaged proxy) or 'per_seed' (a replicate trained per seed)",
+             "proxy_training": "'shipped' (the packaged proxy), 'per_seed' (a replicate trained per seed) or "
+                               "'replicates' (the model's own replicates: seed s pushes against file s mod count)",
              "features": "list of feature spaces for FID/KID/PRDC/C2ST, the first primary"}
-PROXY_TRAINING = ("shipped", "per_seed")
+PROXY_TRAINING = ("shipped", "per_seed", "replicates")
 
 
 class SuiteError(ValueError):
@@ -69,6 +70,9 @@ class Context:
     pythonpath: tuple[str, ...] = ()
     plugins: tuple[str, ...] = ()
     domains: str = ""   # JSON: {name: table} with paths made absolute
+    # JSON: {shipped domain: {model: entry}}, the models a suite adds to a shipped domain
+    # ([domains.mnist.models.my_model]), paths made absolute.
+    extensions: str = ""
 
     def activate(self) -> None:
         import sys
@@ -76,6 +80,7 @@ class Context:
             if folder not in sys.path:
                 sys.path.insert(0, folder)
         load_plugins(self.plugins)
+        extend_shipped(json.loads(self.extensions) if self.extensions else {})
         if self.domains:
             from optbench.domains.files import FileDomain
             for name, table in json.loads(self.domains).items():
@@ -86,6 +91,26 @@ class Context:
 
 
 _DECLARED: dict[str, dict] = {}   # file-based domains registered in this process, by their table
+_SHIPPED: dict[str, object] = {}   # a shipped domain's own instance, while a suite extends it
+
+
+def extend_shipped(extensions: dict[str, dict]) -> None:
+    """Give each named shipped domain the suite's extra models (a copy of the domain with
+    `models` set, so the package's instance is never changed), and restore every other
+    shipped domain an earlier suite of this process extended."""
+    import copy
+    for name in list(_SHIPPED):
+        if name not in extensions:
+            DOMAINS.register(name, _SHIPPED.pop(name), replace=True)
+    for name, models in extensions.items():
+        current = DOMAINS[name]
+        if current.models == models:
+            continue
+        base = _SHIPPED.setdefault(name, current)
+        extended = copy.copy(base)
+        extended.__dict__.pop("_declared", None)   # declared_models' cache of the base's (empty) models
+        extended.models = models
+        DOMAINS.register(name, extended, replace=True)
 
 
 @dataclass(frozen=True)
@@ -147,6 +172,8 @@ class CellSpec:
         if self.proxy_training == "per_seed":
             from optbench.training.replicates import replicate_hash
             out["replicate"] = replicate_hash(self.domain, self.proxy, self.seed)
+        elif self.proxy_training == "replicates":
+            out["replicate"] = given_replicate(self.domain, self.proxy, self.seed)["sha256"][:16]
         version = SOURCES[self.source].version
         if version != 1:   # only then, so other sources' ids stay as they were
             out["source_version"] = version
@@ -160,6 +187,15 @@ class CellSpec:
     def cell_id(self) -> str:
         blob = json.dumps({"spec": self.canonical(), "versions": self.versions()}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def given_replicate(domain: str, proxy: str, seed: int) -> dict:
+    """The weights seed `seed` pushes against under proxy_training = 'replicates': the
+    model's file, then its `replicates`, cycled ({"file", "sha256"})."""
+    from optbench.models.checkpoints import model_entry
+    entry = model_entry(domain, proxy)
+    files = [{"file": entry["file"], "sha256": entry["sha256"]}, *entry.get("replicates", [])]
+    return files[seed % len(files)]
 
 
 def curve_key(spec: dict) -> str:
@@ -176,6 +212,8 @@ class Suite:
     description: str
     cells: tuple[CellSpec, ...]
     path: str = ""
+    # What command-line overrides changed (apply_overrides), one line; "" without any.
+    overrides: str = ""
 
 
 def _default(setting):
@@ -330,7 +368,11 @@ def _lookup(where: str, cell: dict, key: str, registry):
         raise SuiteError(f"{where}.{key}: {e}{hint}") from None
 
 
-def _expand_cell(where: str, cell: dict, seeds: tuple[int, ...], context: Context) -> list[CellSpec]:
+def _expand_cell(where: str, cell: dict, seeds: tuple[int, ...], context: Context,
+                 origin: dict | None = None, changed: dict | None = None) -> list[CellSpec]:
+    """The cell's specs. `origin`: {field: flag} of the fields a command-line flag set,
+    named in error messages; `changed`: what the flags changed, added to the labels."""
+    origin = origin or {}
     _check_keys(where, cell, CELL_KEYS)
     for key in ("domain", "source", "n_samples"):
         if key not in cell:
@@ -380,6 +422,11 @@ def _expand_cell(where: str, cell: dict, seeds: tuple[int, ...], context: Contex
                              f"for source {source.name!r}; allowed: {', '.join(usable)}")
     training = cell.get("proxy_training", "shipped")
     _check_name(f"{where}.proxy_training", training, PROXY_TRAINING)
+    if training == "replicates":
+        for proxy in proxies:
+            if not models[proxy].get("replicates"):
+                raise SuiteError(f"{where}.proxy: {proxy!r} declares no replicates, so proxy_training = "
+                                 f"'replicates' has nothing to cycle; add replicates = [files] to its model table")
     if training == "per_seed":
         from optbench.models.recipes import ENSEMBLE_PROXIES, recipes_for
         try:
@@ -401,7 +448,8 @@ def _expand_cell(where: str, cell: dict, seeds: tuple[int, ...], context: Contex
         raise SuiteError(f"{where}.features: names must be distinct, got {features!r}")
     n = cell["n_samples"]
     if not isinstance(n, int) or isinstance(n, bool) or not 6 <= n <= MAX_SAMPLES:
-        raise SuiteError(f"{where}.n_samples: expected an integer >= 6 and <= {MAX_SAMPLES}, got {n!r}")
+        raise SuiteError(f"{where}.n_samples{_from('n_samples', origin)}: expected an integer >= 6 and "
+                         f"<= {MAX_SAMPLES}, got {n!r}")
     label = cell.get("label", "")
     if not isinstance(label, str):
         raise SuiteError(f"{where}.label: expected a string, got {type(label).__name__}")
@@ -413,17 +461,18 @@ def _expand_cell(where: str, cell: dict, seeds: tuple[int, ...], context: Contex
     axes = {}
     for key, setting in source.settings.items():
         value = settings.get(key, setting.default)
+        at = f"{where}.settings.{key}{_from(f'settings.{key}', origin)}"
         if setting.kind is list:  # a list-valued setting is one value, not a grid axis
-            axes[key] = [_check_number_list(f"{where}.settings.{key}", value, setting)]
+            axes[key] = [_check_number_list(at, value, setting)]
             continue
         values = value if isinstance(value, list) else [value]
         if not values:
-            raise SuiteError(f"{where}.settings.{key}: empty list; give at least one value")
+            raise SuiteError(f"{at}: empty list; give at least one value")
         for v in values:
-            _check_value(f"{where}.settings.{key}", v, setting)
+            _check_value(at, v, setting)
         axes[key] = [float(v) if setting.kind is float else v for v in values]
     _check_memory(where, n, max(axes.get("pool_size", [0])), math.prod(dom.shape), dom.num_classes)
-    _check_real_data(f"{where}.n_samples", dom, n)
+    _check_real_data(f"{where}.n_samples{_from('n_samples', origin)}", dom, n)
     specs = []
     for combo in itertools.product(*axes.values()):
         s = dict(zip(axes, combo))
@@ -434,7 +483,10 @@ def _expand_cell(where: str, cell: dict, seeds: tuple[int, ...], context: Contex
             problem = (f"start: 'mean' starts from the mean generator_train example, and domain "
                        f"{dom.name!r} declares no generator_train split; use 'real' or 'noise', or add the split")
         if problem:
-            raise SuiteError(f"{where}.settings.{problem}")
+            key = problem.split(":", 1)[0]
+            cause = _from((f"settings.{key}", *(["n_samples"] if key == "pool_size" else [])), origin)
+            raise SuiteError(f"{where}.settings.{key}{cause}:{problem.split(':', 1)[1]}" if cause else
+                             f"{where}.settings.{problem}")
         for m in source.models(s):
             if m not in models:
                 from optbench.models.recipes import TRAINED_BY
@@ -442,6 +494,9 @@ def _expand_cell(where: str, cell: dict, seeds: tuple[int, ...], context: Contex
                                  f"{domain!r} does not have; run `optbench train {domain} --only "
                                  f"{TRAINED_BY.get(m, m)}`")
         curve = _curve_label(label, s, axes, source)
+        notes = override_notes(s, changed or {})
+        if notes:   # a curve whose spec a flag changed must not share the file's label
+            curve = f"{curve} ({', '.join(notes)})"
         for proxy in proxies:
             name = f"{curve} [{proxy}]" if len(proxies) > 1 else curve
             specs += [CellSpec(domain, proxy, cell["source"], n, seed, tuple(sorted(s.items())), name, training,
@@ -469,13 +524,14 @@ def _context(path: str, data: dict) -> Context:
     tables = data.get("domains", {})
     if not isinstance(tables, dict) or not all(isinstance(t, dict) for t in tables.values()):
         raise SuiteError(f"{path}: domains: expected tables [domains.<name>]")
-    resolved = {}
+    resolved, extensions = {}, {}
     for name, table in tables.items():
         if not _is_name(name):
             raise SuiteError(f"{path}: domains.{name}: a domain name is 1 to {MAX_NAME} ASCII letters, "
                              "digits, '-' or '_' (it names cache files and folders)")
         if name in DOMAINS and not is_file_domain(name):
-            raise SuiteError(f"{path}: domains.{name}: the name is taken by a registered domain; choose another")
+            extensions[name] = _extension(path, name, table, base)
+            continue
         t = dict(table)
         # Never the package's own folder: `optbench train` would write into site-packages.
         t.setdefault("checkpoints", f"checkpoints/{name}")
@@ -486,12 +542,46 @@ def _context(path: str, data: dict) -> Context:
         if missing:
             raise SuiteError(f"{path}: domains.{name}: missing field {missing[0]!r}")
         resolved[name] = t
-    context = Context(folders, plugins, json.dumps(resolved, sort_keys=True) if resolved else "")
+    context = Context(folders, plugins, json.dumps(resolved, sort_keys=True) if resolved else "",
+                      json.dumps(extensions, sort_keys=True) if extensions else "")
     try:
         context.activate()
     except (PluginError, DomainError) as e:
         raise SuiteError(f"{path}: {e}") from None
     return context
+
+
+def _extension(path: str, name: str, table: dict, base: Path) -> dict:
+    """A suite's [domains.<shipped>.models.*] tables: models added to a shipped domain (its
+    data, splits, referees and shipped nulls unchanged), each file relative to the suite."""
+    where = f"{path}: domains.{name}"
+    extra = [k for k in table if k != "models"]
+    if extra:
+        raise SuiteError(f"{where}: {name!r} is a shipped domain; a suite may only add models to it "
+                         f"([domains.{name}.models.<model>]), not set {extra[0]!r}; to change its data "
+                         "or referees, declare a new domain under another name")
+    models = table.get("models", {})
+    if not isinstance(models, dict) or not models or not all(isinstance(t, dict) for t in models.values()):
+        raise SuiteError(f"{where}.models: expected tables [domains.{name}.models.<model>]")
+    try:
+        from optbench.models.checkpoints import read_manifest
+        shipped = read_manifest(name)["models"]
+    except (CheckpointError, DomainError) as e:
+        raise SuiteError(f"{where}: {e}") from None
+    out = {}
+    for model, entry in models.items():
+        if model in shipped:
+            raise SuiteError(f"{where}.models.{model}: the name is taken by a shipped model of {name!r}; "
+                             "choose another")
+        if not _is_name(model):
+            raise SuiteError(f"{where}.models.{model}: a model name is 1 to {MAX_NAME} ASCII letters, "
+                             "digits, '-' or '_'")
+        e = dict(entry)
+        for key in ("file", "torchscript", "diffusers"):
+            if isinstance(e.get(key), str):
+                e[key] = str((base / Path(e[key]).expanduser()).resolve())
+        out[model] = e
+    return out
 
 
 def load_context(path: str | Path) -> Context:
@@ -509,18 +599,167 @@ def is_file_domain(name: str) -> bool:
     return isinstance(DOMAINS[name], FileDomain)
 
 
-def parse_suite(text: str, path: str = "<suite>") -> Suite:
+# The setting that bounds a source's pressure, which `--max-level K` caps at K (the first
+# of these that a source declares): the last step of an ascent or fine-tune (max_steps:
+# pixel_ascent, online_pixel_ascent, feature_vis, latent_ascent, generator_finetune,
+# diffusion_finetune), the last generation of a search (max_generations: random_search,
+# cma_es, genetic), the pool that a selection's n or 1/q runs up to (pool_size:
+# best_of_n, quantilizer), the guidance scales (scales: those above K are dropped). A
+# source with none of them is refused.
+PRESSURE_LIMITS = ("max_steps", "max_generations", "pool_size", "scales")
+
+
+def pressure_limit(source) -> str | None:
+    """The setting of `source` that --max-level caps, or None."""
+    return next((k for k in PRESSURE_LIMITS if k in source.settings), None)
+
+
+@dataclass(frozen=True)
+class Overrides:
+    """Command-line changes to every cell of a suite (`optbench run --seeds ... --n-samples N
+    --max-level K`). Applied to the parsed TOML before its cells are expanded
+    (apply_overrides), so the values are checked like the file's own and the cell ids
+    follow the changed specs: a cell whose spec changed gets a new id, one that did not
+    keeps its id."""
+    seeds: tuple[int, ...] | None = None     # replace every cell's seeds
+    n_samples: int | None = None             # replace every cell's n_samples
+    max_level: float | None = None           # cap each source's PRESSURE_LIMITS setting
+
+    def __bool__(self) -> bool:
+        return any(v is not None for v in (self.seeds, self.n_samples, self.max_level))
+
+    def flag(self, name: str) -> str:
+        """The flag as typed, for messages: '--n-samples 32'."""
+        if name == "seeds":
+            return "--seeds " + " ".join(str(v) for v in self.seeds)
+        if name == "n_samples":
+            return f"--n-samples {self.n_samples}"
+        return f"--max-level {_number(self.max_level)}"
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _cap(where: str, value, setting, limit: float):
+    """`value` of a PRESSURE_LIMITS setting with its pressure capped at `limit` (a grid
+    axis capped value by value, repeats dropped); values that are not numbers are left
+    for the checks to refuse."""
+    if setting.kind is list:   # guidance scales: the levels themselves
+        return [v for v in value if not _is_number(v) or v <= limit] if isinstance(value, list) else value
+    if setting.kind is int and not float(limit).is_integer():
+        raise SuiteError(f"{where} (from --max-level {_number(limit)}): expected int, this setting "
+                         "counts whole steps or samples; give an integer --max-level")
+    cap = int(limit) if setting.kind is int else float(limit)
+    if isinstance(value, list):
+        return list(dict.fromkeys(min(v, cap) if _is_number(v) else v for v in value))
+    return min(value, cap) if _is_number(value) else value
+
+
+def apply_overrides(data: dict, overrides: Overrides, path: str = "<suite>") -> tuple[dict, list[dict]]:
+    """The parsed suite file `data` with `overrides` applied, and per [[cell]] table what
+    they set: {"origin": {field: flag}, "changed": {"n_samples": 32, "caps": {setting:
+    (cap, values before)}}}. Error messages name the flag beside the field
+    ("cell[0].n_samples (from --n-samples 3)"), and the labels of curves whose spec
+    changed say how ("Adam (n_samples=32)"; override_notes). Values are not checked here:
+    the cells are expanded and checked as if the file held them."""
+    cells = data.get("cell")
+    if not isinstance(cells, list):
+        return data, []
+    if not overrides:
+        return data, [{"origin": {}, "changed": {}} for _ in cells]
+    data = {**data, "cell": [dict(c) if isinstance(c, dict) else c for c in cells]}
+    if overrides.seeds is not None:
+        data["seeds"] = list(overrides.seeds)
+    marks = []
+    for i, cell in enumerate(data["cell"]):
+        mark = {"origin": {}, "changed": {}}
+        marks.append(mark)
+        if not isinstance(cell, dict):
+            continue
+        if overrides.seeds is not None:
+            cell.pop("seeds", None)   # every cell gets the suite's (overridden) seeds
+        if overrides.n_samples is not None:
+            mark["origin"]["n_samples"] = overrides.flag("n_samples")
+            if cell.get("n_samples") != overrides.n_samples:
+                mark["changed"]["n_samples"] = overrides.n_samples
+            cell["n_samples"] = overrides.n_samples
+        if overrides.max_level is not None:
+            _cap_cell(f"{path}: cell[{i}]", cell, overrides, mark)
+    return data, marks
+
+
+def _cap_cell(where: str, cell: dict, overrides: Overrides, mark: dict) -> None:
+    """Cap the cell's pressure-bounding setting at --max-level (apply_overrides)."""
+    if not isinstance(cell.get("source"), str):
+        return   # the expansion refuses it, naming the field
+    try:
+        source = SOURCES.lookup(cell["source"])
+    except (PluginError, DomainError, KeyError):
+        return   # the expansion refuses it, with a did-you-mean
+    limit = pressure_limit(source)
+    if limit is None:
+        raise SuiteError(f"{where}.source: {overrides.flag('max_level')} caps the setting that bounds "
+                         f"a source's pressure ({', '.join(PRESSURE_LIMITS)}), and source {source.name!r} "
+                         f"declares none (its settings: {', '.join(source.settings) or 'none'}); "
+                         "drop --max-level, or cap this cell's settings in the suite file")
+    settings = cell.get("settings", {})
+    if not isinstance(settings, dict):
+        return
+    setting = source.settings[limit]
+    value = settings.get(limit, _default(setting))
+    value = list(value) if isinstance(value, tuple) else value
+    capped = _cap(f"{where}.settings.{limit}", value, setting, overrides.max_level)
+    if capped == value:
+        return
+    cell["settings"] = {**settings, limit: capped}
+    mark["origin"][f"settings.{limit}"] = overrides.flag("max_level")
+    before = value if isinstance(value, list) and setting.kind is not list else [value]
+    cap = int(overrides.max_level) if setting.kind is int else float(overrides.max_level)
+    mark["changed"].setdefault("caps", {})[limit] = (cap, before)
+
+
+def override_notes(settings: dict, changed: dict) -> list[str]:
+    """How the overrides changed one cell's spec (apply_overrides' "changed" of its
+    [[cell]] table; `settings`: the cell's), e.g. ["n_samples=32", "max_steps=16"];
+    empty where its spec is the file's."""
+    notes = [f"n_samples={changed['n_samples']}"] if "n_samples" in changed else []
+    for limit, (cap, before) in changed.get("caps", {}).items():
+        value = settings.get(limit)
+        if isinstance(value, (list, tuple)):   # guidance scales: one list-valued setting
+            notes.append(f"{limit}<={_number(cap)}")
+        elif value == cap and cap not in before:   # a grid value below the cap kept its spec
+            notes.append(f"{limit}={_number(cap)}")
+    return notes
+
+
+def _from(field: str, origin: dict) -> str:
+    """' (from --n-samples 3)' where a flag set the field, for error messages."""
+    flags = [origin[f] for f in ((field,) if isinstance(field, str) else field) if f in origin]
+    return f" (from {', '.join(dict.fromkeys(flags))})" if flags else ""
+
+
+def parse_suite(text: str, path: str = "<suite>", overrides: Overrides | None = None) -> Suite:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise SuiteError(f"{path}: TOML syntax error: {e}") from None
+    return parse_suite_data(data, path, overrides)
+
+
+def parse_suite_data(data: dict, path: str = "<suite>", overrides: Overrides | None = None) -> Suite:
+    """A suite from its parsed TOML tables (what `optbench card` builds in memory);
+    relative paths are read from `path`'s folder. `overrides`: command-line changes to
+    every cell (apply_overrides), applied before the cells are expanded and checked."""
     _check_keys(path, data, SUITE_KEYS)
     name = data.get("name")
     if not _is_name(name):
         shown = name if not isinstance(name, str) or len(name) <= 40 else name[:40] + f"... ({len(name)} characters)"
         raise SuiteError(f"{path}: name: expected 1 to {MAX_NAME} ASCII letters, digits, '-' or '_' "
                          f"(it names the results folder), got {shown!r}")
-    seeds = _check_seeds(f"{path}: seeds", data.get("seeds", [0]))
+    overrides = overrides or Overrides()
+    if overrides.seeds is None:   # else checked once the overrides are applied, naming the flag
+        _check_seeds(f"{path}: seeds", data.get("seeds", [0]))
     if not isinstance(data.get("description", ""), str):
         raise SuiteError(f"{path}: description: expected a string, got "
                          f"{type(data['description']).__name__} {data['description']!r}")
@@ -529,16 +768,26 @@ def parse_suite(text: str, path: str = "<suite>") -> Suite:
     from optbench.cache import cache_root
     cache_root()
     context = _context(path, data)
+    data, marks = apply_overrides(data, overrides, path)   # after the plug-ins: they may add sources
+    seeds_origin = {"seeds": overrides.flag("seeds")} if overrides.seeds is not None else {}
+    seeds = _check_seeds(f"{path}: seeds{_from('seeds', seeds_origin)}", data.get("seeds", [0]))
     cells = data.get("cell")
     if not isinstance(cells, list) or not cells:
         raise SuiteError(f"{path}: cell: expected at least one [[cell]] table")
     specs, owner = [], []   # owner[k]: the [[cell]] index that made specs[k]
     for i, cell in enumerate(cells):
-        expanded = _expand_cell(f"{path}: cell[{i}]", cell, seeds, context)
+        expanded = _expand_cell(f"{path}: cell[{i}]", cell, seeds, context, **marks[i])
         specs += expanded
         owner += [i] * len(expanded)
     ids = [s.cell_id for s in specs]
     if len(set(ids)) != len(ids):
+        if overrides:   # the file's cells differed: the flags made two the same
+            first: dict[str, int] = {}
+            i, j = next((first[c], k) for k, c in enumerate(ids) if first.setdefault(c, k) != k)
+            flags = " ".join(overrides.flag(f) for f in ("seeds", "n_samples", "max_level")
+                             if getattr(overrides, f) is not None)
+            raise SuiteError(f"{path}: cell[{owner[i]}] and cell[{owner[j]}] make identical cells after "
+                             f"{flags}; drop one of them from the suite file or choose other values")
         raise SuiteError(f"{path}: two cells have identical specs; remove the duplicate")
     # Labels name curves in tables, legends and grid files, so two curves (cells that
     # differ in more than the seed) must not share one.
@@ -549,7 +798,31 @@ def parse_suite(text: str, path: str = "<suite>") -> Suite:
             raise SuiteError(f"{path}: cell[{first}] and cell[{i}] both make curves labelled "
                              f"{spec.label!r}; labels name curves in tables, legends and grid "
                              "files: give each a distinct label")
-    return Suite(name, str(data.get("description", "")), tuple(specs), path)
+    return Suite(name, str(data.get("description", "")), tuple(specs), path,
+                 _overrides_line(overrides, marks, specs, owner))
+
+
+def _overrides_line(overrides: Overrides, marks: list[dict], specs: list[CellSpec], owner: list[int]) -> str:
+    """What the overrides did, in one line ("" without overrides); `owner[k]`: the
+    [[cell]] table that made specs[k]."""
+    if not overrides:
+        return ""
+    parts, tables = [], len(marks)
+    if overrides.seeds is not None:
+        parts.append(f"{overrides.flag('seeds')} (every cell's seeds)")
+    if overrides.n_samples is not None:
+        hit = sum("n_samples" in m["changed"] for m in marks)
+        parts.append(f"{overrides.flag('n_samples')} (changed {hit} of {tables} [[cell]] tables)")
+    if overrides.max_level is not None:
+        capped = [m["changed"].get("caps", {}) for m in marks]
+        names = sorted({k for c in capped for k in c})
+        parts.append(f"{overrides.flag('max_level')} (capped {', '.join(names) or 'nothing'} in "
+                     f"{sum(map(bool, capped))} of {tables} [[cell]] tables)")
+    notes = [override_notes(spec.settings_dict, marks[i]["changed"]) for spec, i in zip(specs, owner)]
+    changed = sum(map(bool, notes))
+    example = next((n for n in notes if n), [])
+    return "; ".join(parts) + (f"; {changed} of {len(specs)} cells have a changed spec: new ids, labels "
+                               f"marked '({', '.join(example)})'" if changed else "; no cell's spec changed")
 
 
 def read_suite_text(path: str | Path) -> str:
@@ -570,5 +843,5 @@ def read_suite_text(path: str | Path) -> str:
                          f"{e.start}); save the suite file as UTF-8") from None
 
 
-def load_suite(path: str | Path) -> Suite:
-    return parse_suite(read_suite_text(path), str(path))
+def load_suite(path: str | Path, overrides: Overrides | None = None) -> Suite:
+    return parse_suite(read_suite_text(path), str(path), overrides)

@@ -176,7 +176,8 @@ def test_a_permission_error_while_reporting_exits_3(tmp_path, capsys, monkeypatc
 
     def refuse(suite_dir):
         raise PermissionError(13, "Permission denied", str(suite_dir / "summary.md"))
-    monkeypatch.setattr(optbench.report, "write_suite_outputs", refuse)
+    monkeypatch.setattr(optbench.report, "write_suite_outputs", refuse)   # plot
+    monkeypatch.setattr(optbench.report, "render_report", refuse)         # report
     for command in ("plot", "report"):
         assert cli([command, str(d)]) == 3
         assert error_line(capsys) == f"optbench: error: cannot write {d / 'summary.md'}: Permission denied"

@@ -147,7 +147,7 @@ settings = { start = "real", lr = 0.05, max_steps = 64 }
         assert all(curve["baseline"][f"det_{d}"] <= 0.1 for d in dm.DETECTORS)
         assert rows[-1]["det_grad_norm_score"] != rows[0]["det_grad_norm_score"]
         write_suite_outputs(tmp_path / "det")
-        graded = json.loads((tmp_path / "det" / "detectors.json").read_text())
+        graded = json.loads((tmp_path / "det" / "detectors.json").read_text())["rows"]
         assert {r["detector"] for r in graded} == set(dm.DETECTORS)
         assert all(r["cells"] == 2 and r["departure_truth"] == "gold_ks" for r in graded)
         assert (tmp_path / "det" / "plots" / "detectors.png").stat().st_size > 10_000

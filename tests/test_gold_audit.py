@@ -147,7 +147,7 @@ def test_a_ground_truth_suite_reports_its_audit_and_picture(tmp_path):
     folder = tmp_path / "gold_e2e"
     write_suite_outputs(folder)
     cells = load_cells(folder)
-    audit = {r["metric"]: r for r in json.loads((folder / "audit.json").read_text())["gmm2"]}
+    audit = {r["metric"]: r for r in json.loads((folder / "audit.json").read_text())["domains"]["gmm2"]}
     spaces = get_domain("gmm2").feature_spaces
     assert len(audit) == 7 * len(spaces)
     # rho of KID in the coordinate space, recomputed from the stored curves with scipy.

@@ -33,9 +33,10 @@ PACKAGE = "optbench"
 
 # Lowest first: (name, module-name prefixes). One comment line per layer says what it holds.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    # 0 errors, seeds, cache and NUMBERS_VERSION, registries, metric declarations, results layout and the cell record, pure helpers
+    # 0 errors, seeds, cache and NUMBERS_VERSION, registries, metric declarations, results layout and the cell record, pure helpers, long-phase notices
     ("core", ("optbench.errors", "optbench.rng", "optbench.cache", "optbench.registry", "optbench.metrics",
-              "optbench.storage", "optbench.record", "optbench.model_files", "optbench.text", "optbench.stats")),
+              "optbench.storage", "optbench.record", "optbench.model_files", "optbench.text", "optbench.stats",
+              "optbench.notices")),
     # 1 networks, the exact synthetic laws (gold) and their exact models, the Proxy wrapper; no domain lookup
     ("models", ("optbench.models.blocks", "optbench.models.nets", "optbench.models.gan", "optbench.models.diffusion", "optbench.models.vector",
                 "optbench.models.fixed_batch", "optbench.models.exact", "optbench.gold", "optbench.proxies")),
@@ -43,14 +44,18 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("data", ("optbench.domains", "optbench.models")),
     # 3 pressure sources, referees (readouts, distribution metrics, their nulls), densities
     ("measurement", ("optbench.pressure", "optbench.referees", "optbench.density")),
-    # 4 training and proxy replicates, detectors (they load replicates), suites, preflight, runner, workers, grids,
-    #   the figures' model-derived inputs (computed at run time so the report reads files only)
+    # 4 training and proxy replicates, detectors (they load replicates), suites, preflight, a run's plan and
+    #   estimate, runner, workers, grids,
+    #   the figures' model-derived inputs (computed at run time so the report reads files only),
+    #   scoring outputs made elsewhere with a domain's referees and nulls
     ("run", ("optbench.training", "optbench.detectors", "optbench.detector_metrics", "optbench.suite",
-             "optbench.preflight", "optbench.runner", "optbench.workers", "optbench.grids",
-             "optbench.figure_inputs")),
+             "optbench.preflight", "optbench.plan", "optbench.runner", "optbench.workers", "optbench.grids",
+             "optbench.figure_inputs", "optbench.scoring")),
     # 5 summaries, figures, audits and tables written from a results folder
     ("report", ("optbench.report",)),
-    # 6 the command line
+    # 6 products made from runs and reports: a model's card through the standard battery, leaderboards
+    ("product", ("optbench.card",)),
+    # 7 the command line
     ("interface", ("optbench.cli", "optbench.__main__")),
 )
 

@@ -345,7 +345,7 @@ def test_a_well_declared_domain_passes_every_check(tmp_path):
      "(declare it, or run `optbench train ud --only judge_zz`)"),
     ("", 'fiel = "p.safetensors"',
      "cell[0].domain: domains.ud: models.p: unknown field 'fiel' (did you mean 'file'?); allowed: arch, "
-     "arch_kwargs, file, torchscript, diffusers, kind, sha256"),
+     "arch_kwargs, file, torchscript, diffusers, kind, sha256, role, replicates"),
     ("", 'kind = "regressor"',
      "cell[0].domain: domains.ud: models.p.kind: unknown value 'regressor'; allowed: classifier, realness "
      "(a registered proxy kind)"),

@@ -107,7 +107,9 @@ def test_cli_run_then_plot_writes_summary_and_plots(tmp_path, capsys):
     suite_file.write_text(TINY.replace("seeds = [0, 1, 2]", "seeds = [0, 1]"))
     assert cli(["run", str(suite_file), "--out", str(tmp_path), "--device", "cpu"]) == 0
     out = tmp_path / "tiny"
-    summary = json.loads((out / "summary.json").read_text())
+    document = json.loads((out / "summary.json").read_text())
+    assert document["schema"] == "optbench.summary/1"
+    summary = document["rows"]
     assert [r["label"] for r in summary] == ["tiny start=real", "tiny start=noise"]
     assert all(r["seeds"] == 2 for r in summary)
     summary_md = (out / "summary.md").read_text()

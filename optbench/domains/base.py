@@ -215,6 +215,19 @@ class Domain:
                         raise CheckpointError(f"domain {self.name!r}: models.{name}: no such file {file}")
                     digest = sha256_of(file)
                 out[name] = {"arch_kwargs": {}, **entry, key: str(file), "sha256": entry.get("sha256") or digest}
+                if "replicates" in entry:   # more weight files of the same arch: one per seed
+                    files = entry["replicates"]
+                    if key != "file" or not isinstance(files, list) or not all(isinstance(f, str) for f in files):
+                        raise DomainError(f"domain {self.name!r}: models.{name}.replicates: expected a list of "
+                                          "safetensors files of the model's arch (beside 'arch' and 'file')")
+                    reps = []
+                    for f in files:
+                        rf = self.checkpoint_dir / Path(f).expanduser()
+                        refuse_pickle(rf, f"domain {self.name!r}: models.{name}.replicates: ")
+                        if not rf.is_file():
+                            raise CheckpointError(f"domain {self.name!r}: models.{name}.replicates: no such file {rf}")
+                        reps.append({"file": str(rf), "sha256": sha256_of(rf)})
+                    out[name]["replicates"] = reps
             self._declared = out
         return self._declared
 
@@ -279,7 +292,9 @@ def count_of(n: int, thing: str) -> str:
     return f"{n} {thing}{'' if n == 1 else 's'}"
 
 
-MODEL_KEYS = ("arch", "arch_kwargs", "file", "torchscript", "diffusers", "kind", "sha256")
+MODEL_KEYS = ("arch", "arch_kwargs", "file", "torchscript", "diffusers", "kind", "sha256", "role", "replicates")
+# role = "control": an untrained copy of another model, paired with it in the controls tables.
+MODEL_ROLES = ("control",)
 
 
 def _check_model_table(where: str, entry) -> None:
@@ -292,6 +307,9 @@ def _check_model_table(where: str, entry) -> None:
         close = difflib.get_close_matches(unknown[0], MODEL_KEYS, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise DomainError(f"{where}: unknown field {unknown[0]!r}{hint}; allowed: {', '.join(MODEL_KEYS)}")
+    if "role" in entry and entry["role"] not in MODEL_ROLES:
+        raise DomainError(f"{where}.role: unknown value {entry['role']!r}; allowed: {', '.join(MODEL_ROLES)} "
+                          "(an untrained control of another model)")
     if "kind" in entry:
         from optbench.proxies import PROXY_KINDS
         if entry["kind"] not in PROXY_KINDS:

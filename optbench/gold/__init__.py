@@ -95,7 +95,7 @@ class ExactReferee:
             if path.exists():
                 return json.loads(path.read_text())["value"]
             value = compute()
-            path.write_text(json.dumps({"key": key, "value": value}))
+            path.write_text(json.dumps({"schema": "optbench.gold_cache/1", "key": key, "value": value}))
         return value
 
     def null(self, n: int, draws: int = 1000, seed: int = 0) -> dict[str, dict]:

@@ -14,14 +14,15 @@ import os
 import shutil
 from pathlib import Path
 
-from optbench.report.goodhart import fit_curves, fits_figure, fits_markdown
+from optbench.report.goodhart import fits_figure, fits_markdown
 from optbench.grids import cell_grid, grid_files
 from optbench.report.plots import curves_figure, equal_compute_figure, equal_proxy_by_source, equal_proxy_figure
-from optbench.report.controls import CONTROLS_NOTE, control_pairs, controls_figure, controls_markdown, controls_table
+from optbench.report.controls import CONTROLS_NOTE, control_pairs, controls_figure, controls_markdown
+from optbench.report.results import RESULTS_FILE, SuiteTables, clean, results_document, suite_commit, suite_tables
 from optbench.report.summary import (EQUAL_COMPUTE_NOTE, EQUAL_PROXY_NOTE, equal_compute_markdown, spends_queries,
                                      equal_proxy_markdown, equal_proxy_table,
-                                     group_cells, kid_spaces, load_cells, scan_cells, suite_meta, summarize,
-                                     summary_markdown, tidy_csv)
+                                     group_cells, load_cells, scan_cells, suite_meta,
+                                     summary_document, summary_markdown, tidy_csv)
 from optbench.text import file_slug, md_code, md_text
 from optbench.domains import get_domain
 from optbench.figure_inputs import read_generator_samples
@@ -31,12 +32,33 @@ from optbench.storage import PLOTS_NEW, PLOTS_OLD, StorageError, shared_mkdtemp,
 
 
 def write_suite_outputs(suite_dir: Path) -> dict:
-    """summary.md, summary.json, curves.csv, plots/ and report.md/.html for every
-    complete cell. Holds the suite folder's lock; every file is replaced only once its
+    """summary.md, summary.json, results.json, curves.csv, plots/ and report.md/.html
+    for every complete cell. Holds the suite folder's lock; every file is replaced only once its
     new version is complete (plots/ as a whole), so a full disk loses nothing."""
     suite_dir = Path(suite_dir)
     with suite_lock(suite_dir):
         return _write_outputs(suite_dir)
+
+
+def render_report(suite_dir: Path) -> dict:
+    """`optbench report`: report.md and the standalone report.html rendered again from the
+    summary.md and plots/ already in the folder (what `optbench plot` or `run` wrote),
+    recomputing no summary, fit or figure: seconds, where `plot` takes longer. Returns
+    the paths and a warning when summary.md predates the folder's last run."""
+    suite_dir = Path(suite_dir)
+    with suite_lock(suite_dir):
+        suite_meta(suite_dir)   # a bad suite.json is its one-line error, as for `plot`
+        summary = suite_dir / "summary.md"
+        if not summary.is_file():
+            raise ValueError(f"{suite_dir}: no summary.md to render; `optbench plot {suite_dir}` "
+                             "writes the summary, plots and report")
+        run = suite_dir / "suite.json"
+        stale = run.is_file() and run.stat().st_mtime > summary.stat().st_mtime
+        from optbench.report.html import write_report
+        md, html = write_report(suite_dir)
+    return {"report": md, "html": html,
+            "warnings": [f"{summary} predates the last run into {suite_dir}; `optbench plot {suite_dir}` "
+                         "rewrites the summary and plots from its cells"] if stale else []}
 
 
 def activate_context(suite_dir: Path, meta: dict) -> str | None:
@@ -52,8 +74,10 @@ def activate_context(suite_dir: Path, meta: dict) -> str | None:
     from optbench.errors import first_line
     from optbench.suite import Context
     try:
+        extensions = context.get("extensions")
         Context(pythonpath=tuple(context.get("pythonpath", [])), plugins=tuple(context.get("plugins", [])),
-                domains=json.dumps(context.get("domains", {}), sort_keys=True)).activate()
+                domains=json.dumps(context.get("domains", {}), sort_keys=True),
+                extensions=json.dumps(extensions, sort_keys=True) if extensions else "").activate()
     except Exception as e:   # a plug-in may raise anything at import
         return (f"{Path(suite_dir) / 'suite.json'}: cannot load the suite's plug-ins and domains "
                 f"({first_line(e)}); figures that need them (a domain's data) are left out")
@@ -66,19 +90,21 @@ def _write_outputs(suite_dir: Path) -> dict:
     cells, left_out = scan_cells(suite_dir)
     if not cells:
         raise RuntimeError(f"no complete cells under {suite_dir}")
-    rows = summarize(cells)
-    fits = fit_curves(cells)
-    md = _summary_md(suite_dir.name, meta, cells, rows, fits, list(left_out))
+    tables = suite_tables(cells)   # every number of the summaries, once
+    from optbench.runner import git_commit
+    results = results_document(suite_dir.name, meta, cells, tables, left_out, suite_commit(meta, cells),
+                               git_commit())
+    md = _summary_md(suite_dir.name, meta, cells, tables, list(left_out))
     staging = shared_mkdtemp(PLOTS_NEW, suite_dir)
     try:
-        left_without = _draw_plots(cells, fits, suite_dir, staging)
+        left_without = _draw_plots(cells, tables, suite_dir, staging)
     except OSError as e:
         shutil.rmtree(staging, ignore_errors=True)
         raise StorageError(f"cannot write plots under {suite_dir}: {e.strerror or e}; the "
                            "previous plots/ and summaries are unchanged") from None
     except FigureError:   # a figure that cannot be drawn must not cost the numbers
         shutil.rmtree(staging, ignore_errors=True)
-        _write_summaries(suite_dir, md, rows, cells)
+        _write_summaries(suite_dir, md, tables.rows, cells, results)
         raise
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -86,27 +112,43 @@ def _write_outputs(suite_dir: Path) -> dict:
     note = predates_note(str(suite_dir), left_without)
     if note:
         md += [f"**Note:** {md_text(predates_note('this results folder', left_without), in_table=False)}.", ""]
-    _write_summaries(suite_dir, md, rows, cells)
+    _write_summaries(suite_dir, md, tables.rows, cells, results)
     plots = suite_dir / "plots"
     old = suite_dir / f"{PLOTS_OLD}{os.getpid()}"
     if plots.exists():
+        _keep_undrawn(plots, staging)
         os.replace(plots, old)
     os.replace(staging, plots)
     shutil.rmtree(old, ignore_errors=True)
     from optbench.report.html import write_report
     write_report(suite_dir)
-    return {"cells": len(cells), "curves": len(rows), "left_out": list(left_out), "why_left_out": left_out,
+    return {"cells": len(cells), "curves": len(tables.rows), "left_out": list(left_out), "why_left_out": left_out,
             "warnings": [w for w in (warning, note) if w]}
 
 
-def _write_summaries(suite_dir: Path, md: list[str], rows: list[dict], cells: list[dict]) -> None:
+# Figures named after curve labels or knobs: an old one the new drawing lacks shows a curve
+# the suite no longer has, so it goes. Any other old figure the drawing lacks is kept: a
+# benchmark script wrote it (top_of_million_*), or the folder predates the stored inputs
+# the report now draws it from (a GAN's samples_*.png).
+REDRAWN_BY_NAME = ("grid_", "curves_")
+
+
+def _keep_undrawn(plots: Path, staging: Path) -> None:
+    for f in plots.iterdir():
+        if f.is_file() and not f.name.startswith(REDRAWN_BY_NAME) and not (staging / f.name).exists():
+            shutil.copy2(f, staging / f.name)
+
+
+def _write_summaries(suite_dir: Path, md: list[str], rows: list[dict], cells: list[dict], results: dict) -> None:
     write_atomic(suite_dir / "summary.md", "\n".join(md))
-    write_atomic(suite_dir / "summary.json", json.dumps(rows, indent=1) + "\n")
+    write_atomic(suite_dir / "summary.json", json.dumps(summary_document(rows), indent=1) + "\n")
+    write_atomic(suite_dir / RESULTS_FILE, json.dumps(clean(results), indent=1, allow_nan=False) + "\n")
     write_atomic(suite_dir / "curves.csv", tidy_csv(cells))
 
 
-def _summary_md(name: str, meta: dict, cells: list[dict], rows: list[dict], fits,
+def _summary_md(name: str, meta: dict, cells: list[dict], tables: SuiteTables,
                 left_out: list[str]) -> list[str]:
+    rows, fits = tables.rows, tables.fits
     md = [f"# Suite {md_code(name)}", "", md_text(meta.get("description", ""), in_table=False), "",
           f"Produced by {md_code(meta.get('command', 'optbench run'))}; each cell's folder holds its spec, "
           "curve (CSV and JSON), image grid and versions.", ""]
@@ -117,15 +159,14 @@ def _summary_md(name: str, meta: dict, cells: list[dict], rows: list[dict], fits
     md += [summary_markdown(rows)]
     if fits:
         md += ["## Goodhart-law fits", "", fits_markdown(fits)]
-    if len({c["spec"]["knob"] for c in cells}) > 1 or any(c["curve"].get("equal_proxy") for c in cells):
-        table = equal_proxy_table(cells)
-        md += ["## Equal proxy score", "", EQUAL_PROXY_NOTE, "", equal_proxy_markdown(table)]
+    if tables.equal_proxy is not None:   # one table holds the headline metrics and every KID space
+        table, spaces = tables.equal_proxy, tables.spaces
+        md += ["## Equal proxy score", "", EQUAL_PROXY_NOTE, "", equal_proxy_markdown(table, metrics=tables.headline)]
         if any(spends_queries(r) for r in table):
             md += ["## Equal proxy compute", "", EQUAL_COMPUTE_NOTE, "", equal_compute_markdown(table)]
-        spaces = kid_spaces(cells[0])
         if len(spaces) > 1:
             md += ["KID at equal proxy score in every feature space (`kid`: the primary space):", "",
-                   equal_proxy_markdown(equal_proxy_table(cells, metrics=spaces), metrics=spaces)]
+                   equal_proxy_markdown(table, metrics=tuple(spaces))]
     if any(TRUTH in c["curve"]["rows"][0] for c in cells):
         md += ["## Referee audit against the exact departure", "",
                "See [audit.md](audit.md): each learned referee graded against the exact "
@@ -135,10 +176,9 @@ def _summary_md(name: str, meta: dict, cells: list[dict], rows: list[dict], fits
                "See [detectors.md](detectors.md): each over-optimization detector (the proxy's side "
                "only) graded against the gold's departure, with the regret of stopping when it fires "
                "(plots/detectors.png).", ""]
-    controls = controls_table(group_cells(cells))
-    if controls:
+    if tables.controls:
         md += ["## Controls: pressure-attributable departure", "", CONTROLS_NOTE, "",
-               controls_markdown(controls)]
+               controls_markdown(tables.controls)]
     return md
 
 
@@ -170,10 +210,10 @@ def _drawing(suite_dir: Path, name: str):
                            "plots/ is unchanged") from e
 
 
-def _draw_plots(cells: list[dict], fits, suite_dir: Path, plots: Path) -> list[str]:
+def _draw_plots(cells: list[dict], tables: SuiteTables, suite_dir: Path, plots: Path) -> list[str]:
     """Every figure of a suite into the folder `plots`; returns what was left out of them
     because the folder predates stored figure inputs (predates_note)."""
-    name = suite_dir.name
+    name, fits = suite_dir.name, tables.fits
     by_knob: dict[str, list[dict]] = {}
     for c in cells:
         by_knob.setdefault(c["spec"]["knob"], []).append(c)
@@ -196,7 +236,7 @@ def _draw_plots(cells: list[dict], fits, suite_dir: Path, plots: Path) -> list[s
     if fits:
         with _drawing(suite_dir, "goodhart.png"):
             fits_figure(cells, fits, plots / "goodhart.png")
-    left_without = _draw_gold(cells, suite_dir, plots)
+    left_without = _draw_gold(cells, tables, suite_dir, plots)
     if control_pairs(group_cells(cells)):
         with _drawing(suite_dir, "controls.png"):
             controls_figure(group_cells(cells), plots / "controls.png")
@@ -215,15 +255,15 @@ def _draw_plots(cells: list[dict], fits, suite_dir: Path, plots: Path) -> list[s
     return left_without
 
 
-def _draw_gold(cells: list[dict], suite_dir: Path, plots: Path) -> list[str]:
+def _draw_gold(cells: list[dict], tables: SuiteTables, suite_dir: Path, plots: Path) -> list[str]:
     """Detector grading and the referee audit, for cells that recorded them; returns
     the layers left out of the ground-truth figures (predates_note)."""
     from optbench.report.detectors import write_grading
     with _drawing(suite_dir, "detectors.png"):
-        write_grading(cells, suite_dir, plots)
+        write_grading(cells, suite_dir, plots, tables.detectors)
     from optbench.report.audit import has_gold, write_audit
     with _drawing(suite_dir, "audit_misses_*.png (the referee audit)"):
-        audited = write_audit(cells, suite_dir, plots)
+        audited = write_audit(cells, suite_dir, plots, tables.audit)
     if not audited:   # ground-truth domains only: learned referees graded
         return []
     from optbench.report.gold_figures import picture, projections_figure
@@ -263,14 +303,20 @@ def generator_sheet(domain: str, generator: str, out: Path, bounds: tuple = (0.0
 def write_comparison(suite_dirs: list[Path], out: Path) -> Path:
     """Curves of several suites on common axes: referee metrics at equal proxy score."""
     cells = []
-    for d in suite_dirs:
+    # Each curve is named by its suite too: two suites may hold curves of one label (or
+    # the same curve), and they stay apart in the table, its suite column, and the figure.
+    tags = [d.name for d in suite_dirs]
+    if len(set(tags)) < len(tags):   # results/quick and other/quick: name them by path
+        tags = [str(d) for d in suite_dirs]
+    for d, tag in zip(suite_dirs, tags):
         found = load_cells(d)
         if not found:
             raise RuntimeError(f"no complete cells under {d}")
-        cells += found
+        cells += [{**c, "suite": tag} for c in found]
     out.mkdir(parents=True, exist_ok=True)
-    names = ", ".join(d.name for d in suite_dirs)
-    equal_proxy_figure(cells, out / "equal_proxy.png",
+    names = ", ".join(tags)
+    equal_proxy_figure([{**c, "spec": {**c["spec"], "label": f"{c['suite']}: {c['spec']['label']}"}}
+                        for c in cells], out / "equal_proxy.png",
                        title=f"suites {names}: referee metrics at equal proxy score "
                              "(mean over seeds; dashed: judge = proxy)")
     md = [f"# Equal proxy score: {names}", "",

@@ -187,13 +187,25 @@ def audit_markdown(result: dict[str, list[dict]]) -> str:
     return "\n".join(lines)
 
 
-def write_audit(cells: list[dict], suite_dir: Path, plots: Path) -> dict | None:
-    """audit.md, audit.json and the miss figures, when the suite has ground-truth cells."""
-    result = audit(cells)
+AUDIT_SCHEMA = "optbench.audit/1"
+
+
+def audit_rows(data) -> dict[str, list[dict]]:
+    """The rows by domain of a loaded audit.json: {"schema", "domains"}, or the bare
+    table of folders written before audit.json carried a schema."""
+    return data["domains"] if "schema" in data else data
+
+
+def write_audit(cells: list[dict], suite_dir: Path, plots: Path,
+                result: dict[str, list[dict]] | None = None) -> dict | None:
+    """audit.md, audit.json and the miss figures, when the suite has ground-truth cells
+    (`result`: audit(cells) where the caller has it)."""
+    result = audit(cells) if result is None else result
     if not result:
         return None
     from optbench.storage import write_atomic
-    write_atomic(Path(suite_dir) / "audit.json", json.dumps(result, indent=1) + "\n")
+    write_atomic(Path(suite_dir) / "audit.json",
+                 json.dumps({"schema": AUDIT_SCHEMA, "domains": result}, indent=1) + "\n")
     write_atomic(Path(suite_dir) / "audit.md", "# Referee audit\n\n" + (__doc__ or "").split("\n\n", 1)[1]
                  + "\n\n" + audit_markdown(result))
     from optbench.report.gold_figures import misses_figure

@@ -41,7 +41,7 @@ def is_untrained_control(spec: dict) -> bool:
         entry = catalog(spec["domain"]).get(spec["proxy"], {})
     except (CheckpointError, ValueError):   # a plug-in domain not loaded here
         entry = {}
-    return (entry.get("recipe") or {}).get("role") == "control"
+    return "control" in (entry.get("role"), (entry.get("recipe") or {}).get("role"))
 
 
 def is_noise_control(spec: dict) -> bool:

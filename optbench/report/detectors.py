@@ -205,13 +205,24 @@ def grading_markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def write_grading(cells: list[dict], suite_dir: Path, plots: Path) -> bool:
-    """detectors.md, detectors.json and plots/detectors.png when cells recorded detectors."""
-    rows = grade(cells)
+DETECTORS_SCHEMA = "optbench.detectors/1"
+
+
+def grading_rows(data) -> list[dict]:
+    """The rows of a loaded detectors.json: {"schema", "rows"}, or the bare list of
+    folders written before detectors.json carried a schema."""
+    return data if isinstance(data, list) else data["rows"]
+
+
+def write_grading(cells: list[dict], suite_dir: Path, plots: Path, rows: list[dict] | None = None) -> bool:
+    """detectors.md, detectors.json and plots/detectors.png when cells recorded detectors
+    (`rows`: grade(cells) where the caller has them)."""
+    rows = grade(cells) if rows is None else rows
     if not rows:
         return False
     from optbench.storage import write_atomic
-    write_atomic(Path(suite_dir) / "detectors.json", json.dumps(rows, indent=1) + "\n")
+    write_atomic(Path(suite_dir) / "detectors.json",
+                 json.dumps({"schema": DETECTORS_SCHEMA, "rows": rows}, indent=1) + "\n")
     write_atomic(Path(suite_dir) / "detectors.md", "# Detectors graded against the truth\n\n"
                  + (__doc__ or "").split("\n\n", 1)[1] + "\n\n" + grading_markdown(rows))
     detectors_figure(rows, Path(plots) / "detectors.png")

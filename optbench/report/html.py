@@ -87,15 +87,19 @@ def _embed_images(html: str, base: Path) -> str:
     return re.sub(r'(<img [^>]*?)src="([^"]+\.png)"', repl, html)
 
 
+def markdown_page(md: str, base: Path, title: str) -> str:
+    """A standalone HTML page of our Markdown, its images (inside `base`) embedded."""
+    body = markdown.markdown(md, extensions=["tables", "fenced_code", _TextOnly()])
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html_lib.escape(title)}</title>"
+            f"<style>{CSS}</style></head><body>{_embed_images(body, Path(base))}</body></html>\n")
+
+
 def write_report(suite_dir: Path) -> tuple[Path, Path]:
     suite_dir = Path(suite_dir)
     md = report_markdown(suite_dir)
     md_path = suite_dir / "report.md"
     write_atomic(md_path, md)
-    body = markdown.markdown(md, extensions=["tables", "fenced_code", _TextOnly()])
-    html = (f"<!doctype html><html><head><meta charset='utf-8'><title>optbench: "
-            f"{html_lib.escape(suite_dir.name)}</title><style>{CSS}</style></head><body>"
-            f"{_embed_images(body, suite_dir)}</body></html>\n")
+    html = markdown_page(md, suite_dir, f"optbench: {suite_dir.name}")
     html_path = suite_dir / "report.html"
     write_atomic(html_path, html)
     return md_path, html_path

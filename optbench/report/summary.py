@@ -261,11 +261,14 @@ SUMMARY_COLUMNS = ["judge_peak_at", "judge_peak_prob", "kid_cross_at", "gap_at_m
 
 
 def group_cells(cells: list[dict]) -> dict[str, list[dict]]:
-    """Cells that differ only in seed, as one curve (suite.curve_key)."""
+    """Cells that differ only in seed, as one curve (suite.curve_key); cells of several
+    suites (`optbench compare` tags each with its "suite") form a curve per suite, so
+    two suites holding the same curve are not merged into one."""
     from optbench.suite import curve_key
     groups: dict[str, list[dict]] = defaultdict(list)
     for c in cells:
-        groups[curve_key(c["spec"])].append(c)
+        key = curve_key(c["spec"])
+        groups[f"{c['suite']}\n{key}" if "suite" in c else key].append(c)
     return groups
 
 
@@ -292,6 +295,20 @@ def summarize(cells: list[dict]) -> list[dict]:
             row[col], row[col + "_lo"], row[col + "_hi"] = mean, lo, hi
         out.append(row)
     return out
+
+
+SUMMARY_SCHEMA = "optbench.summary/1"
+
+
+def summary_document(rows: list[dict]) -> dict:
+    """summary.json: the summarize rows under a schema name."""
+    return {"schema": SUMMARY_SCHEMA, "rows": rows}
+
+
+def summary_rows(data) -> list[dict]:
+    """The rows of a loaded summary.json: {"schema", "rows"}, or a bare list (folders
+    written before summary.json carried a schema)."""
+    return data if isinstance(data, list) else data["rows"]
 
 
 def tidy_csv(cells: list[dict]) -> str:
@@ -326,12 +343,20 @@ def _fmt(v: float, lo: float, hi: float, digits: int = 3, missing: str = "n/a") 
     return f"{f.format(v)} [{side(lo)}, {side(hi)}]"
 
 
+def departure_status(r: dict, metric: str) -> str:
+    """Whether a curve (a summarize row) left the data by `metric`: "departed" (some seed
+    did), "never" (no seed did, and a null says so) or "no null" (no seed had one)."""
+    if not r.get(f"{metric}_null_seeds", r["seeds"]):
+        return "no null"
+    return "departed" if math.isfinite(r[f"{metric}_cross_at"]) else "never"
+
+
 def _departure(r: dict, metric: str, always_count: bool = False) -> str:
     """The level from which `metric` departs (mean over the seeds that depart), with the
     seeds that depart and those without a null: 'never' only where a null says so."""
     seeds = r["seeds"]
     with_null = r.get(f"{metric}_null_seeds", seeds)
-    if not with_null:
+    if departure_status(r, metric) == "no null":
         return "no null"
     n = r["kid_crossed_seeds"] if metric == "kid" else r.get(f"{metric}_cross_at_seeds", 0)
     notes = [f"{n}/{seeds} seeds"] if always_count or 0 < n < seeds else []
@@ -555,6 +580,7 @@ def equal_proxy_table(cells: list[dict], levels=(0.5, 0.9, 0.99),
     for members in group_cells(cells).values():
         stopped = all(c["curve"].get("equal_proxy") for c in members)
         row = {"label": members[0]["spec"]["label"], "seeds": len(members),
+               **({"suite": members[0]["suite"]} if "suite" in members[0] else {}),
                "how": "stopped" if stopped else "interpolated",
                # forward passes per sample at the highest level: > 0 when the curve spends any
                "queries_max": float(np.nanmean([c["curve"]["rows"][-1].get("proxy_forward", math.nan)
@@ -583,23 +609,34 @@ def equal_proxy_markdown(rows: list[dict], levels=(0.5, 0.9, 0.99),
                          metrics: tuple[str, ...] | None = None) -> str:
     metrics = metrics or headline_metrics()
     head = " | ".join(f"{m} @ proxy {lv}" for lv in levels for m in metrics)
-    lines = [f"| curve | how | {head} |", "|---|---|" + "---|" * (len(levels) * len(metrics))]
+    suites = any("suite" in r for r in rows)   # `optbench compare`: which suite each curve is from
+    lines = [f"| {'suite | ' if suites else ''}curve | how | {head} |",
+             "|---|---|" + ("---|" if suites else "") + "---|" * (len(levels) * len(metrics))]
     for r in rows:
         cells = [r.get("how", "interpolated")]
         for lv in levels:
             for m in metrics:
                 mean, lo, hi = r[f"{m}@{lv}"]
                 n = r[f"{m}@{lv}_reached"]
-                missing = ("not measured" if not r.get(f"{m}@{lv}_measured", True) else
-                           "not reached" if not r.get(f"{m}@{lv}_proxy_reached", 0) else
-                           "before the first level" if r.get(f"{m}@{lv}_at_first", 0) else "n/a")
-                cell = _fmt(mean, lo, hi, missing=missing)
+                cell = _fmt(mean, lo, hi, missing=equal_proxy_status(r, m, lv))
                 cells.append(cell + (f" ({n}/{r['seeds']})" if 0 < n < r["seeds"] else ""))
-        lines.append(f"| {md_text(r['label'])} | " + " | ".join(cells) + " |")
+        suite = f"{md_text(r.get('suite', ''))} | " if suites else ""
+        lines.append(f"| {suite}{md_text(r['label'])} | " + " | ".join(cells) + " |")
     if rows:
         lines += ["", f"Brackets: 95% interval of the mean {seeds_text(r['seeds'] for r in rows)}; "
                   "(k/n): only k of the n seeds reached the level, and the interval is over those k."]
     return "\n".join(lines) + "\n"
+
+
+def equal_proxy_status(r: dict, metric: str, level: float) -> str:
+    """"reached" where an equal-proxy table row has a value of `metric` at proxy `level`,
+    else why not: "not measured" (the results predate the metric), "not reached", "before
+    the first level" (the curve starts above it) or "n/a" (undefined there)."""
+    if math.isfinite(r[f"{metric}@{level}"][0]):
+        return "reached"
+    return ("not measured" if not r.get(f"{metric}@{level}_measured", True) else
+            "not reached" if not r.get(f"{metric}@{level}_proxy_reached", 0) else
+            "before the first level" if r.get(f"{metric}@{level}_at_first", 0) else "n/a")
 
 
 def spends_queries(row: dict) -> bool:

@@ -19,6 +19,7 @@ from optbench.model_files import sha256_of
 from optbench.models.checkpoints import catalog
 from optbench.errors import CheckpointError
 from optbench.models.nets import build
+from optbench.notices import notice
 
 REPLICATE_VERSION = 1        # bump when replicate training changes
 SEED_STRIDE = 1000           # replicate r of a recipe with seed k trains with k + 1000 (r + 1)
@@ -58,16 +59,55 @@ def _key(domain: str, name: str, replicate: int) -> dict:
             "torch": ".".join(torch.__version__.split(".")[:2])}
 
 
+def _path(folder, domain: str, name: str, replicate: int):
+    return folder / f"{name}-r{replicate}-{key_hash(_key(domain, name, replicate))}.safetensors"
+
+
+def _is_stored(path) -> bool:
+    sha = path.with_name(path.name + ".sha256")
+    return path.exists() and sha.exists() and sha.read_text().strip() == sha256_of(path)
+
+
+def replicate_is_cached(domain: str, name: str, replicate: int) -> bool:
+    """Whether the replicate is in the cache already (loading it trains nothing). Reads
+    only: creates no folder."""
+    from optbench.cache import cache_root
+    return _is_stored(_path(cache_root() / "replicates" / domain, domain, name, replicate))
+
+
+def training_estimate(domain: str, name: str) -> tuple[float, str] | None:
+    """About how long a replicate of proxy `name` takes to train, and whence: the median
+    of this machine's earlier replicates of it ("measured here", from the seconds files
+    beside the cached weights), else the shipped model's train_seconds in its manifest
+    ("as the shipped model took", one thread on the machine that trained it). Reads only."""
+    import statistics
+    from optbench.cache import cache_root
+    times = []
+    for f in (cache_root() / "replicates" / domain).glob(f"{name}-r*.seconds"):
+        try:
+            times.append(float(f.read_text()))
+        except (OSError, ValueError):
+            continue
+    if times:
+        return statistics.median(times), "measured here"
+    seconds = catalog(domain).get(name, {}).get("train_seconds")
+    return (float(seconds), "as the shipped model took") if isinstance(seconds, (int, float)) else None
+
+
 def load_replicate(domain: str, name: str, replicate: int,
                    device: str | torch.device | None = None) -> tuple[torch.nn.Module, float]:
     """Replicate `replicate` of proxy `name`, and the seconds spent training it now (0
     when it came from the cache). Eval mode, parameters frozen."""
     entry = catalog(domain)[name]
-    path = cache_dir(f"replicates/{domain}") / f"{name}-r{replicate}-{key_hash(_key(domain, name, replicate))}.safetensors"
+    path = _path(cache_dir(f"replicates/{domain}"), domain, name, replicate)
     sha = path.with_name(path.name + ".sha256")
     seconds = 0.0
     with entry_lock(path):
-        if not (path.exists() and sha.exists() and sha.read_text().strip() == sha256_of(path)):
+        if not _is_stored(path):
+            estimate = training_estimate(domain, name)
+            notice(f"training proxy replicate {replicate} of {domain}:{name} ("
+                   + (f"about {estimate[0]:.0f} s, {estimate[1]}; " if estimate else "")
+                   + "once: then cached)")
             t0 = time.time()
             with torch.random.fork_rng():   # training seeds the global RNG: leave it as it was
                 trained = _train(domain, name, replicate)
@@ -76,6 +116,7 @@ def load_replicate(domain: str, name: str, replicate: int,
             save_file({k: v.detach().cpu().contiguous() for k, v in trained.state_dict().items()}, str(tmp))
             tmp.replace(path)
             sha.write_text(sha256_of(path) + "\n")
+            path.with_suffix(".seconds").write_text(f"{seconds:.2f}\n")   # for training_estimate
     model = build(entry["arch"], **entry["arch_kwargs"])
     model.load_state_dict(load_file(str(path)), strict=True)
     model.eval().requires_grad_(False)
