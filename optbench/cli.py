@@ -424,6 +424,8 @@ def _cmd_card(a) -> int:
                          "e.g. '{\"width\": 32}'") from None
     if not isinstance(kwargs, dict):
         raise ValueError(f"--arch-kwargs: expected a JSON object of keyword arguments, got {a.arch_kwargs}")
+    print(f"optbench card: {a.name} on {a.domain}: checking the model, reading the battery"
+          f"{' (quick)' if a.quick else ''} ...", flush=True)
     card = evaluate(domain=a.domain, name=a.name, arch=a.model, weights=a.weights, arch_kwargs=kwargs,
                     torchscript=a.torchscript, kind=a.kind, replicates=tuple(a.replicates),
                     train_data=a.train_data, quick=a.quick, seeds=a.seeds, n_samples=a.n_samples,

@@ -336,7 +336,9 @@ def compute_or_traceback(spec: CellSpec, device: str, progress: bool = False) ->
     try:
         spec.context.activate()   # a worker imports the suite's plug-ins first
         check_metric_identity(spec)
-        key = (spec.domain, spec.proxy, device, spec.feature_spaces())
+        # By the models' sha256s too: two suites of one process may give a name other weights.
+        key = (spec.domain, spec.proxy, device, spec.feature_spaces(),
+               json.dumps(spec.versions()["checkpoints"], sort_keys=True))
         if key not in _REFEREES:
             _REFEREES[key] = Referee(spec.domain, spec.proxy, torch.device(device), features=spec.feature_spaces())
         return compute_cell(spec, _REFEREES[key], progress)

@@ -580,6 +580,9 @@ def _extension(path: str, name: str, table: dict, base: Path) -> dict:
         for key in ("file", "torchscript", "diffusers"):
             if isinstance(e.get(key), str):
                 e[key] = str((base / Path(e[key]).expanduser()).resolve())
+        if isinstance(e.get("replicates"), list):
+            e["replicates"] = [str((base / Path(f).expanduser()).resolve()) if isinstance(f, str) else f
+                               for f in e["replicates"]]
         out[model] = e
     return out
 

@@ -161,9 +161,9 @@ def test_card_of_a_user_classifier_on_mnist(tmp_path):
     # A leaderboard of this card takes a second card of the same protocol, and refuses another.
     board = build("mnist", [card])
     again, table = with_card(board, card)
-    assert [r["model"] for r in again["tables"]["classifier"]["rows"]] == ["tiny_mlp", "tiny_mlp (yours)"] or \
-        [r["model"] for r in again["tables"]["classifier"]["rows"]] == ["tiny_mlp (yours)", "tiny_mlp"]
-    assert "(yours)" in table
+    rows = again["tables"]["classifier"]["rows"]
+    assert [r["model"] for r in rows] == ["tiny_mlp", "tiny_mlp"] and sum(bool(r.get("yours")) for r in rows) == 1
+    assert table.count("**tiny_mlp** (yours)") == 1
     other = {**card, "protocol": {**card["protocol"], "quick": True}}
     with pytest.raises(ValueError, match="protocol differs in quick"):
         with_card(board, other)
@@ -283,3 +283,55 @@ def test_evaluate_takes_an_nn_module(tmp_path):
     assert card["model"]["arch"] == "usermodels:TinyMLP"
     assert [c["kind"] for c in card["sources"][0]["controls"]] == ["untrained proxy"]
     assert len(card["cells"]) == 2   # the model and its untrained control, one seed
+
+
+def _one_cell_battery(tmp_path: Path) -> Path:
+    battery = tmp_path / "one_cell.toml"
+    battery.write_text(BATTERY.split("[[cell]]")[0].replace("seeds = [0, 1]", "seeds = [0]") + "[[cell]]"
+                       + BATTERY.split("[[cell]]")[1].replace("control = true\n", "").replace("max_steps = 8",
+                                                                                             "max_steps = 2"))
+    return battery
+
+
+def test_two_models_under_one_name_in_one_process_are_measured_apart(tmp_path):
+    weights, _, kwargs = _user_model(tmp_path, "mnist", steps=60)
+    from usermodels import TinyMLP
+    torch.manual_seed(5)
+    untrained = tmp_path / "untrained.safetensors"
+    save_file(TinyMLP(**kwargs).state_dict(), str(untrained))
+    battery = _one_cell_battery(tmp_path)
+    first = []
+    for i, w in enumerate((weights, untrained)):
+        card = evaluate(domain="mnist", name="m", arch="usermodels:TinyMLP", weights=w, arch_kwargs=kwargs,
+                        battery=battery, out=tmp_path / f"cards{i}", pythonpath=(str(tmp_path),))
+        cell = card["sources"][0]["cell_ids"][0]
+        first.append(json.loads((tmp_path / f"cards{i}" / card["suite"] / cell / "curve.json").read_text())
+                     ["rows"][-1]["proxy_prob"])
+    assert first[0] > 0.2 and first[1] < 0.2 and first[0] != first[1]   # each measured its own weights
+
+
+def test_refused_before_any_cell_runs(tmp_path):
+    weights, _, kwargs = _user_model(tmp_path, "mnist", steps=5)
+    battery = _one_cell_battery(tmp_path)
+    common = dict(domain="mnist", name="r", arch="usermodels:TinyMLP", weights=weights, battery=battery,
+                  pythonpath=(str(tmp_path),))
+    judge = checkpoint_dir("mnist") / catalog("mnist")["judge_bncnn"]["file"]
+    with pytest.raises(CheckpointError, match="--replicates: .*judge_bncnn"):   # not the judge, as a replicate
+        evaluate(**common, arch_kwargs=kwargs, replicates=(judge,), out=tmp_path / "a")
+    with pytest.raises(CheckpointError, match="--replicates: .*do not fit"):    # another architecture
+        evaluate(**common, arch_kwargs=kwargs, replicates=(judge.parent / "proxy_cnn.safetensors",),
+                 out=tmp_path / "b")
+    with pytest.raises(SuiteError, match="no cell of the battery runs for a realness model"):
+        evaluate(**common, arch_kwargs=kwargs, kind="realness", out=tmp_path / "c")
+    both = tmp_path / "both_kinds.toml"
+    both.write_text(battery.read_text().replace('for = "classifier"', 'for = ["classifier", "realness"]'))
+    with pytest.raises(CheckpointError, match=r"the model \(--model/--weights, --kind\)"):   # 10 logits, not one
+        evaluate(**{**common, "battery": both}, arch_kwargs=kwargs, kind="realness", out=tmp_path / "c")
+    assert not any((tmp_path / d).exists() and any((tmp_path / d).iterdir()) for d in "abc")
+
+
+def test_leaderboard_refuses_a_malformed_card(tmp_path):
+    from optbench.card.leaderboard import read_card
+    (tmp_path / "card.json").write_text(json.dumps({"schema": "optbench.card/1"}))
+    with pytest.raises(ValueError, match="field 'domain' is missing"):
+        read_card(tmp_path)

@@ -53,7 +53,7 @@ def test_own_classifier_quick_start(tmp_path, capsys):
     write(build("mnist", [card]), tmp_path / "board")
     assert main(["leaderboard", "mnist", "--board", str(tmp_path / "board"), "--add",
                  str(folder / "cards" / "mlp_mnist")]) == 0
-    assert "**mlp (yours)**" in capsys.readouterr().out
+    assert "**mlp** (yours)" in capsys.readouterr().out
     # Training on the test split is refused before any cell runs, naming the count.
     x, y = (np.load(folder / "data" / "mnist_proxy_train.npz")[k] for k in ("x", "y"))
     from optbench.domains import get_domain

@@ -83,3 +83,14 @@ def test_a_sample_does_not_depend_on_its_batch(proxy):
     for i in (0, 7):
         alone = ascend(proxy, x0[i:i + 1], target[i:i + 1], [0, 8], seed=3, sample_ids=[i], **PRIORS)[8]
         assert torch.equal(alone[0], batch[i]), i
+
+
+def test_the_callers_grad_mode_is_unchanged_while_a_level_is_scored():
+    """The runner scores each yielded level while the source is suspended; a level yielded
+    inside no_grad would turn gradients off for the referee, and the faces gold (which
+    projects by gradient descent) then failed. Every level is scored with grad mode on."""
+    from optbench.domains import get_domain
+    proxy = as_proxy(load_model("faces", "proxy_cnn"))
+    traj = FEATURE_VIS.run(Context(proxy, get_domain("faces"), 4, 0), {**FEATURE_VIS.defaults(), "max_steps": 2})
+    modes = [torch.is_grad_enabled() for _ in traj.levels]
+    assert len(modes) == 3 and all(modes)   # levels 0, 1, 2

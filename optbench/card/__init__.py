@@ -18,9 +18,11 @@ import torch
 from optbench.card.battery import battery_path, battery_suite, protocol
 from optbench.card.model import card_model, parameter_count, test_accuracy
 from optbench.card.numbers import DEPARTURE_RULE, card_sources, headline
+from optbench.errors import CheckpointError
 from optbench.storage import write_atomic
 
 CARD_SCHEMA = "optbench.card/1"
+NAME_MAX = 64   # the suite name <name>_<domain>_quick stays within suite.MAX_NAME
 
 
 def evaluate(module: torch.nn.Module | None = None, *, domain: str, name: str = "model",
@@ -38,9 +40,11 @@ def evaluate(module: torch.nn.Module | None = None, *, domain: str, name: str = 
     for p in pythonpath:   # the model's module:Class is imported before the suite is read
         if p not in sys.path:
             sys.path.insert(0, p)
-    if not _is_name(name):
-        raise SuiteError(f"--name: expected 1 to 100 ASCII letters, digits, '-' or '_', got {name!r}")
+    if not _is_name(name) or len(name) > NAME_MAX:
+        raise SuiteError(f"--name: expected 1 to {NAME_MAX} ASCII letters, digits, '-' or '_' (the card's "
+                         f"folder is <name>_<domain>[_quick]), got {name!r}")
     dom = get_domain(domain)
+    _check_flags(out, battery, seeds, n_samples)
     if not dom.shipped:
         raise SuiteError(f"--domain: {domain!r} is not a shipped domain; a card runs on mnist, digits8, gmm2, "
                          "gmm64 or faces (a user's domain: run a battery file as a suite, see docs/cards.md)")
@@ -57,6 +61,12 @@ def evaluate(module: torch.nn.Module | None = None, *, domain: str, name: str = 
         suite, left_out = battery_suite(dom.name, model, name=suite_name, quick=quick, seeds=seeds,
                                         n_samples=n_samples, pythonpath=pythonpath, path=path)
         from optbench.models.checkpoints import load_model
+        from optbench.preflight import check_models
+        try:   # the model (and its control) as every cell will call it: output shape, kind
+            check_models(suite.cells)
+        except CheckpointError as e:
+            raise CheckpointError(f"the model ({'--torchscript' if torchscript else '--model/--weights'}"
+                                  f"{', --kind' if kind else ''}): {e}") from None
         net = load_model(dom.name, model.name)
         accuracy = test_accuracy(dom.name, net, model.kind)
     except BaseException:
@@ -80,11 +90,30 @@ def evaluate(module: torch.nn.Module | None = None, *, domain: str, name: str = 
     return card
 
 
+def _check_flags(out, battery, seeds, n_samples) -> None:
+    """The flags a battery's suite would otherwise report under the battery file's name."""
+    from optbench.suite import MAX_SAMPLES, SuiteError, _check_seeds
+    if Path(out).exists() and not Path(out).is_dir():
+        raise ValueError(f"--out: {out} is a file; give a folder for the cards (created if missing)")
+    if battery is not None and not Path(battery).is_file():
+        raise ValueError(f"--battery: no such file {battery}; give a battery file (optbench/card/batteries/"
+                         "image.toml is one)")
+    if seeds is not None:
+        _check_seeds("--seeds", list(seeds))
+    if n_samples is not None and not (isinstance(n_samples, int) and 6 <= n_samples <= MAX_SAMPLES):
+        raise SuiteError(f"--n-samples: expected an integer >= 6 and <= {MAX_SAMPLES}, got {n_samples!r}")
+
+
 def _check_training_data(domain: str, file: Path) -> None:
     """Refuse training data that shares rows with the splits optbench starts from and
     compares with (optbench/domains/hygiene.py)."""
+    from optbench.domains import DomainError
     from optbench.domains.hygiene import check_training_file, overlap_error
-    problem = overlap_error(check_training_file(domain, file), str(file))
+    try:
+        found = check_training_file(domain, file)
+    except DomainError as e:
+        raise ValueError(f"--train-data: {e}") from None
+    problem = overlap_error(found, str(file))
     if problem:
         raise ValueError(f"--train-data: {problem}")
 

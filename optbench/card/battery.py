@@ -10,6 +10,8 @@ and use the domain's referees and shipped nulls as they are."""
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import math
 import tomllib
 from dataclasses import dataclass, field
@@ -60,7 +62,10 @@ def protocol(path: Path, suite: Suite, quick: bool) -> dict:
     """What a leaderboard row must share with another to be compared: the battery's
     file name and version, whether it ran quick, its seeds and samples per level."""
     data = read_battery(path)
-    return {"battery": Path(path).name, "version": data.get("version", 1), "quick": bool(quick),
+    # The battery's content (comments aside): a leaderboard compares cards of one battery.
+    content = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+    return {"battery": Path(path).name, "battery_sha256": content, "version": data.get("version", 1),
+            "quick": bool(quick),
             "seeds": sorted({c.seed for c in suite.cells}),
             "n_samples": sorted({c.n_samples for c in suite.cells}),
             "pressure": float(_quick(data).get("pressure", 1.0)) if quick else 1.0}
@@ -130,5 +135,9 @@ def battery_suite(domain: str, model: CardModel, *, name: str, quick: bool = Fal
             else:
                 cells.append({**copy.deepcopy(cell), "domain": domain, "proxy": model.control_name,
                               "label": cell.get("label", cell["source"]) + ", untrained control"})
+    if not cells:
+        raise SuiteError(f"{path}: no cell of the battery runs for a {model.kind} model on {domain!r} "
+                         f"(each cell's `for` names the kinds; left out: "
+                         f"{'; '.join(x['label'] + ': ' + x['why'] for x in left_out) or 'none'}); check --kind")
     data["cell"] = cells
     return parse_suite_data(data, str(path)), left_out

@@ -2,11 +2,13 @@
 
 A row is a card's numbers, cut to what a table can hold: per source, the level where
 outputs leave the data by KID in the domain's primary feature space, and the held-out
-judges' probability of the target where the proxy first gives 0.99. Rows are ranked by
-the first source of the battery (pixel ascent with Adam for a classifier): a later
-departure ranks higher, then a higher judges' probability at proxy 0.99. A row whose
-outputs never left the data ranks above every row that did. Cards run under another
-protocol (battery, version, quick, seeds, samples per level) are refused."""
+judges' probability of the target where the proxy first gives 0.9 and 0.99. Rows are
+ranked by the first source of the battery (pixel ascent with Adam for a classifier): a
+higher judges' probability at proxy 0.9 first (the proxy's confidence carries over to
+models the optimizer never saw), counted where every seed reached 0.9; the other rows
+after them, fewer seeds departed first, then a later departure. The departure level alone does not rank: under Adam it is set by the
+optimizer more than by the proxy, and most shipped proxies tie on it. Cards run under
+another protocol (battery, version, quick, seeds, samples per level) are refused."""
 from __future__ import annotations
 
 import json
@@ -18,7 +20,9 @@ from optbench.storage import write_atomic
 from optbench.text import md_code, md_text
 
 LEADERBOARD_SCHEMA = "optbench.leaderboard/1"
-PROTOCOL_KEYS = ("battery", "version", "quick", "seeds", "n_samples", "pressure")
+PROTOCOL_KEYS = ("battery", "battery_sha256", "version", "quick", "seeds", "n_samples", "pressure")
+CARD_KEYS = ("schema", "domain", "feature_spaces", "model", "protocol", "sources", "commit", "cells",
+             "optbench", "numbers_version")
 
 
 def read_card(path: str | Path) -> dict:
@@ -36,6 +40,13 @@ def read_card(path: str | Path) -> dict:
         raise ValueError(f"{path}: schema: expected 'optbench.card/1', got "
                          f"{card.get('schema') if isinstance(card, dict) else type(card).__name__!r}; give a "
                          "card.json written by `optbench card`")
+    missing = [k for k in CARD_KEYS if k not in card]
+    missing += [f"sources[{i}].{k}" for i, s in enumerate(card.get("sources") or [])
+                for k in ("label", "departure", "at_proxy", "gap_at_max", "knob", "max_level", "gold_departure")
+                if not isinstance(s, dict) or k not in s]
+    if missing:
+        raise ValueError(f"{path}: field {missing[0]!r} is missing; give a card.json written by `optbench card` "
+                         "(schema optbench/schemas/card.schema.json)")
     return card
 
 
@@ -48,6 +59,9 @@ def row(card: dict) -> dict:
             "replicates": m.get("replicates", 0), "commit": card["commit"], "cells": len(card["cells"]),
             "sources": {s["label"]: {"departure": s["departure"].get(primary), "knob": s["knob"],
                                      "max_level": s["max_level"],
+                                     "judges_at_0.9": s["at_proxy"]["0.9"].get("judge_prob"),
+                                     "reached_0.9": s["at_proxy"]["0.9"].get("seeds_reached", 0),
+                                     "seeds": s["seeds"],
                                      "judges_at_0.99": s["at_proxy"]["0.99"].get("judge_prob"),
                                      "gap_at_max": s["gap_at_max"],
                                      "gold": {k: v["level"] for k, v in s["gold_departure"].items()}}
@@ -62,10 +76,12 @@ def rank_key(r: dict, source: str) -> tuple:
     s = r["sources"].get(source)
     if s is None or s["departure"] is None:
         return (2, 0.0, 0.0)
+    judges = (s.get("judges_at_0.9") or [None])[0]
     departed = s["departure"]["departed_seeds"]
     level = s["departure"]["level"][0] if departed else math.inf
-    judges = (s["judges_at_0.99"] or [None])[0]
-    return (0, -level, -(judges if judges is not None else -1.0))
+    if judges is not None and s.get("reached_0.9", 0) == s.get("seeds"):   # every seed got there
+        return (0, -judges, -level)
+    return (1, departed / max(1, s["departure"]["seeds"]), -level)
 
 
 def build(domain: str, cards: list[dict]) -> dict:
@@ -102,7 +118,7 @@ def _departure_text(d: dict | None) -> str:
     return f"{_fmt(d['level'], 2)} ({d['departed_seeds']}/{d['seeds']})"
 
 
-def markdown(board: dict, mark: str | None = None) -> str:
+def markdown(board: dict) -> str:
     p = board["protocol"]
     md = [f"# Leaderboard: {md_code(board['domain'])}", "",
           f"Battery {md_code(p['battery'])} version {p['version']}{' (quick)' if p['quick'] else ''}, seeds "
@@ -111,8 +127,9 @@ def markdown(board: dict, mark: str | None = None) -> str:
           f"Departure: the level where KID in {md_code(board['feature_space'])}'s features leaves its "
           "null's q99 and stays (mean [Student-t 95%] over the seeds that departed; departed/seeds; "
           "'stays': never within the battery's cap). Judges: the held-out judges' probability of the "
-          "target where the proxy first gives 0.99. Ranked by the first source: later departure first, "
-          "then higher judges' probability.", ""]
+          "target where the proxy first gives 0.9 (0.99). Ranked by the first source: higher judges' "
+          "probability at proxy 0.9 first, where every seed reached 0.9; the other rows after them, fewer "
+          "seeds departed first, then later departure.", ""]
     for kind, t in board["tables"].items():
         sources = t["sources"]
         md += [f"## {'Classifiers' if kind == 'classifier' else 'Discriminators' if kind == 'realness' else kind}",
@@ -120,15 +137,17 @@ def markdown(board: dict, mark: str | None = None) -> str:
                "| # | model | accuracy | " + " | ".join(md_text(s) for s in sources) + " |",
                "|---|---|---|" + "---|" * len(sources)]
         for i, r in enumerate(t["rows"], 1):
-            name = f"**{md_text(r['model'])}** (yours)" if r["model"] == mark else md_text(r["model"])
+            name = f"**{md_text(r['model'])}** (yours)" if r.get("yours") else md_text(r["model"])
             acc = f"{r['accuracy']:.3f}" if r["accuracy"] is not None else "n/a"
             md.append(f"| {i} | {name} | {acc} | " + " | ".join(
                 _departure_text((r["sources"].get(s) or {}).get("departure")) for s in sources) + " |")
-        md += ["", "Judges at proxy 0.99:", "",
-               "| model | " + " | ".join(md_text(s) for s in sources) + " |", "|---|" + "---|" * len(sources)]
-        for r in t["rows"]:
-            md.append(f"| {md_text(r['model'])} | " + " | ".join(
-                _fmt((r["sources"].get(s) or {}).get("judges_at_0.99") or [None] * 3, 2) for s in sources) + " |")
+        for level in ("0.9", "0.99"):
+            md += ["", f"Judges at proxy {level}:", "",
+                   "| model | " + " | ".join(md_text(s) for s in sources) + " |", "|---|" + "---|" * len(sources)]
+            for r in t["rows"]:
+                md.append(f"| {md_text(r['model'])} | " + " | ".join(
+                    _fmt((r["sources"].get(s) or {}).get(f"judges_at_{level}") or [None] * 3, 2)
+                    for s in sources) + " |")
         md.append("")
     return "\n".join(md)
 
@@ -152,15 +171,12 @@ def with_card(board: dict, card: dict) -> tuple[dict, str]:
                          + ", ".join(f"{k} {_protocol(card)[k]} vs {cards_protocol[k]}" for k in differs)
                          + "); rerun `optbench card` with the leaderboard's protocol"
                          + (" (--quick)" if cards_protocol["quick"] else ""))
-    new = row(card)
+    new = {**row(card), "yours": True}
     kind = new["kind"]
     tables = dict(board["tables"])
     t = dict(tables.get(kind, {"sources": [s["label"] for s in card["sources"]], "rows": []}))
-    names = {r["model"] for r in t["rows"]}
-    if new["model"] in names:
-        new = {**new, "model": new["model"] + " (yours)"}
     rows = [*t["rows"], new]
     rows.sort(key=lambda r: rank_key(r, t["sources"][0]))
     tables[kind] = {**t, "rows": rows}
     board = {**board, "tables": tables}
-    return board, markdown(board, mark=new["model"])
+    return board, markdown(board)

@@ -16,7 +16,7 @@ from optbench.card.battery import CONTROL_SUFFIX, CardModel
 from optbench.domains import get_domain, referee_roles
 from optbench.errors import CheckpointError
 from optbench.model_files import refuse_pickle, sha256_of
-from optbench.models.checkpoints import build_checked, catalog
+from optbench.models.checkpoints import build_checked, catalog, load_weights, read_safetensors
 from optbench.proxies import PROXY_KINDS
 
 CONTROL_SEED = 0   # torch.manual_seed before the untrained control's constructor runs
@@ -54,6 +54,9 @@ def card_model(domain: str, folder: Path, *, name: str = "model", arch: str | No
     if kind is not None and kind not in PROXY_KINDS:
         raise ValueError(f"--kind: unknown value {kind!r}; allowed: {', '.join(PROXY_KINDS)}")
     if torchscript is not None:
+        if replicates:
+            raise ValueError("--replicates: replicates are weight files of a class (--model with --weights); "
+                             "a TorchScript model has none: give --model module:Class and --weights instead")
         file = Path(torchscript).expanduser().resolve()
         refuse_pickle(file, "--torchscript: ")
         if not file.is_file():
@@ -69,6 +72,9 @@ def card_model(domain: str, folder: Path, *, name: str = "model", arch: str | No
     refuse_pickle(file, "--weights: ")
     if not file.is_file():
         raise ValueError(f"--weights: no such file {file}")
+    if file.suffix != ".safetensors":
+        raise ValueError(f"--weights: {file} is not a .safetensors file; give the class's state_dict() saved "
+                         "with safetensors.torch.save_file, or a TorchScript archive with --torchscript")
     built = build_checked(arch, arch_kwargs, file)   # the class imports and takes the kwargs
     kind = kind or getattr(built, "proxy_kind", None) or "classifier"
     entry = {"arch": arch, "arch_kwargs": arch_kwargs, "file": str(file), "kind": kind}
@@ -82,20 +88,31 @@ def card_model(domain: str, folder: Path, *, name: str = "model", arch: str | No
         refuse_pickle(rf, "--replicates: ")
         if not rf.is_file():
             raise ValueError(f"--replicates: no such file {rf}")
+        try:   # the same class must take every replicate's weights, before any cell runs
+            load_weights(build_checked(arch, arch_kwargs, rf), read_safetensors(rf), rf, arch)
+        except CheckpointError as e:
+            raise CheckpointError(f"--replicates: {e}") from None
+        _not_a_referee(domain, rf, "--replicates")
         reps.append(str(rf))
     return _checked(domain, CardModel(name, entry, kind, control, "", tuple(reps)))
 
 
-def _checked(domain: str, model: CardModel) -> CardModel:
-    """Refuse a model that is one of the domain's referees, by sha256."""
-    file = Path(model.entry.get("file") or model.entry["torchscript"])
+def _not_a_referee(domain: str, file: Path, flag: str) -> str:
+    """The file's sha256; refused if it is one of the domain's referees'."""
     digest = sha256_of(file)
     models = catalog(domain)
     for referee, roles in referee_roles(domain).items():
         if models.get(referee, {}).get("sha256") == digest:
-            raise CheckpointError(f"{file}: its sha256 is that of {referee!r}, a referee of domain "
+            raise CheckpointError(f"{flag}: {file}: its sha256 is that of {referee!r}, a referee of domain "
                                   f"{get_domain(domain).name!r} ({', '.join(roles)}); the optimizer must "
                                   "never see a model that judges its outputs")
+    return digest
+
+
+def _checked(domain: str, model: CardModel) -> CardModel:
+    """Refuse a model that is one of the domain's referees, by sha256."""
+    flag = "--weights" if "file" in model.entry else "--torchscript"
+    digest = _not_a_referee(domain, Path(model.entry.get("file") or model.entry["torchscript"]), flag)
     return CardModel(model.name, {**model.entry, "sha256": digest}, model.kind, model.control,
                      model.why_no_control, model.replicates)
 

@@ -113,15 +113,17 @@ def project(x: torch.Tensor, restarts: int = 4, steps: int = 100, scout: int = 2
 
 
 def _descend(u: torch.Tensor, target: torch.Tensor, steps: int, lr: float, state: dict | None = None):
-    """`steps` of Adam on the squared error of render(tanh(u)), from Adam state `state`."""
+    """`steps` of Adam on the squared error of render(tanh(u)), from Adam state `state`;
+    with gradients on whatever the caller's mode (a referee may score under no_grad)."""
     opt = torch.optim.Adam([u], lr=lr)
     if state is not None:
         opt.state[u] = state
-    for _ in range(steps):
-        loss = (render(torch.tanh(u)) - target).pow(2).mean((1, 2, 3))
-        opt.zero_grad(set_to_none=True)
-        loss.sum().backward()
-        opt.step()
+    with torch.enable_grad():
+        for _ in range(steps):
+            loss = (render(torch.tanh(u)) - target).pow(2).mean((1, 2, 3))
+            opt.zero_grad(set_to_none=True)
+            loss.sum().backward()
+            opt.step()
     return opt
 
 

@@ -154,7 +154,8 @@ def feature_vis_ascent(ctx: Context, start: torch.Tensor, target: torch.Tensor, 
         if step == levels[-1]:
             record(step)
         with torch.no_grad():
-            yield Level(step, images(p.detach()).clone())
+            out = images(p.detach()).clone()
+        yield Level(step, out)   # outside no_grad: the caller's grad mode must not change while suspended
 
 
 run = ascent_run(feature_vis_ascent)
