@@ -6,7 +6,7 @@ judges' probability of the target where the proxy first gives 0.9 and 0.99. Rows
 ranked by the first source of the battery (pixel ascent with Adam for a classifier): a
 higher judges' probability at proxy 0.9 first (the proxy's confidence carries over to
 models the optimizer never saw), counted where every seed reached 0.9; the other rows
-after them, fewer seeds departed first, then a later departure. The departure level alone does not rank: under Adam it is set by the
+after them, by the judges' probability at the highest pressure. The departure level alone does not rank: under Adam it is set by the
 optimizer more than by the proxy, and most shipped proxies tie on it. Cards run under
 another protocol (battery, version, quick, seeds, samples per level) are refused."""
 from __future__ import annotations
@@ -64,6 +64,7 @@ def row(card: dict) -> dict:
                                      "seeds": s["seeds"],
                                      "judges_at_0.99": s["at_proxy"]["0.99"].get("judge_prob"),
                                      "gap_at_max": s["gap_at_max"],
+                                     "judges_at_max": s["judge_prob_at_max"],
                                      "gold": {k: v["level"] for k, v in s["gold_departure"].items()}}
                         for s in card["sources"]}}
 
@@ -81,7 +82,8 @@ def rank_key(r: dict, source: str) -> tuple:
     level = s["departure"]["level"][0] if departed else math.inf
     if judges is not None and s.get("reached_0.9", 0) == s.get("seeds"):   # every seed got there
         return (0, -judges, -level)
-    return (1, departed / max(1, s["departure"]["seeds"]), -level)
+    at_max = (s.get("judges_at_max") or [None])[0]
+    return (1, -(at_max if at_max is not None else -1.0), -level)
 
 
 def build(domain: str, cards: list[dict]) -> dict:
@@ -128,8 +130,8 @@ def markdown(board: dict) -> str:
           "null's q99 and stays (mean [Student-t 95%] over the seeds that departed; departed/seeds; "
           "'stays': never within the battery's cap). Judges: the held-out judges' probability of the "
           "target where the proxy first gives 0.9 (0.99). Ranked by the first source: higher judges' "
-          "probability at proxy 0.9 first, where every seed reached 0.9; the other rows after them, fewer "
-          "seeds departed first, then later departure.", ""]
+          "probability at proxy 0.9 first, where every seed reached 0.9; the other rows after them, by the "
+          "judges' probability at the highest pressure.", ""]
     for kind, t in board["tables"].items():
         sources = t["sources"]
         md += [f"## {'Classifiers' if kind == 'classifier' else 'Discriminators' if kind == 'realness' else kind}",
