@@ -47,7 +47,8 @@ def evaluate(module: torch.nn.Module | None = None, *, domain: str, name: str = 
     _check_flags(out, battery, seeds, n_samples)
     if not dom.shipped:
         raise SuiteError(f"--domain: {domain!r} is not a shipped domain; a card runs on mnist, digits8, gmm2, "
-                         "gmm64 or faces (a user's domain: run a battery file as a suite, see docs/cards.md)")
+                         "gmm64 or faces, whose referees and nulls every card shares (for a domain of your own, "
+                         "write its cells in a suite file: docs/cards.md, 'Limits')")
     if train_data is not None:
         _check_training_data(domain, Path(train_data))
     suite_name = f"{name}_{dom.name}" + ("_quick" if quick else "")
