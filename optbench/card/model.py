@@ -57,10 +57,7 @@ def card_model(domain: str, folder: Path, *, name: str = "model", arch: str | No
         if replicates:
             raise ValueError("--replicates: replicates are weight files of a class (--model with --weights); "
                              "a TorchScript model has none: give --model module:Class and --weights instead")
-        file = Path(torchscript).expanduser().resolve()
-        refuse_pickle(file, "--torchscript: ")
-        if not file.is_file():
-            raise ValueError(f"--torchscript: no such file {file}")
+        file = _user_file(torchscript, "--torchscript")
         entry = {"torchscript": str(file), "kind": kind or "classifier"}
         return _checked(domain, CardModel(name, entry, entry["kind"], None,
                                           "a TorchScript model cannot be re-initialized; give "
@@ -68,10 +65,7 @@ def card_model(domain: str, folder: Path, *, name: str = "model", arch: str | No
     if arch is None or weights is None:
         raise ValueError("--model and --weights go together: the class (module:Class) and its "
                          "state_dict in a safetensors file")
-    file = Path(weights).expanduser().resolve()
-    refuse_pickle(file, "--weights: ")
-    if not file.is_file():
-        raise ValueError(f"--weights: no such file {file}")
+    file = _user_file(weights, "--weights")
     if file.suffix != ".safetensors":
         raise ValueError(f"--weights: {file} is not a .safetensors file; give the class's state_dict() saved "
                          "with safetensors.torch.save_file, or a TorchScript archive with --torchscript")
@@ -84,10 +78,7 @@ def card_model(domain: str, folder: Path, *, name: str = "model", arch: str | No
     control = {**entry, "file": str(control_file), "role": "control"}
     reps = []
     for r in replicates:
-        rf = Path(r).expanduser().resolve()
-        refuse_pickle(rf, "--replicates: ")
-        if not rf.is_file():
-            raise ValueError(f"--replicates: no such file {rf}")
+        rf = _user_file(r, "--replicates")
         try:   # the same class must take every replicate's weights, before any cell runs
             load_weights(build_checked(arch, arch_kwargs, rf), read_safetensors(rf), rf, arch)
         except CheckpointError as e:
@@ -95,6 +86,15 @@ def card_model(domain: str, folder: Path, *, name: str = "model", arch: str | No
         _not_a_referee(domain, rf, "--replicates")
         reps.append(str(rf))
     return _checked(domain, CardModel(name, entry, kind, control, "", tuple(reps)))
+
+
+def _user_file(path: str | Path, flag: str) -> Path:
+    """A file the user named: absolute, never a pickle, present."""
+    file = Path(path).expanduser().resolve()
+    refuse_pickle(file, f"{flag}: ")
+    if not file.is_file():
+        raise ValueError(f"{flag}: no such file {file}")
+    return file
 
 
 def _not_a_referee(domain: str, file: Path, flag: str) -> str:
