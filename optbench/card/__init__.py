@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from optbench.card.battery import battery_path, battery_suite, protocol
-from optbench.card.model import card_model, parameter_count, test_accuracy
+from optbench.card.model import CONTROL_SEED, card_model, parameter_count, test_accuracy
 from optbench.card.numbers import DEPARTURE_RULE, card_sources, headline
 from optbench.errors import CheckpointError
 from optbench.storage import write_atomic
@@ -149,7 +149,7 @@ def build_card(folder: Path, model, accuracy: dict, parameters: int, left_out: l
         "protocol": {**run, "interval": INTERVAL_METHOD, "departure": DEPARTURE_RULE,
                      "controls": CONTROLS_NOTE,
                      "untrained_control": (f"the same architecture re-initialized after torch.manual_seed("
-                                           f"{_control_seed()})" if model.control else model.why_no_control)},
+                                           f"{CONTROL_SEED})" if model.control else model.why_no_control)},
         "suite": folder.name, "headline": headline(model.name, domain, sources),
         "sources": sources, "left_out": left_out, "cells": sorted(cell_ids),
         # The suite's figures this card shows, and each source's image grid (first seed).
@@ -158,11 +158,6 @@ def build_card(folder: Path, model, accuracy: dict, parameters: int, left_out: l
         "grids": {label: f"plots/{file}" for label, (_, file) in grid_files(cells).items()
                   if label in {s["label"] for s in sources}},
     }
-
-
-def _control_seed() -> int:
-    from optbench.card.model import CONTROL_SEED
-    return CONTROL_SEED
 
 
 def write_card(folder: Path, card: dict) -> None:

@@ -86,9 +86,9 @@ def battery_suite(domain: str, model: CardModel, *, name: str, quick: bool = Fal
     """The battery's suite for `model` on `domain`, and the cells left out (each with why)."""
     path = Path(path or battery_path(domain))
     data = read_battery(path)
+    quick_table = _quick(data)
     for key in BATTERY_KEYS:
         data.pop(key, None)
-    quick_table = _quick(read_battery(path))
     factor = float(quick_table.get("pressure", 1.0)) if quick else 1.0
     data["seeds"] = list(seeds if seeds is not None else quick_table.get("seeds", data.get("seeds"))
                          if quick else data.get("seeds", [0]))
