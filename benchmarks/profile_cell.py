@@ -11,7 +11,8 @@ import time
 
 from optbench.pressure import Context
 from optbench.pressure.crossings import Crossings
-from optbench.pressure.pixel_ascent import PIXEL_ASCENT, log_levels, pixel_ascent
+from optbench.pressure.pixel_ascent import PIXEL_ASCENT, pixel_ascent
+from optbench.pressure.source import log_levels
 from optbench.pressure.starts import make_starts
 from optbench.referees import Referee
 from optbench.workers import setup_torch

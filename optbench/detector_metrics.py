@@ -7,10 +7,12 @@ as metrics, so every level of every cell records them. A suite switches them on 
 proxy fits them: its ensemble replicates and the domain's flow are trained once and
 cached). Two metrics per detector:
 
-    det_<name>         share of the outputs above the detector's threshold, the 99th
-                       percentile of its scores on held-out real data: 0.01 expected on
-                       real data, comparable across proxies, seeds and domains; its null
-                       is Binomial(n, 0.01) / n, recorded with the cell's nulls
+    det_<name>         share of the outputs above the detector's threshold, calibrated
+                       on m held-out real examples to flag 1% of fresh real data on
+                       average: comparable across proxies, seeds and domains; its null
+                       is BetaBinomial(n, m + 1 - k, k) / n (metrics.binomial_null: the
+                       calibrated threshold's own error included), recorded with the
+                       cell's nulls
     det_<name>_score   the detector's mean raw score (its units; for rankings within one
                        proxy)
 
@@ -23,7 +25,7 @@ import math
 
 import torch
 
-from optbench.detectors import CLASS_DETECTORS, DETECTORS, FLAG_RATE, proxy_side
+from optbench.detectors import CLASS_DETECTORS, DETECTORS, FLAG_RATE, calibration_size, proxy_side
 from optbench.metrics import METRICS, Metric
 
 DOCS = {"energy": "energy -logsumexp(logits)", "max_logit": "minus the largest logit",
@@ -31,7 +33,7 @@ DOCS = {"energy": "energy -logsumexp(logits)", "max_logit": "minus the largest l
         "mahalanobis": "class-conditional Mahalanobis distance in the proxy's features",
         "disagreement": "std of the agreed class's log-probability over the proxy and 3 replicates",
         "typicality": "|log p(x) - median real log p| under a flow trained on the proxy's data"}
-VERSION = 1   # bump when a detector's scores or its calibration change
+VERSION = 2   # bump when a detector's scores or its calibration change
 
 
 def _scores(batch) -> dict:
@@ -60,7 +62,7 @@ def register() -> None:
         METRICS.register(f"det_{name}", Metric(
             f"det_{name}", f"detector: share of outputs flagged by {DOCS[name]} (1% on held-out real data)",
             compute=_flagged(name), proxy_kinds=kinds, kind="sample", departs="high", null="binomial",
-            null_rate=FLAG_RATE, role="detector", version=VERSION), replace=True)
+            null_rate=FLAG_RATE, calibration=calibration_size, role="detector", version=VERSION), replace=True)
         METRICS.register(f"det_{name}_score", Metric(
             f"det_{name}_score", f"detector: mean {DOCS[name]}", compute=_score(name),
             proxy_kinds=kinds, kind="sample", role="diagnostic", version=VERSION), replace=True)

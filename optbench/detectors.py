@@ -26,9 +26,11 @@ suspicious; issue 16 grades them against the gold referees.
                       "Detecting out-of-distribution inputs to deep generative models
                       using typicality").
 
-`ProxySide` fits what they need once per proxy and calibrates each on held-out real data
-(the domain's test split): an output is flagged when its score is above the real scores'
-99th percentile, so on real data 1% are flagged. Every detector is blind to the target:
+`ProxySide` fits what they need once per proxy and calibrates each on real data that no
+start, real baseline, null or fit draws from (`calibration_split`: the domain's
+generator_train split): an output is flagged when its score is above the k-th smallest of
+the m calibration scores, k = ceil(0.99 (m + 1)), so a fresh real example is flagged with
+probability 1% on average (Beta(m + 1 - k, k) over calibration draws; metrics.threshold_rank). Every detector is blind to the target:
 with the target's log-probability, a real start of another class reads as suspicious
 before any optimization (a trial flagged every pixel-ascent start on gmm2).
 """
@@ -104,8 +106,34 @@ DETECTORS = ("energy", "max_logit", "grad_norm", "mahalanobis", "disagreement", 
 CLASS_DETECTORS = ("energy", "max_logit", "mahalanobis", "disagreement")   # need class logits
 ENSEMBLE_REPLICATES = (100, 101, 102)   # extra proxies: replicates of the proxy's recipe
 FLAG_RATE = 0.01                  # share of held-out real data each detector flags
-FLAG_QUANTILE = 1 - FLAG_RATE     # its threshold's quantile (exactly 0.99)
-CALIBRATION_SPLIT = "test"
+# Real data the thresholds are calibrated on, in order of preference: never the test
+# split (the starts and the real baseline) nor the reference split (the nulls).
+CALIBRATION_SPLITS = ("generator_train", "judge_train")
+
+
+def calibration_split(dom) -> str:
+    """The first of CALIBRATION_SPLITS the domain declares."""
+    split = next((s for s in CALIBRATION_SPLITS if s in dom.splits), None)
+    if split is None:
+        from optbench.errors import DomainError
+        raise DomainError(f"domain {dom.name!r}: splits: detectors calibrate on {' or '.join(CALIBRATION_SPLITS)}, "
+                          "and it declares neither; add a generator_train split")
+    return split
+
+
+def calibration_size(domain: str) -> int:
+    """m, the number of real examples each detector's threshold is calibrated on."""
+    from optbench.domains import get_domain
+    dom = get_domain(domain)
+    return dom.split_sizes()[calibration_split(dom)]
+
+
+def calibrated_threshold(scores: torch.Tensor) -> float:
+    """The k-th smallest finite score, k = threshold_rank(m, FLAG_RATE); NaN without
+    finite scores."""
+    from optbench.metrics import threshold_rank
+    v = scores[torch.isfinite(scores)].sort().values
+    return float(v[threshold_rank(len(v), FLAG_RATE) - 1]) if len(v) else math.nan
 
 
 def confidence_grad_norm(proxy, x: torch.Tensor) -> torch.Tensor:
@@ -135,12 +163,11 @@ class ProxySide:
             self.gaussians = ClassGaussians(extract(proxy.model, x_fit), y_fit)
         self.members = self._members(domain, name) if self.classes else []
         self.density = domain_density(domain, device=proxy.device)
-        x_cal, _ = dom.load_split(CALIBRATION_SPLIT)
+        x_cal, _ = dom.load_split(calibration_split(dom))
         with torch.no_grad():
             self.centre = float(self.density.log_prob(x_cal.to(proxy.device)).median())
         cal = self.scores(x_cal)
-        self.thresholds = {k: float(torch.quantile(v[torch.isfinite(v)], FLAG_QUANTILE))
-                           if torch.isfinite(v).any() else math.nan for k, v in cal.items()}
+        self.thresholds = {k: calibrated_threshold(v) for k, v in cal.items()}
 
     def _members(self, domain: str, name: str) -> list[torch.nn.Module]:
         from optbench.errors import CheckpointError

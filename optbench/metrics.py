@@ -66,6 +66,10 @@ class Metric:
     departs: str | None = None
     null: str | None = None
     null_rate: float = 0.0           # "binomial": the share flagged on real data
+    # "binomial" with a calibrated threshold: the number of held-out real examples the
+    # flag threshold is an order statistic of, per domain (then the null is
+    # beta-binomial, binomial_null); None: the rate is exact.
+    calibration: Callable[[str], int] | None = None
     every_space: bool = False
     per_judge: bool = False          # one value per single judge: "<judge>_..." keys
     needs_start: bool = False        # reads the outputs' starting points (a distance)
@@ -168,10 +172,31 @@ def identity(domain: str) -> dict[str, int]:
             if METRICS[k].applies(domain) and (k not in PACKAGE or METRICS[k].version != 1)}
 
 
-def binomial_null(metric: Metric, n: int) -> dict:
-    """The null of a flagged share at n samples: Binomial(n, rate) / n's 1st and 99th
-    percentiles (scipy), its mean and std."""
-    from scipy.stats import binom
+def threshold_rank(m: int, rate: float) -> int:
+    """The rank k (1-based, ascending) of the order statistic of m calibration scores used
+    as a flag threshold for a nominal rate: k = ceil((1 - rate)(m + 1)). A fresh real
+    score exceeds the k-th of m exchangeable scores with probability (m + 1 - k) / (m + 1)
+    on average, and that probability, over calibration draws, is Beta(m + 1 - k, k)
+    (the order statistics of uniforms; David & Nagaraja 2003, "Order Statistics", eq. 2.2.1)."""
+    import math
+    if m < 1:
+        raise ValueError(f"calibration: needs at least one example, got {m}")
+    return min(m, max(1, math.ceil((1 - rate) * (m + 1) - 1e-9)))
+
+
+def binomial_null(metric: Metric, n: int, domain: str | None = None) -> dict:
+    """The null of a flagged share at n samples. With an exact rate: Binomial(n, rate) / n.
+    With a threshold calibrated on m held-out real examples (`metric.calibration`), the
+    rate a fresh real example is flagged with is itself random, Beta(m + 1 - k, k)
+    (threshold_rank), so the flagged count of n fresh real examples is
+    BetaBinomial(n, m + 1 - k, k): its 1st and 99th percentiles (scipy), mean and std."""
+    from scipy.stats import betabinom, binom
     rate = metric.null_rate
-    return {"mean": rate, "std": (rate * (1 - rate) / n) ** 0.5, "q01": float(binom.ppf(0.01, n, rate) / n),
-            "q99": float(binom.ppf(0.99, n, rate) / n), "draws": 0, "n": n, "law": f"Binomial({n}, {rate}) / {n}"}
+    m = metric.calibration(domain) if metric.calibration is not None and domain is not None else 0
+    if m:
+        k = threshold_rank(m, rate)
+        law, name = betabinom(n, m + 1 - k, k), f"BetaBinomial({n}, {m + 1 - k}, {k}) / {n}"
+    else:
+        law, name = binom(n, rate), f"Binomial({n}, {rate}) / {n}"
+    return {"mean": float(law.mean() / n), "std": float(law.std() / n), "q01": float(law.ppf(0.01) / n),
+            "q99": float(law.ppf(0.99) / n), "draws": 0, "n": n, "law": name}

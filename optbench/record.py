@@ -15,6 +15,12 @@ of anything else.
     curve.csv              the rows as a table
     snapshots.safetensors  the first outputs of every level, their targets, the levels
     meta.json              provenance: machine, kernels, versions, commit, wall time
+    refined.json           only for suites with refine = true: rows at extra steps inside
+                           the brackets where departures happen (optbench/refine.py)
+    samples.safetensors    only when the cell's spec asks for per_sample: every per-sample
+                           metric's value for each output, "<key>" (levels, n) and
+                           "real:<key>" (n,) on the real baseline, float32 (float16 for
+                           0/1 verdicts), NaN where an output diverged
 
 (grid.png, figures.safetensors and DONE are written beside them by the runner.)"""
 from __future__ import annotations
@@ -31,6 +37,9 @@ from optbench.text import csv_cell
 
 RECORD_VERSION = 1
 SPEC, CURVE, CURVE_CSV, SNAPSHOTS, META = "spec.json", "curve.json", "curve.csv", "snapshots.safetensors", "meta.json"
+SAMPLES = "samples.safetensors"
+REFINED, REFINE_VERSION = "refined.json", 1   # written by optbench/refine.py
+REAL_PREFIX = "real:"
 
 
 @dataclass(frozen=True)
@@ -43,6 +52,7 @@ class CellRecord:
     meta: dict                   # provenance
     snapshots: torch.Tensor      # (levels, k, *shape) the first k outputs of each level
     targets: torch.Tensor        # (k,)
+    samples: dict | None = None  # per-sample values (SAMPLES), when the spec asks for them
 
     def write(self, folder: Path) -> None:
         """The record's files into `folder` (the runner's temporary cell folder)."""
@@ -60,6 +70,8 @@ class CellRecord:
         save_file({"snapshots": self.snapshots.contiguous(), "targets": self.targets.contiguous(),
                    "levels": torch.tensor([r[knob] for r in self.rows])}, str(folder / SNAPSHOTS))
         (folder / META).write_text(json.dumps({"schema": RECORD_VERSION, **self.meta}, indent=2) + "\n")
+        if self.samples:
+            save_file({k: _compact(v) for k, v in self.samples.items()}, str(folder / SAMPLES))
 
 
 def read_cell(folder: Path) -> dict:
@@ -112,7 +124,26 @@ def read_cell(folder: Path) -> dict:
     each(curve_path, curve.get("null", {}), "null", {"q01": float, "q99": float})
     each(curve_path, curve.get("equal_proxy", []), "equal_proxy", {"threshold": float, "reached_frac": float})
     _check_snapshots(folder / SNAPSHOTS, len(curve["rows"]))
-    return {"spec": spec, "curve": curve, "meta": load(META)[1]}
+    out = {"spec": spec, "curve": curve, "meta": load(META)[1], "folder": str(folder)}
+    refined = read_refined(folder, spec["knob"])
+    return out | ({"refined": refined} if refined is not None else {})
+
+
+def read_refined(folder: Path, knob: str) -> dict | None:
+    """A cell's refined.json (optbench/refine.py) when it is current and its bracket ends
+    reproduced the grid, else None; a damaged one raises a ValueError naming it."""
+    path = Path(folder) / REFINED
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ValueError(f"{path}: not valid JSON; delete it and rerun the suite to refine again") from None
+    if not isinstance(data, dict) or not isinstance(data.get("rows"), list) or any(
+            not isinstance(r, dict) or not isinstance(r.get(knob), (int, float)) for r in data["rows"]):
+        raise ValueError(f"{path}: field 'rows' must be a list of tables with {knob!r}; delete the file "
+                         "and rerun the suite to refine again")
+    return data if data.get("version") == REFINE_VERSION and data.get("reproduced") is True else None
 
 
 def _check_snapshots(path: Path, levels: int) -> None:
@@ -129,3 +160,26 @@ def _check_snapshots(path: Path, levels: int) -> None:
     if "snapshots" not in shapes or not shapes["snapshots"] or shapes["snapshots"][0] != levels:
         raise ValueError(f"{path}: expected a tensor 'snapshots' with one row per level ({levels}), "
                          f"found {shapes.get('snapshots')}")
+
+
+def _compact(v: torch.Tensor) -> torch.Tensor:
+    """float16 for 0/1 verdicts (exact in it), float32 for every other value."""
+    finite = v[torch.isfinite(v)]
+    verdict = bool(((finite == 0) | (finite == 1)).all())
+    return v.to(torch.float16 if verdict else torch.float32).contiguous()
+
+
+def read_samples(folder: Path) -> dict[str, "np.ndarray"] | None:
+    """A cell's per-sample values (SAMPLES) as float64 arrays, or None when the cell did
+    not keep them; a damaged file raises a ValueError naming it."""
+    import numpy as np
+    from safetensors.numpy import load_file
+
+    from optbench.errors import message_line
+    path = Path(folder) / SAMPLES
+    if not path.is_file():
+        return None
+    try:
+        return {k: v.astype(np.float64) for k, v in load_file(str(path)).items()}
+    except Exception as e:   # safetensors raises its own error type for a damaged file
+        raise ValueError(f"{path}: not a readable safetensors file ({message_line(e)})") from None

@@ -67,6 +67,7 @@ class CellResult:
     meta: dict
     equal_proxy: list[dict] = field(default_factory=list)   # exact equal-proxy points
     null: dict = field(default_factory=dict)   # real-against-real null per distribution metric
+    samples: dict | None = None   # per-sample values (record.SAMPLES) when the spec asks
 
 
 def compute_cell(spec: CellSpec, referee: Referee, progress: bool = False) -> CellResult:
@@ -84,13 +85,16 @@ def compute_cell(spec: CellSpec, referee: Referee, progress: bool = False) -> Ce
     start = traj.start if traj.has_start else None   # None: distances from a start are NaN
     pool_values = pool_per_sample(referee, traj, proxy)
     rows, snaps = [], []
+    kept: list[dict] | None = [] if spec.per_sample else None
     for level in tqdm(traj.levels, desc=f"{spec.cell_id} levels", unit="level",
                       leave=False, disable=not progress):
         if not isinstance(level, Level):   # e.g. a plug-in still yielding (knob, x) tuples
             raise TypeError(f"source {source.name!r} yielded a {type(level).__name__}, not an "
                             "optbench.pressure.Level (docs/sources.md)")
         x = level.x
-        metrics = referee.evaluate(x, traj.target, start, proxy)
+        if kept is not None:
+            kept.append({})
+        metrics = referee.evaluate(x, traj.target, start, proxy, None if kept is None else kept[-1])
         if level.weights is not None:   # selection: exact weighted means over the whole pool
             metrics |= weighted_pool_means(pool_values, level.weights)
         if not level.set_valid:
@@ -104,7 +108,8 @@ def compute_cell(spec: CellSpec, referee: Referee, progress: bool = False) -> Ce
     equal_proxy = equal_proxy_points(referee, traj, proxy, crossings)
     # Real against real: every metric on held-out real examples, their label as target.
     x_real, y_real = real_sample(spec.domain, spec.n_samples, spec.seed)
-    baseline = referee.evaluate(x_real, y_real, x_real, proxy)
+    real_kept = {} if spec.per_sample else None
+    baseline = referee.evaluate(x_real, y_real, x_real, proxy, real_kept)
     null = real_null(referee, spec.n_samples, proxy)
     device = proxy.device
     meta = {"wall_seconds": round(time.time() - t0, 2), "device": str(device),
@@ -112,7 +117,20 @@ def compute_cell(spec: CellSpec, referee: Referee, progress: bool = False) -> Ce
             "proxy_kind": proxy.kind,
             "proxy_train_seconds": round(proxy_train_seconds, 2)}
     return CellResult(spec, rows, baseline, torch.stack(snaps), traj.target[:GRID_SAMPLES], meta,
-                      equal_proxy, null)
+                      equal_proxy, null, per_sample_table(kept, real_kept))
+
+
+def per_sample_table(kept: list[dict] | None, real: dict | None) -> dict | None:
+    """record.SAMPLES's tensors: each key's (levels, n) values, and the real baseline's
+    under "real:<key>"; a key some level lacks (a distance without starts) is NaN there."""
+    if kept is None:
+        return None
+    from optbench.record import REAL_PREFIX
+    n = max((len(v) for level in kept for v in level.values()), default=0)
+    nan = torch.full((n,), float("nan"), dtype=torch.float64)
+    keys = list(dict.fromkeys(k for level in kept for k in level))
+    out = {k: torch.stack([level.get(k, nan) for level in kept]) for k in keys}
+    return out | {REAL_PREFIX + k: v for k, v in (real or {}).items()}
 
 
 def cell_proxy(spec: CellSpec, referee: Referee) -> tuple[Proxy, float]:
@@ -291,7 +309,7 @@ def cell_record(result: CellResult) -> CellRecord:
         rows=result.rows, baseline=result.baseline, null=result.null, equal_proxy=result.equal_proxy,
         meta={**result.meta, "versions": versions(), "git_commit": git_commit(),
               "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
-        snapshots=result.snapshots, targets=result.targets)
+        snapshots=result.snapshots, targets=result.targets, samples=result.samples)
 
 
 def write_cell(result: CellResult, suite_dir: Path) -> Path:
@@ -336,16 +354,21 @@ def compute_or_traceback(spec: CellSpec, device: str, progress: bool = False) ->
     try:
         spec.context.activate()   # a worker imports the suite's plug-ins first
         check_metric_identity(spec)
-        # By the models' sha256s too: two suites of one process may give a name other weights.
-        key = (spec.domain, spec.proxy, device, spec.feature_spaces(),
-               json.dumps(spec.versions()["checkpoints"], sort_keys=True))
-        if key not in _REFEREES:
-            _REFEREES[key] = Referee(spec.domain, spec.proxy, torch.device(device), features=spec.feature_spaces())
-        return compute_cell(spec, _REFEREES[key], progress)
+        return compute_cell(spec, referee_for(spec, device), progress)
     except KeyboardInterrupt:
         raise
     except Exception:
         return traceback.format_exc()
+
+
+def referee_for(spec: CellSpec, device: str) -> Referee:
+    """This process's referee for the cell's domain, proxy and feature spaces, loaded once;
+    keyed by the models' sha256s too: two suites of one process may give a name other weights."""
+    key = (spec.domain, spec.proxy, device, spec.feature_spaces(),
+           json.dumps(spec.versions()["checkpoints"], sort_keys=True))
+    if key not in _REFEREES:
+        _REFEREES[key] = Referee(spec.domain, spec.proxy, torch.device(device), features=spec.feature_spaces())
+    return _REFEREES[key]
 
 
 def check_metric_identity(spec: CellSpec) -> None:
@@ -563,6 +586,10 @@ def _run_locked(suite: Suite, suite_dir: Path, force: bool, device: str | None, 
          "context": context_json(suite.cells[0].context) if suite.cells else {},
          "command": command or f"optbench run {suite.path}", "git_commit": git_commit()},
         indent=2) + "\n")
+    if suite.refine:
+        from optbench.refine import refine_suite
+        with listening(say):
+            counts |= {f"refine_{k}": v for k, v in refine_suite(suite, suite_dir, dev, say).items()}
     from optbench.figure_inputs import write_suite_figures
     write_suite_figures(suite_dir, suite.cells)   # the generators' sample sheets, for the report
     counts["seconds"] = round(time.time() - t_suite, 1)

@@ -47,13 +47,17 @@ SUITE_KEYS = {"name": "suite name (results/<name>/)", "description": "free text"
               "seeds": "list of non-negative integers", "cell": "array of [[cell]] tables",
               "plugins": "list of modules to import first (they register domains, sources, metrics)",
               "pythonpath": "list of folders, relative to the suite file, put on sys.path",
-              "domains": "tables of domains read from files (optbench/domains/files.py)"}
+              "domains": "tables of domains read from files (optbench/domains/files.py)",
+              "per_sample": "true: every cell also keeps each output's per-sample values (samples.safetensors)",
+              "refine": "true: after the cells, resolve each iterative cell's departures between grid steps "
+                        "(refined.json; optbench/refine.py)"}
 CELL_KEYS = {"label": "free text", "domain": "domain name", "proxy": "proxy model name (a list: one curve each)",
              "source": "pressure source name", "n_samples": f"integer in 6..{MAX_SAMPLES}",
              "settings": "table of source settings", "seeds": "list of non-negative integers",
              "proxy_training": "'shipped' (the packaged proxy), 'per_seed' (a replicate trained per seed) or "
                                "'replicates' (the model's own replicates: seed s pushes against file s mod count)",
-             "features": "list of feature spaces for FID/KID/PRDC/C2ST, the first primary"}
+             "features": "list of feature spaces for FID/KID/PRDC/C2ST, the first primary",
+             "per_sample": "true: keep each output's per-sample values (samples.safetensors); default: the suite's"}
 PROXY_TRAINING = ("shipped", "per_seed", "replicates")
 
 
@@ -132,6 +136,9 @@ class CellSpec:
     # (name, version) of the plug-in metrics that apply (optbench/metrics.py identity),
     # fixed when the suite is read, after its plug-ins registered them: part of the id.
     metrics: tuple[tuple[str, int], ...] = ()
+    # Keep every output's value of each per-sample metric at every level and on the real
+    # baseline (samples.safetensors): what per-sample grading reads (report/detectors.py).
+    per_sample: bool = False
 
     def feature_spaces(self) -> tuple[str, ...]:
         return self.features or tuple(get_domain(self.domain).feature_spaces)
@@ -154,6 +161,8 @@ class CellSpec:
             out["proxy_training"] = self.proxy_training
         if self.features:
             out["features"] = list(self.features)
+        if self.per_sample:   # only then, so other ids stay as they were
+            out["per_sample"] = True
         return out
 
     def group_key(self) -> str:
@@ -214,6 +223,8 @@ class Suite:
     path: str = ""
     # What command-line overrides changed (apply_overrides), one line; "" without any.
     overrides: str = ""
+    # Resolve departures between grid levels after the cells run (optbench/refine.py).
+    refine: bool = False
 
 
 def _default(setting):
@@ -368,7 +379,7 @@ def _lookup(where: str, cell: dict, key: str, registry):
         raise SuiteError(f"{where}.{key}: {e}{hint}") from None
 
 
-def _expand_cell(where: str, cell: dict, seeds: tuple[int, ...], context: Context,
+def _expand_cell(where: str, cell: dict, seeds: tuple[int, ...], context: Context, per_sample: bool,
                  origin: dict | None = None, changed: dict | None = None) -> list[CellSpec]:
     """The cell's specs. `origin`: {field: flag} of the fields a command-line flag set,
     named in error messages; `changed`: what the flags changed, added to the labels."""
@@ -454,6 +465,9 @@ def _expand_cell(where: str, cell: dict, seeds: tuple[int, ...], context: Contex
     if not isinstance(label, str):
         raise SuiteError(f"{where}.label: expected a string, got {type(label).__name__}")
     cell_seeds = _check_seeds(f"{where}.seeds", cell["seeds"]) if "seeds" in cell else seeds
+    per_sample = cell.get("per_sample", per_sample)
+    if not isinstance(per_sample, bool):
+        raise SuiteError(f"{where}.per_sample: expected true or false, got {per_sample!r}")
     settings = cell.get("settings", {})
     if not isinstance(settings, dict):
         raise SuiteError(f"{where}.settings: expected a table, got {type(settings).__name__}")
@@ -500,7 +514,7 @@ def _expand_cell(where: str, cell: dict, seeds: tuple[int, ...], context: Contex
         for proxy in proxies:
             name = f"{curve} [{proxy}]" if len(proxies) > 1 else curve
             specs += [CellSpec(domain, proxy, cell["source"], n, seed, tuple(sorted(s.items())), name, training,
-                               tuple(features), context, tuple(metric_identity(domain).items()))
+                               tuple(features), context, tuple(metric_identity(domain).items()), per_sample)
                       for seed in cell_seeds]
     return specs
 
@@ -778,8 +792,11 @@ def parse_suite_data(data: dict, path: str = "<suite>", overrides: Overrides | N
     if not isinstance(cells, list) or not cells:
         raise SuiteError(f"{path}: cell: expected at least one [[cell]] table")
     specs, owner = [], []   # owner[k]: the [[cell]] index that made specs[k]
+    per_sample = data.get("per_sample", False)
+    if not isinstance(per_sample, bool):
+        raise SuiteError(f"{path}: per_sample: expected true or false, got {per_sample!r}")
     for i, cell in enumerate(cells):
-        expanded = _expand_cell(f"{path}: cell[{i}]", cell, seeds, context, **marks[i])
+        expanded = _expand_cell(f"{path}: cell[{i}]", cell, seeds, context, per_sample, **marks[i])
         specs += expanded
         owner += [i] * len(expanded)
     ids = [s.cell_id for s in specs]
@@ -801,8 +818,11 @@ def parse_suite_data(data: dict, path: str = "<suite>", overrides: Overrides | N
             raise SuiteError(f"{path}: cell[{first}] and cell[{i}] both make curves labelled "
                              f"{spec.label!r}; labels name curves in tables, legends and grid "
                              "files: give each a distinct label")
+    refine = data.get("refine", False)
+    if not isinstance(refine, bool):
+        raise SuiteError(f"{path}: refine: expected true or false, got {refine!r}")
     return Suite(name, str(data.get("description", "")), tuple(specs), path,
-                 _overrides_line(overrides, marks, specs, owner))
+                 _overrides_line(overrides, marks, specs, owner), refine)
 
 
 def _overrides_line(overrides: Overrides, marks: list[dict], specs: list[CellSpec], owner: list[int]) -> str:

@@ -50,7 +50,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     #   scoring outputs made elsewhere with a domain's referees and nulls
     ("run", ("optbench.training", "optbench.detectors", "optbench.detector_metrics", "optbench.suite",
              "optbench.preflight", "optbench.plan", "optbench.runner", "optbench.workers", "optbench.grids",
-             "optbench.figure_inputs", "optbench.scoring")),
+             "optbench.figure_inputs", "optbench.scoring", "optbench.refine")),
     # 5 summaries, figures, audits and tables written from a results folder
     ("report", ("optbench.report",)),
     # 6 products made from runs and reports: a model's card through the standard battery, leaderboards

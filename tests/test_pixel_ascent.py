@@ -3,7 +3,8 @@ import torch
 
 from optbench.models.checkpoints import load_model
 from optbench.pressure import Context
-from optbench.pressure.pixel_ascent import PIXEL_ASCENT, log_levels, pixel_ascent
+from optbench.pressure.pixel_ascent import PIXEL_ASCENT, pixel_ascent
+from optbench.pressure.source import log_levels
 from optbench.pressure.starts import make_starts
 from optbench.referees.classifiers import logits_of
 from optbench.proxies import class_readout as target_readout

@@ -125,7 +125,7 @@ def build_card(folder: Path, model, accuracy: dict, parameters: int, left_out: l
     from optbench.cache import NUMBERS_VERSION
     from optbench.domains import get_domain
     from optbench.report.controls import CONTROLS_NOTE
-    from optbench.report.intervals import INTERVAL_METHOD
+    from optbench.report.intervals import DEPARTURE_METHOD, INTERVAL_METHOD
     from optbench.grids import grid_files
     from optbench.report.summary import scan_cells
     from optbench.runner import git_commit
@@ -146,7 +146,7 @@ def build_card(folder: Path, model, accuracy: dict, parameters: int, left_out: l
                                               f"{len(model.replicates) + 1} (--weights, then --replicates)")
                   if model.replicates else
                   "not sampled: one set of weights for every seed (give --replicates to sample it)"},
-        "protocol": {**run, "interval": INTERVAL_METHOD, "departure": DEPARTURE_RULE,
+        "protocol": {**run, "interval": INTERVAL_METHOD, "departure_interval": DEPARTURE_METHOD, "departure": DEPARTURE_RULE,
                      "controls": CONTROLS_NOTE,
                      "untrained_control": (f"the same architecture re-initialized after torch.manual_seed("
                                            f"{CONTROL_SEED})" if model.control else model.why_no_control)},

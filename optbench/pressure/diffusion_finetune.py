@@ -29,7 +29,7 @@ from optbench.models.diffusion import to_pixels
 from optbench.models.fixed_batch import map_fixed
 from optbench.pressure.generator import parameter_distance
 from optbench.pressure.guidance import initial_noise
-from optbench.pressure.pixel_ascent import OBJECTIVES, log_levels
+from optbench.pressure.pixel_ascent import OBJECTIVES
 from optbench.pressure.source import MAX_LR, TIMESTEPS, Context, Level, Setting, Source, Trajectory
 from optbench.proxies import as_proxy
 
@@ -97,7 +97,7 @@ def run(ctx: Context, s: dict) -> Trajectory:
     model = ctx.model(s["generator"])
     labels = (torch.arange(ctx.n) % ctx.domain.num_classes).to(ctx.device)
     x_T = initial_noise(ctx.n, ctx.seed, ctx.domain.shape).to(ctx.device)
-    levels = draft_finetune(ctx, model, x_T, labels, log_levels(s["max_steps"]), s)
+    levels = draft_finetune(ctx, model, x_T, labels, ctx.step_levels(s["max_steps"]), s)
     first = next(levels).cpu()
 
     def all_levels():   # level 0 is the original model's samples: the start

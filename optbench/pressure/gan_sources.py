@@ -12,7 +12,7 @@ from optbench.models.fixed_batch import in_batches
 from optbench.models.gan import generate, sample_latents
 from optbench.pressure.generator import generator_finetune, latent_ascent
 from optbench.pressure.pool import GeneratorPool
-from optbench.pressure.pixel_ascent import OBJECTIVES, log_levels
+from optbench.pressure.pixel_ascent import OBJECTIVES
 from optbench.pressure.source import MAX_LR, MAX_STEPS, Context, Level, Setting, Source, Trajectory
 from optbench.pressure.selection import (best_of_n_kl_bound, best_of_n_pool_weights, diverged_lowest,
                                          diverged_members, effective_sample_size, quantile_weights,
@@ -32,7 +32,7 @@ def _latent_run(ctx: Context, s: dict) -> Trajectory:
     G = _generator(ctx, s)
     z0 = sample_latents(ctx.n, ctx.seed, G.latent_dim).to(ctx.device)
     target = _balanced_targets(ctx)
-    levels = latent_ascent(ctx, G, z0, target.to(ctx.device), log_levels(s["max_steps"]), s)
+    levels = latent_ascent(ctx, G, z0, target.to(ctx.device), ctx.step_levels(s["max_steps"]), s)
     start = generate(G, z0).cpu()
     return Trajectory(start, target, (level.cpu() for level in levels), s["lr"])
 
@@ -41,7 +41,7 @@ def _finetune_run(ctx: Context, s: dict) -> Trajectory:
     G = _generator(ctx, s)
     z_eval = sample_latents(ctx.n, ctx.seed, G.latent_dim).to(ctx.device)
     target = torch.full((ctx.n,), s["target_class"]) if ctx.proxy.has_classes else _balanced_targets(ctx)
-    levels = generator_finetune(ctx, G, z_eval, target.to(ctx.device), log_levels(s["max_steps"]), s)
+    levels = generator_finetune(ctx, G, z_eval, target.to(ctx.device), ctx.step_levels(s["max_steps"]), s)
     start = generate(G, z_eval).cpu()
     return Trajectory(start, target, (level.cpu() for level in levels), s["lr"])
 

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from optbench.models.fixed_batch import map_fixed, score_and_grad
-from optbench.pressure.pixel_ascent import PIXEL_ASCENT, log_levels
+from optbench.pressure.pixel_ascent import PIXEL_ASCENT
 from optbench.pressure.source import MAX_LR, MAX_STEPS, Context, Level, Setting, Source, Trajectory
 from optbench.pressure.starts import make_starts
 from optbench.proxies import ClassifierProxy, as_proxy
@@ -98,7 +98,7 @@ def online_pixel_ascent(ctx: Context, start: torch.Tensor, target: torch.Tensor,
 def run(ctx: Context, s: dict) -> Trajectory:
     x0, target = make_starts(ctx.domain, s["start"], ctx.n, ctx.seed)
     real_x, real_y = ctx.domain.load_split("proxy_train")
-    levels = online_pixel_ascent(ctx, x0.to(ctx.device), target.to(ctx.device), log_levels(s["max_steps"]), s,
+    levels = online_pixel_ascent(ctx, x0.to(ctx.device), target.to(ctx.device), ctx.step_levels(s["max_steps"]), s,
                                  real_x, real_y)
     return Trajectory(x0, target, (level.cpu() for level in levels), s["lr"])
 

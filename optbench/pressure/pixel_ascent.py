@@ -23,15 +23,6 @@ GRAD_FLOOR = 1e-10   # added to ||grad||_2 before dividing (torchattacks' eps_fo
 SIGN_STREAM = 7   # keeps the noise stream apart from other per-sample draws of the seed
 
 
-def log_levels(max_steps: int) -> list[int]:
-    """0, 1, 2, 4, ... up to max_steps (max_steps itself always included)."""
-    levels, s = [0], 1
-    while s < max_steps:
-        levels.append(s)
-        s *= 2
-    return levels + [max_steps]
-
-
 def sign_noise(generators: list[torch.Generator], shape: tuple[int, ...]) -> torch.Tensor:
     """One +-1 tensor per sample, each from its own generator, so a sample's noise does
     not depend on the batch it is in."""
@@ -126,7 +117,7 @@ def ascent_run(ascend):
     def run(ctx: Context, s: dict) -> Trajectory:
         x0, target = make_starts(ctx.domain, s["start"], ctx.n, ctx.seed)
         x0, target = x0.to(ctx.device), target.to(ctx.device)
-        levels = ascend(ctx, x0, target, log_levels(s["max_steps"]), s)
+        levels = ascend(ctx, x0, target, ctx.step_levels(s["max_steps"]), s)
         return Trajectory(x0.cpu(), target.cpu(), (level.cpu() for level in levels), s["lr"])
     return run
 

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from optbench.models.fixed_batch import map_fixed
-from optbench.pressure.pixel_ascent import OBJECTIVE, log_levels
+from optbench.pressure.pixel_ascent import OBJECTIVE
 from optbench.pressure.source import MAX_LR, MAX_STEPS, Context, Level, Setting, Source, Trajectory
 from optbench.pressure.starts import STARTS, make_starts
 from optbench.proxies import as_proxy
@@ -353,7 +353,7 @@ def _run(algorithm: str):
     def run(ctx: Context, s: dict) -> Trajectory:
         x0, target = make_starts(ctx.domain, s["start"], ctx.n, ctx.seed)
         x0, target = x0.to(ctx.device), target.to(ctx.device)
-        levels = search(ctx, x0, target, log_levels(s["max_generations"]), s, algorithm)
+        levels = search(ctx, x0, target, ctx.step_levels(s["max_generations"]), s, algorithm)
         return Trajectory(x0.cpu(), target.cpu(), (level.cpu() for level in levels))
     return run
 

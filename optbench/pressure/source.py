@@ -99,6 +99,15 @@ class Trajectory:
     pool_diverged: Any = None       # (N,) bool numpy array
 
 
+def log_levels(max_steps: int) -> list[int]:
+    """0, 1, 2, 4, ... up to max_steps (max_steps itself always included)."""
+    levels, s = [0], 1
+    while s < max_steps:
+        levels.append(s)
+        s *= 2
+    return levels + [max_steps]
+
+
 @dataclass(frozen=True)
 class Context:
     """What a source's run knows of its cell."""
@@ -111,6 +120,13 @@ class Context:
     # the frozen proxy's probability of each sample's current output, so each sample's
     # exact equal-proxy point exists. None: not observed (the algorithms skip it).
     crossings: Any = None
+    # The step counts an iterative source yields instead of its log grid (sorted, from
+    # 0): what departure refinement reruns a cell with (optbench/refine.py).
+    levels: tuple[int, ...] | None = None
+
+    def step_levels(self, last: int) -> list[int]:
+        """The steps to yield Levels at: `levels` when set, else 0, 1, 2, 4, ..., last."""
+        return list(self.levels) if self.levels is not None else log_levels(last)
 
     @classmethod
     def of(cls, proxy, domain, n: int = 0, seed: int = 0, crossings=None) -> "Context":

@@ -132,7 +132,7 @@ class Referee:
             from optbench.metrics import binomial_null
             null = cached_null(self, n) | (self.gold.null(n) if self.gold else {})
             null |= plugin_null(self, n, resampled, proxy)
-            null |= {m.name: binomial_null(m, n) for m in metrics if m.null == "binomial"}
+            null |= {m.name: binomial_null(m, n, self.domain) for m in metrics if m.null == "binomial"}
             self._nulls[key] = null
         return self._nulls[key]
 
@@ -172,10 +172,11 @@ class Referee:
         return {k: v.double() for k, v in self._each(batch, metrics, lambda m, v: v)}
 
     def evaluate(self, x: torch.Tensor, target: torch.Tensor, start: torch.Tensor | None,
-                 proxy: Proxy | None = None) -> dict[str, float]:
+                 proxy: Proxy | None = None, keep: dict | None = None) -> dict[str, float]:
         """Every metric's value on the level's outputs x (diverged samples excluded and
         counted). `start` None: the outputs have no starting point (a selection), so
-        distances from it are NaN."""
+        distances from it are NaN. `keep`: a dict that receives every "sample" metric's
+        per-output values, (N,) float64 on the CPU, NaN where an output diverged."""
         proxy = proxy or self.proxy
         metrics = self.metrics(proxy)
         logits, feats = self._forward(x, proxy)
@@ -187,13 +188,34 @@ class Referee:
         start = None if start is None else start[finite]
         batch = Batch(self, proxy, x, target, start, {k: v[finite] for k, v in logits.items()},
                       {k: v[finite] for k, v in feats.items()})
-        return out | self.values(batch, metrics)
+        if keep is None:
+            return out | self.values(batch, metrics)
+        rows = finite.cpu()
 
-    def values(self, batch: Batch, metrics: list[Metric]) -> dict[str, float]:
+        def widen(v: torch.Tensor) -> torch.Tensor:
+            full = torch.full((len(rows),), float("nan"), dtype=torch.float64)
+            full[rows] = v.detach().double().cpu()
+            return full
+        return out | self.values(batch, metrics, lambda key, v: keep.__setitem__(key, widen(v)))
+
+    def values(self, batch: Batch, metrics: list[Metric], keep=None) -> dict[str, float]:
         """One loop over the metrics: a level's value of each (a "sample" metric's mean
         over the outputs, a "set" metric's statistic), then the "derived" ones from
-        those."""
-        out = dict(self._each(batch, metrics, _level_value))
+        those. `keep(key, values)`: called with every "sample" metric's per-output values."""
+        if keep is None:
+            out = dict(self._each(batch, metrics, _level_value))
+        else:
+            pending = []   # the per-output values of the key _each yields next
+
+            def value(m: Metric, v):
+                if m.kind == "sample":
+                    pending.append(v)
+                return _level_value(m, v)
+            out = {}
+            for key, v in self._each(batch, metrics, value):
+                if pending:
+                    keep(key, pending.pop())
+                out[key] = v
         return out | self.derived(out, metrics=metrics)
 
     def derived(self, values: dict[str, float], proxy: Proxy | None = None,

@@ -260,7 +260,8 @@ def _draw_gold(cells: list[dict], tables: SuiteTables, suite_dir: Path, plots: P
     the layers left out of the ground-truth figures (predates_note)."""
     from optbench.report.detectors import write_grading
     with _drawing(suite_dir, "detectors.png"):
-        write_grading(cells, suite_dir, plots, tables.detectors)
+        write_grading(cells, suite_dir, plots, tables.detectors, tables.detector_false_positives,
+                      tables.detector_equal_proxy)
     from optbench.report.audit import has_gold, write_audit
     with _drawing(suite_dir, "audit_misses_*.png (the referee audit)"):
         audited = write_audit(cells, suite_dir, plots, tables.audit)

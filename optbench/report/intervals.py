@@ -45,3 +45,34 @@ def seeds_text(seeds: int | Iterable[int], confidence: float = CONFIDENCE) -> st
     n = (str(counts[0]) if len(counts) == 1 else f"{counts[0]} to {counts[-1]}") if counts else "0"
     unit = "seed" if counts == [1] else "seeds"
     return f"(n = {n} {unit}, Student-t {100 * confidence:g}%)"
+
+
+# Departure levels are discrete, censored (a seed that never departs has no level) and
+# skewed, so their interval is distribution-free: order statistics of the seeds' levels
+# around the median, never outside the levels seen and exact for any continuous law.
+DEPARTURE_METHOD = ("median over seeds with the order-statistic interval for the median "
+                    "(distribution-free; coverage stated per row)")
+
+
+def median_interval(values, confidence: float = CONFIDENCE) -> tuple[float, float, float, float]:
+    """(median, lo, hi, coverage) of values that may include +inf (censored: beyond the
+    highest level). [x_(r), x_(n+1-r)] covers the population median with probability
+    1 - 2 P(Binomial(n, 1/2) <= r - 1) (David & Nagaraja 2003, "Order Statistics",
+    sec. 7.1); r is the largest with coverage >= `confidence`, else r = 1 ([min, max]:
+    0.9375 at n = 5, 0.75 at n = 3). No values: NaNs; one value: no interval."""
+    v = np.sort(np.asarray([float(x) for x in values if x is not None and not math.isnan(float(x))]))
+    n = len(v)
+    if n == 0:
+        return math.nan, math.nan, math.nan, math.nan
+    mid = float(v[n // 2]) if n % 2 else _midpoint(v[n // 2 - 1], v[n // 2])
+    if n == 1:
+        return mid, math.nan, math.nan, math.nan
+    cover = lambda r: 1 - 2 * stats.binom.cdf(r - 1, n, 0.5)  # noqa: E731
+    r = 1
+    while r + 1 <= n // 2 and cover(r + 1) >= confidence:
+        r += 1
+    return mid, float(v[r - 1]), float(v[n - r]), float(cover(r))
+
+
+def _midpoint(a: float, b: float) -> float:
+    return float(b) if math.isinf(b) else float((a + b) / 2)

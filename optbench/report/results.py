@@ -7,11 +7,12 @@ grading) are what summary.md, audit.md and detectors.md are rendered from and wh
 `results_document` re-keys here; nothing is computed twice. A curve is keyed by its
 label, a pressure or proxy level by its value as text ("0.9", "128"), an estimate over
 seeds is {"mean", "lo", "hi"} (Student-t 95% interval of the mean; lo and hi null for
-one seed), a Goodhart-law parameter {"value", "lo", "hi"} (the fit to every seed's
+one seed; a departure level is {"median", "lo", "hi", "coverage"}, the order-statistic
+interval for the median), a Goodhart-law parameter {"value", "lo", "hi"} (the fit to every seed's
 points, and a percentile bootstrap over seeds). Strict JSON: NaN (undefined, not
 reached, never) is null, an infinity the string "inf" or "-inf". For example
 
-    results["curves"]["Adam [proxy_cnn]"]["departure"]["kid"]["mean"]
+    results["curves"]["Adam [proxy_cnn]"]["departure"]["kid"]["median"]
     results["curves"]["SGD [proxy_cnn]"]["equal_proxy"]["levels"]["0.9"]["kid"]["mean"]
 """
 from __future__ import annotations
@@ -23,7 +24,7 @@ from importlib import resources
 from optbench.metrics import headline_metrics
 from optbench.report.audit import TRUTHS, audit
 from optbench.report.controls import controls_table
-from optbench.report.detectors import ORDERS, grade
+from optbench.report.detectors import ORDERS, equal_proxy_grading, false_positives, grade
 from optbench.report.goodhart import fit_curves
 from optbench.report.intervals import INTERVAL_METHOD
 from optbench.report.summary import (departure_status, equal_proxy_status, equal_proxy_table, group_cells,
@@ -51,6 +52,8 @@ class SuiteTables:
     controls: list[dict]              # controls.controls_table
     audit: dict[str, list[dict]]      # audit.audit: by ground-truth domain
     detectors: list[dict]             # detectors.grade
+    detector_false_positives: list[dict]   # detectors.false_positives
+    detector_equal_proxy: list[dict]       # detectors.equal_proxy_grading
 
 
 def suite_tables(cells: list[dict]) -> SuiteTables:
@@ -60,7 +63,9 @@ def suite_tables(cells: list[dict]) -> SuiteTables:
     return SuiteTables(rows=summarize(cells), fits=fit_curves(cells),
                        equal_proxy=equal_proxy_table(cells, EQUAL_PROXY_LEVELS, metrics) if shown else None,
                        headline=headline, spaces=spaces, controls=controls_table(group_cells(cells)),
-                       audit=audit(cells), detectors=grade(cells))
+                       audit=audit(cells), detectors=grade(cells),
+                       detector_false_positives=false_positives(cells),
+                       detector_equal_proxy=equal_proxy_grading(cells))
 
 
 def level_key(v) -> str:
@@ -106,9 +111,14 @@ def curve_entry(row: dict, members: list[dict]) -> dict:
         if k.endswith("_cross_at"):
             metric = k[:-len("_cross_at")]
             seeds = count("kid_crossed_seeds") if metric == "kid" else count(f"{k}_seeds", 0)
-            entry["departure"][metric] = {**take(k), "status": departure_status(row, metric),
-                                          "seeds_departed": seeds,
-                                          "seeds_with_null": count(f"{metric}_null_seeds", row["seeds"])}
+            level = take(k)
+            entry["departure"][metric] = {"median": level["mean"], "lo": level["lo"], "hi": level["hi"],
+                                          "coverage": count(f"{k}_coverage", math.nan),
+                                          "status": departure_status(row, metric),
+                                          "seeds_departed": seeds - count(f"{metric}_start_seeds", 0),
+                                          "seeds_at_start": row.get(f"{metric}_start_seeds", 0),
+                                          "seeds_with_null": count(f"{metric}_null_seeds", row["seeds"]),
+                                          "resolution": count(f"{metric}_resolution", math.nan)}
     for k in stats:
         if k in used:
             continue
@@ -125,8 +135,11 @@ def curve_entry(row: dict, members: list[dict]) -> dict:
     used.update(f"{m}_null_seeds" for m in spaces)
     for metric, n in spaces.items():
         # (summary.md shows "-": the curve's first cell has no null for it)
-        entry["departure"].setdefault(metric, {**stat(math.nan), "status": "no null" if not n else "not shown",
-                                               "seeds_departed": 0, "seeds_with_null": n})
+        entry["departure"].setdefault(metric, {"median": math.nan, "lo": math.nan, "hi": math.nan,
+                                               "coverage": math.nan,
+                                               "status": "no null" if not n else "not shown",
+                                               "seeds_departed": 0, "seeds_at_start": 0, "seeds_with_null": n,
+                                               "resolution": math.nan})
     entry["other"] = {k: v for k, v in row.items() if k not in used}
     return entry
 
@@ -195,15 +208,24 @@ def audit_entry(result: dict[str, list[dict]]) -> dict:
 
 
 def detectors_entry(rows: list[dict]) -> dict:
-    """domain -> source -> detector -> its grading against the truth (detectors.grade)."""
+    """domain -> source -> score -> its per-sample grading (detectors.grade): detectors and
+    the trivial scores beside them."""
     out: dict[str, dict] = {}
     for r in rows:
-        out.setdefault(r["domain"], {}).setdefault(r["source"], {})[r["detector"]] = {
-            "cells": r["cells"], "departure_truth": r["departure_truth"], "worth": r["worth"],
-            "auroc": {**stat(*r["auroc"]), "seeds": r["auroc_seeds"]}, "regret": stat(*r["regret"]),
-            "regret_never_stop": stat(*r["regret_never_stop"]), "worth_at_stop": stat(*r["worth_at_stop"]),
-            "proxy_at_stop": stat(*r["proxy_at_stop"]), "fired": r["fired"],
-            "departed_at_stop": r["departed_at_stop"], "lead": {k: r[k] for k in ORDERS}}
+        entry = {"kind": r["kind"], "cells": r["cells"], "seeds": r["seeds"], "departure_truth": r["departure_truth"],
+                 "worth": r["worth"], "per_sample_cells": r["per_sample_cells"],
+                 "auroc": {part: stat(*r[f"auroc_{part}"]) for part in ("within", "pooled", "real")}}
+        if r["kind"] == "detector":
+            entry |= {"margin": {part: {**stat(*r[f"margin_{part}"]), "over": r[f"best_baseline_{part}"]}
+                                 for part in ("within", "pooled", "real")},
+                      "regret": stat(*r["regret"]), "regret_never_stop": stat(*r["regret_never_stop"]),
+                      "worth_at_stop": stat(*r["worth_at_stop"]), "proxy_at_stop": stat(*r["proxy_at_stop"]),
+                      "fired": r["fired"], "departed_at_stop": r["departed_at_stop"],
+                      "lead": {k: r[k] for k in ORDERS}}
+        elif r.get("proxy_stops"):
+            entry["proxy_stops"] = {t: {"regret": stat(*v["regret"]), "departed_at_stop": v["departed_at_stop"]}
+                                    for t, v in r["proxy_stops"].items()}
+        out.setdefault(r["domain"], {}).setdefault(r["source"], {})[r["score"]] = entry
     return out
 
 
@@ -255,7 +277,9 @@ def results_document(name: str, meta: dict, cells: list[dict], tables: SuiteTabl
             "interval": INTERVAL_METHOD, "equal_proxy_levels": list(EQUAL_PROXY_LEVELS),
             "cells_left_out": dict(left_out), "curves": by_key,
             "controls": controls_entry(tables.controls, labels), "audit": audit_entry(tables.audit),
-            "detectors": detectors_entry(tables.detectors)}
+            "detectors": detectors_entry(tables.detectors),
+            "detector_false_positives": tables.detector_false_positives,
+            "detector_equal_proxy": [{**r, "auroc": stat(*r["auroc"])} for r in tables.detector_equal_proxy]}
 
 
 def clean(value):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from optbench.report.intervals import INTERVAL_METHOD, mean_ci, seeds_text
+from optbench.report.intervals import DEPARTURE_METHOD, INTERVAL_METHOD, mean_ci, median_interval, seeds_text
 from optbench.text import csv_cell, md_text
 import optbench.referees  # noqa: F401  (registers the built-in metrics the report reads)
 from optbench.metrics import at_max_metrics, departure_side, headline_metrics
@@ -42,22 +42,50 @@ def has_threshold(cell: dict, metric: str = "kid") -> bool:
     return math.isfinite(departure_threshold(cell["curve"], metric))
 
 
-def departs_at(cell: dict, metric: str = "kid") -> float:
+def departure_rows(cell: dict, refined: bool = True) -> list[dict]:
+    """The curve's rows and, with `refined`, the rows refinement added between grid levels
+    (optbench/refine.py; they hold only the refined keys), in knob order."""
+    rows = cell["curve"]["rows"]
+    extra = (cell.get("refined") or {}).get("rows", []) if refined else []
+    if not extra:
+        return rows
+    knob = cell["spec"]["knob"]
+    return sorted([*rows, *extra], key=lambda r: r[knob])
+
+
+def departs_at(cell: dict, metric: str = "kid", refined: bool = True) -> float:
     """The first pressure level from which `metric` lies beyond its departure threshold at
     that level and at every later one where it is defined. Staying beyond is required for
     two reasons: on real data each level crosses the q99 threshold with probability 1%, so
     "first crossing anywhere" has a false-positive rate of up to 1% per level; and a curve
     can start off the data and come back (an unconditional diffusion model at w = 0, then
-    the conditional one at w = 1), which is not a departure caused by pressure."""
+    the conditional one at w = 1), which is not a departure caused by pressure. Rows
+    refinement added between grid levels count (`refined`)."""
     curve, knob = cell["curve"], cell["spec"]["knob"]
     thr, low = departure_threshold(curve, metric), departure_side(metric) == "low"
-    defined = [(r[knob], r[metric]) for r in curve["rows"] if math.isfinite(r.get(metric, math.nan))]
+    defined = [(r[knob], r[metric]) for r in departure_rows(cell, refined) if math.isfinite(r.get(metric, math.nan))]
     at = math.nan
     for level, value in reversed(defined):
         if not (value < thr if low else value > thr):
             break
         at = level
     return at
+
+
+def departure_resolution(cell: dict, metric: str = "kid") -> float:
+    """How finely a departure is resolved: its level minus the last level evaluated before
+    it (grid or refined); NaN when it does not depart or departs at the first level."""
+    at = departs_at(cell, metric)
+    knob = cell["spec"]["knob"]
+    before = [r[knob] for r in departure_rows(cell) if math.isfinite(r.get(metric, math.nan)) and r[knob] < at]
+    return float(at - before[-1]) if math.isfinite(at) and before else math.nan
+
+
+def at_start(cell: dict, metric: str = "kid") -> bool:
+    """Whether `metric` is beyond its null from the curve's first level on: off the data
+    before any pressure, an outcome of its own rather than a departure level."""
+    knob = cell["spec"]["knob"]
+    return departs_at(cell, metric) == cell["curve"]["rows"][0][knob]
 
 
 def queries_at_level(cell: dict, level: float, key: str = "proxy_forward") -> float:
@@ -221,6 +249,8 @@ def curve_stats(cell: dict) -> dict:
             "proxy_forward_at_max": last.get("proxy_forward", math.nan),
             "proxy_backward_at_max": last.get("proxy_backward", math.nan),
             **{f"{k}_cross_at": departs_at(cell, k) for k in departure_keys(cell) if k != "kid"},
+            **{f"{k}_cross_resolution": departure_resolution(cell, k) for k in departure_keys(cell)},
+            **{f"{k}_cross_start": at_start(cell, k) for k in departure_keys(cell)},
             "kid_null_mean": null.get("mean", math.nan),
             "gap_at_max": last["gap"], "proxy_prob_at_max": last["proxy_prob"],
             "judge_prob_at_max": last["judge_prob"], "kid_at_max": last_set["kid"],
@@ -291,10 +321,32 @@ def summarize(cells: list[dict]) -> list[dict]:
                **{f"{k}_null_seeds": sum(has_threshold(c, k) for c in members)
                   for k in ["kid", *spaces, *departure_keys(members[0])]}}
         for col in columns:
+            if col.endswith("_cross_at"):
+                row |= departure_columns(col, members, per_seed)
+                continue
             mean, lo, hi = mean_ci([p[col] for p in per_seed])
             row[col], row[col + "_lo"], row[col + "_hi"] = mean, lo, hi
         out.append(row)
     return out
+
+
+def departure_columns(col: str, members: list[dict], per_seed: list[dict]) -> dict:
+    """A departure column over seeds: the median level and its order-statistic interval
+    (intervals.median_interval) over the seeds with a null that were not already off the
+    data at the first level, a seed that never departs counting as beyond the highest
+    level; the seeds off at the first level, counted apart; the coarsest resolution."""
+    metric = col[:-len("_cross_at")]
+    start = [bool(p.get(f"{metric}_cross_start", False)) for p in per_seed]
+    null = [has_threshold(c, metric) for c in members]
+    levels = [math.inf if math.isnan(p[col]) else p[col] for p, st, nl in zip(per_seed, start, null) if nl and not st]
+    if not any(math.isfinite(v) for v in levels):   # none departs after the start: no level
+        levels = []
+    mid, lo, hi, cover = median_interval(levels)
+    res = [p.get(f"{metric}_cross_resolution", math.nan) for p, st in zip(per_seed, start) if not st]
+    res = [r for r in res if math.isfinite(r)]
+    return {col: mid, col + "_lo": lo, col + "_hi": hi, col + "_coverage": cover,
+            f"{metric}_start_seeds": sum(st and nl for st, nl in zip(start, null)),
+            f"{metric}_resolution": max(res) if res else math.nan}
 
 
 SUMMARY_SCHEMA = "optbench.summary/1"
@@ -343,25 +395,52 @@ def _fmt(v: float, lo: float, hi: float, digits: int = 3, missing: str = "n/a") 
     return f"{f.format(v)} [{side(lo)}, {side(hi)}]"
 
 
+def departed_seeds(r: dict, metric: str) -> int:
+    """Seeds whose `metric` departs, off-at-the-first-level ones included."""
+    return r["kid_crossed_seeds"] if metric == "kid" else r.get(f"{metric}_cross_at_seeds", 0)
+
+
 def departure_status(r: dict, metric: str) -> str:
     """Whether a curve (a summarize row) left the data by `metric`: "departed" (some seed
-    did), "never" (no seed did, and a null says so) or "no null" (no seed had one)."""
+    did, after the first level), "at start" (every seed that departs was already off the
+    data at the first level), "never" (no seed did, and a null says so) or "no null" (no
+    seed had one)."""
     if not r.get(f"{metric}_null_seeds", r["seeds"]):
         return "no null"
-    return "departed" if math.isfinite(r[f"{metric}_cross_at"]) else "never"
+    start = r.get(f"{metric}_start_seeds", 0)
+    if departed_seeds(r, metric) > start:
+        return "departed"
+    return "at start" if start else "never"
+
+
+def _level(v: float, digits: int = 3) -> str:
+    return "never" if v == math.inf else f"{{:.{digits}g}}".format(v)
 
 
 def _departure(r: dict, metric: str, always_count: bool = False) -> str:
-    """The level from which `metric` departs (mean over the seeds that depart), with the
-    seeds that depart and those without a null: 'never' only where a null says so."""
+    """The level from which `metric` departs: the median over seeds and its
+    order-statistic interval ("never": beyond the highest level), with the seeds that
+    depart, those off the data at the first level (counted apart, not in the median),
+    those without a null, and the resolution where it is coarser than one step."""
     seeds = r["seeds"]
     with_null = r.get(f"{metric}_null_seeds", seeds)
-    if departure_status(r, metric) == "no null":
+    status = departure_status(r, metric)
+    if status == "no null":
         return "no null"
-    n = r["kid_crossed_seeds"] if metric == "kid" else r.get(f"{metric}_cross_at_seeds", 0)
-    notes = [f"{n}/{seeds} seeds"] if always_count or 0 < n < seeds else []
+    start = r.get(f"{metric}_start_seeds", 0)
+    n = departed_seeds(r, metric) - start
+    notes = [f"{n}/{seeds - start} seeds"] if always_count or 0 < n < seeds - start else []
+    notes += [f"{start}/{seeds} off at the first level"] if start else []
     notes += [f"{seeds - with_null} without a null"] if with_null < seeds else []
-    at = _fmt(r[f"{metric}_cross_at"], r[f"{metric}_cross_at_lo"], r[f"{metric}_cross_at_hi"], missing="never")
+    res = r.get(f"{metric}_resolution", math.nan)
+    notes += [f"resolution {res:g}"] if math.isfinite(res) and res > 1 else []
+    mid, lo, hi = r[f"{metric}_cross_at"], r[f"{metric}_cross_at_lo"], r[f"{metric}_cross_at_hi"]
+    if status != "departed":
+        at = status
+    elif math.isnan(lo) or lo == hi:
+        at = _level(mid)
+    else:
+        at = f"{_level(mid)} [{_level(lo)}, {_level(hi)}]"
     return at + (f" ({'; '.join(notes)})" if notes else "")
 
 
