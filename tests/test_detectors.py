@@ -4,6 +4,8 @@ disagreement zero for identical members, the input-gradient norm against a linea
 model's analytic gradient."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -94,23 +96,27 @@ def test_the_flow_density_integrates_to_one_on_the_box_in_two_dimensions():
 
 
 def test_detectors_flag_one_percent_of_held_out_real_data_and_more_of_uniform_noise():
-    """Calibrated on the test split, each detector flags about 1% of a fresh real sample
-    (the reference split, 2,000 points: a binomial 99.9% range), and the detectors that
+    """Calibrated on the generator_train split, each detector flags about 1% of held-out
+    real data (the reference split, 2,000 points: the beta-binomial law of a threshold
+    calibrated on m examples, its 99.9% range), and the detectors that
     model the data (Mahalanobis, ensemble, density) flag uniform noise in the box far more
     often; the logit detectors and the top-class gradient barely do (noise far from the
     data is where a ReLU proxy is most confident and flattest)."""
-    from scipy.stats import binom
+    from scipy.stats import betabinom
 
-    from optbench.detectors import ProxySide
+    from optbench.detectors import ProxySide, calibration_size
     from optbench.domains import get_domain
+    from optbench.metrics import threshold_rank
     from optbench.referees import load_proxy
     dom = get_domain("gmm2")
     side = ProxySide("gmm2", load_proxy("gmm2", "proxy_mlp"), "proxy_mlp")
     assert len(side.members) == 3 and side.gaussians is not None
     x, y = dom.load_split("reference")
     real = side.flagged(side.scores(x))
-    lo, hi = binom.ppf([0.0005, 0.9995], len(x), 0.01) / len(x)
-    assert all(lo - 0.01 <= v <= hi + 0.01 for v in real.values()), real   # + the threshold's own error
+    m = calibration_size("gmm2")
+    k = threshold_rank(m, 0.01)
+    lo, hi = betabinom.ppf([0.0005, 0.9995], len(x), m + 1 - k, k) / len(x)
+    assert all(lo <= v <= hi for v in real.values()), real
     noise = (torch.rand(2000, 2, generator=torch.Generator().manual_seed(0)) * 2 - 1)
     flagged = side.flagged(side.scores(noise))
     for name in ("mahalanobis", "disagreement", "typicality"):
@@ -133,6 +139,7 @@ def test_detector_metrics_join_a_cell_and_the_grading_reads_them(tmp_path):
 name = "det"
 seeds = [0, 1]
 plugins = ["optbench.detector_metrics"]
+per_sample = true
 [[cell]]
 domain = "gmm2"
 proxy_training = "per_seed"
@@ -148,8 +155,25 @@ settings = { start = "real", lr = 0.05, max_steps = 64 }
         assert rows[-1]["det_grad_norm_score"] != rows[0]["det_grad_norm_score"]
         write_suite_outputs(tmp_path / "det")
         graded = json.loads((tmp_path / "det" / "detectors.json").read_text())["rows"]
-        assert {r["detector"] for r in graded} == set(dm.DETECTORS)
-        assert all(r["cells"] == 2 and r["departure_truth"] == "gold_ks" for r in graded)
+        assert {r["score"] for r in graded if r["kind"] == "detector"} == set(dm.DETECTORS)
+        assert {r["score"] for r in graded if r["kind"] == "baseline"} == {"pressure", "proxy_logit", "proxy_prob", "l2"}
+        assert all(r["cells"] == 2 and r["per_sample_cells"] == 2 and r["departure_truth"] == "gold_ks"
+                   for r in graded)
+        # The pooled per-sample AUROC of one detector, recomputed from samples.safetensors
+        # with sklearn, seed by seed.
+        from safetensors.numpy import load_file
+        from sklearn.metrics import roc_auc_score
+        per_seed = []
+        for spec in suite.cells:
+            smp = load_file(str(tmp_path / "det" / spec.cell_id / "samples.safetensors"))
+            assert smp["det_energy_score"].shape == (len(rows), 64) and smp["real:det_energy"].shape == (64,)
+            per_seed.append(roc_auc_score(smp["gold_atypical"].ravel().astype(int),
+                                          smp["det_energy_score"].astype(np.float64).ravel()))
+        energy_row = next(r for r in graded if r["score"] == "energy")
+        assert energy_row["auroc_pooled"][0] == pytest.approx(np.mean(per_seed), rel=1e-6)
+        # The pressure level cannot rank outputs of one level: 0.5 exactly where defined.
+        pressure = next(r for r in graded if r["score"] == "pressure")
+        assert pressure["auroc_within"][0] == 0.5 or math.isnan(pressure["auroc_within"][0])
         assert (tmp_path / "det" / "plots" / "detectors.png").stat().st_size > 10_000
     finally:
         dm.unregister()
@@ -164,24 +188,62 @@ def _cell(seed: int, det: list[float], truth: list[float], gold: list[float], n:
 
 def test_grading_against_a_known_answer():
     """Gold departs at level 2 (gold_ks > 0.5); the detector fires from level 1 (a share
-    above Binomial(100, 0.01)'s q99 = 4/100). AUROC by hand: departed levels' values
-    {0.3, 0.9, 1.0} against on-data levels' {0.0, 0.2}: every pair ordered, 1.0. The stop
-    is at level 1, where the gold score is 0.8; its best is 0.9 at level 2: regret 0.1;
-    never stopping ends at 0.2: regret 0.7."""
-    from optbench.report.detectors import auroc, fire_threshold, grade, lead, stop
+    above Binomial(100, 0.01)'s q99 = 4/100). The stop is at level 1, where the gold
+    score is 0.8; its best is 0.9 at level 2: regret 0.1; never stopping ends at 0.2:
+    regret 0.7. Stopping where the proxy's mean probability first reaches 0.3 stops at
+    level 3 (0.1 per level): regret 0.5, after the truth departed."""
+    from optbench.report.detectors import fire_threshold, grade, lead, proxy_stop, stop
     assert fire_threshold(100) == 0.04
     c = _cell(0, [0.0, 0.2, 0.3, 0.9, 1.0], [0.1, 0.2, 0.6, 0.8, 0.9], [0.5, 0.8, 0.9, 0.4, 0.2])
     c["curve"]["rows"][1]["gold_ks"] = 0.3
-    assert auroc([c], "x") == 1.0
     assert lead(c, "x") == "earlier"
     s = stop(c, "x")
     assert (s["index"], s["fired"], s["departed_at_stop"]) == (1, True, False)
     assert s["regret"] == pytest.approx(0.1) and s["regret_never_stop"] == pytest.approx(0.7)
+    assert proxy_stop(c, 0.3) == {"regret": pytest.approx(0.5), "departed_at_stop": True}
     late = _cell(1, [0.0, 0.01, 0.02, 0.03, 0.5], [0.1, 0.2, 0.6, 0.8, 0.9], [0.5, 0.8, 0.9, 0.4, 0.2])
     assert lead(late, "x") == "later" and stop(late, "x")["index"] == 4
-    from sklearn.metrics import roc_auc_score   # ties and a mixed order, against sklearn
-    mixed = _cell(2, [0.1, 0.5, 0.1, 0.4, 0.05], [0.6, 0.1, 0.7, 0.2, 0.9], [0.5] * 5)
-    assert auroc([mixed], "x") == pytest.approx(roc_auc_score([1, 0, 1, 0, 1], [0.1, 0.5, 0.1, 0.4, 0.05]))
-    (row,) = grade([c, late])
-    assert (row["earlier"], row["later"], row["fired"]) == (1, 1, 2)
-    assert row["auroc"][0] == pytest.approx((1.0 + auroc([late], "x")) / 2)
+    row = next(r for r in grade([c, late]) if r["score"] == "x")
+    assert (row["earlier"], row["later"], row["fired"], row["per_sample_cells"]) == (1, 1, 2, 0)
+
+
+def test_per_sample_aurocs_match_sklearn_and_margins_are_paired_by_seed(monkeypatch):
+    """Within a level, pooled and against real data, each AUROC is sklearn's on the same
+    samples; the pressure level scores 0.5 within a level; a trivial score that ranks the
+    wrong way round is read reversed; the margin is the detector minus the best trivial
+    score, seed by seed."""
+    from sklearn.metrics import roc_auc_score
+
+    import optbench.report.detectors as d
+    rng = np.random.default_rng(0)
+    cells = []
+    for seed in (0, 1):
+        n, levels = 40, 3
+        truth = (rng.random((levels, n)) < np.array([[0.2], [0.5], [0.8]])).astype(float)
+        samples = {"gold_atypical": truth, "det_x_score": truth * 2 + rng.normal(size=(levels, n)),
+                   "proxy_logit": -truth + rng.normal(size=(levels, n)) * 3,   # reversed and weak
+                   "proxy_prob": rng.random((levels, n)), "l2": rng.random((levels, n)),
+                   "real:det_x_score": rng.normal(size=n), "real:proxy_logit": rng.normal(size=n),
+                   "real:proxy_prob": rng.random(n)}
+        c = _cell(seed, [0.0, 0.5, 0.9], [0.1, 0.9, 0.9], [0.5, 0.4, 0.3], n)
+        cells.append((c, samples))
+        got = d.cell_aurocs(c, samples, "x")
+        assert got["within"] == pytest.approx(np.mean([roc_auc_score(truth[i], samples["det_x_score"][i])
+                                                       for i in range(levels)]))
+        assert got["pooled"] == pytest.approx(roc_auc_score(truth.ravel(), samples["det_x_score"].ravel()))
+        at = 1   # gold_ks departs at level 1
+        assert got["real"] == pytest.approx(roc_auc_score(np.r_[np.ones(n), np.zeros(n)],
+                                                          np.r_[samples["det_x_score"][at], samples["real:det_x_score"]]))
+        assert d.cell_aurocs(c, samples, "pressure")["within"] == 0.5
+    monkeypatch.setattr(d, "_samples", lambda cell, memo: next(s for c, s in cells if c is cell))
+    rows = {r["score"]: r for r in d.grade([c for c, _ in cells])}
+    within = {b: [d.cell_aurocs(c, s, b)["within"] for c, s in cells] for b in ("x", "proxy_logit", "proxy_prob", "l2")}
+    within["proxy_logit"] = [1 - v for v in within["proxy_logit"]]   # read reversed
+    assert rows["proxy_logit"]["auroc_within"][0] == pytest.approx(np.mean(within["proxy_logit"]))
+    best = max(("proxy_logit", "proxy_prob", "l2"), key=lambda b: np.mean(within[b]))
+    assert max(np.mean(within[best]), 0.5) == pytest.approx(max(rows[b]["auroc_within"][0] for b in d.BASELINES))
+    if np.mean(within[best]) > 0.5:
+        assert rows["x"]["best_baseline_within"] == best
+        diff = np.subtract(within["x"], within[best])
+        assert rows["x"]["margin_within"][0] == pytest.approx(np.mean(diff))
+

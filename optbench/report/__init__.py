@@ -264,7 +264,7 @@ def _draw_gold(cells: list[dict], tables: SuiteTables, suite_dir: Path, plots: P
                       tables.detector_equal_proxy)
     from optbench.report.audit import has_gold, write_audit
     with _drawing(suite_dir, "audit_misses_*.png (the referee audit)"):
-        audited = write_audit(cells, suite_dir, plots, tables.audit)
+        audited = write_audit(cells, suite_dir, plots, tables.audit, tables.audit_families)
     if not audited:   # ground-truth domains only: learned referees graded
         return []
     from optbench.report.gold_figures import picture, projections_figure

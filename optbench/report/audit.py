@@ -26,7 +26,15 @@ feature space) is read the same way against its own real-against-real null
               distribution truth's: earlier, the same level, later, never (truth
               departs, it does not), or alone (it departs, the truth does not).
 
-Levels where a set metric is undefined (best-of-n beyond its exact range) are skipped."""
+Levels where a set metric is undefined (best-of-n beyond its exact range) are skipped.
+
+A pooled miss rate is set by the suite's mix of curves, so the same tallies are also
+given per family of curves (`families`): per source, with the controls (an untrained
+proxy, matched noise) apart, and with the levels of curves already off the data at their
+first level (by the truth) apart from those that left under pressure. Each rate has its
+Clopper-Pearson 95% interval, and the referees are ranked per domain by their balanced
+error, the mean of the miss and false-alarm rates, on treated curves that started on the
+data (a referee that always fires misses nothing)."""
 from __future__ import annotations
 
 import json
@@ -123,6 +131,86 @@ def audit_domain(cells: list[dict]) -> list[dict]:
     return out
 
 
+def family(cell: dict) -> str:
+    """A cell's family: its source, "(control)" for an untrained proxy or matched noise."""
+    from optbench.report.controls import is_noise_control, is_untrained_control
+    control = is_untrained_control(cell["spec"]) or is_noise_control(cell["spec"])
+    return cell["spec"]["source"] + (" (control)" if control else "")
+
+
+def off_at_start(cell: dict, truth_key: str) -> bool:
+    """Whether the truth already calls the cell's first level departed."""
+    row = cell["curve"]["rows"][0]
+    return bool(departed(cell["curve"].get("null") or {}, truth_key, row.get(truth_key, math.nan)))
+
+
+def clopper_pearson(k: int, n: int) -> tuple[float, float]:
+    from scipy.stats import binomtest
+    if n == 0:
+        return math.nan, math.nan
+    ci = binomtest(k, n).proportion_ci(0.95, method="exact")
+    return float(ci.low), float(ci.high)
+
+
+def family_tallies(cells: list[dict], truth_key: str = FIRST_FIRE_TRUTH) -> list[dict]:
+    """Per learned referee, family of curves and start (on the data at the first level
+    or already off it): misses over the levels the truth calls departed and false alarms
+    over those it calls on the data, with Clopper-Pearson 95% intervals."""
+    if not any(truth_key in c["curve"]["rows"][0] for c in cells):
+        truth_key = TRUTH
+    tallies: dict[tuple, list[int]] = {}
+    for c in cells:
+        null = c["curve"].get("null") or {}
+        group = (family(c), "off at start" if off_at_start(c, truth_key) else "on the data at start")
+        for metric in learned_keys(c):
+            t = tallies.setdefault((metric, *group), [0, 0, 0, 0])
+            for r in c["curve"]["rows"]:
+                v, g = r.get(metric, math.nan), r.get(truth_key, math.nan)
+                if not (math.isfinite(v) and math.isfinite(g)):
+                    continue
+                gold_off, learned_off = departed(null, truth_key, g), departed(null, metric, v)
+                if gold_off is None or learned_off is None:
+                    continue
+                if gold_off:
+                    t[0] += int(not learned_off)
+                    t[1] += 1
+                else:
+                    t[2] += int(learned_off)
+                    t[3] += 1
+    out = []
+    for (metric, fam, start), (m, dep, fa, on) in sorted(tallies.items()):
+        out.append({"metric": metric, "family": fam, "start": start, "truth": truth_key,
+                    "misses": m, "departed": dep, "miss": m / dep if dep else math.nan,
+                    "miss_ci": clopper_pearson(m, dep), "false_alarms": fa, "on_data": on,
+                    "false_alarm": fa / on if on else math.nan, "false_alarm_ci": clopper_pearson(fa, on)})
+    return out
+
+
+def ranking(tallies: list[dict]) -> list[dict]:
+    """Referees ranked by balanced error (the mean of the miss and false-alarm rates) on
+    treated curves that started on the data (controls and curves off at start left
+    out); ties share a rank."""
+    pooled: dict[str, list[int]] = {}
+    for t in tallies:
+        if t["family"].endswith("(control)") or t["start"] != "on the data at start":
+            continue
+        p = pooled.setdefault(t["metric"], [0, 0, 0, 0])
+        p[0] += t["misses"]
+        p[1] += t["departed"]
+        p[2] += t["false_alarms"]
+        p[3] += t["on_data"]
+    rows = [{"metric": k, "misses": m, "departed": d, "miss": m / d if d else math.nan, "miss_ci": clopper_pearson(m, d),
+             "false_alarms": fa, "on_data": on, "false_alarm": fa / on if on else math.nan,
+             "false_alarm_ci": clopper_pearson(fa, on)} for k, (m, d, fa, on) in pooled.items()]
+    for r in rows:
+        r["balanced_error"] = (r["miss"] + r["false_alarm"]) / 2
+    rows.sort(key=lambda r: r["balanced_error"] if math.isfinite(r["balanced_error"]) else math.inf)
+    for r in rows:
+        r["rank"] = next(j + 1 for j, o in enumerate(rows) if o["balanced_error"] == r["balanced_error"])
+        r["of"] = len(rows)
+    return rows
+
+
 def misses(cells: list[dict], metric: str = "kid", k: int = 6) -> list[tuple[dict, int, dict]]:
     """Up to k levels (cell, row index, row) where the support truth departed and
     `metric` reads on the data, the most atypical first, at most one per curve."""
@@ -144,11 +232,24 @@ def misses(cells: list[dict], metric: str = "kid", k: int = 6) -> list[tuple[dic
 
 def audit(cells: list[dict]) -> dict[str, list[dict]]:
     """The audit of every ground-truth domain among the cells, by domain."""
+    return {d: audit_domain(members) for d, members in gold_domains(cells).items()}
+
+
+def gold_domains(cells: list[dict]) -> dict[str, list[dict]]:
     by_domain: dict[str, list[dict]] = {}
     for c in cells:
         if has_gold(c):
             by_domain.setdefault(c["spec"]["domain"], []).append(c)
-    return {d: audit_domain(members) for d, members in by_domain.items()}
+    return by_domain
+
+
+def audit_families(cells: list[dict]) -> dict[str, dict]:
+    """Per ground-truth domain: the tallies per family of curves and the ranking."""
+    out = {}
+    for d, members in gold_domains(cells).items():
+        tallies = family_tallies(members)
+        out[d] = {"families": tallies, "ranking": ranking(tallies)}
+    return out
 
 
 def _pct(v: float) -> str:
@@ -187,6 +288,38 @@ def audit_markdown(result: dict[str, list[dict]]) -> str:
     return "\n".join(lines)
 
 
+def _rate(r: dict, key: str) -> str:
+    n = r["departed"] if key == "miss" else r["on_data"]
+    k = r["misses"] if key == "miss" else r["false_alarms"]
+    if not n:
+        return "-"
+    lo, hi = r[f"{key}_ci"]
+    return f"{k}/{n} = {100 * k / n:.0f}% [{100 * lo:.0f}, {100 * hi:.0f}]"
+
+
+def families_markdown(result: dict[str, dict], metrics: tuple[str, ...] = ("kid",)) -> str:
+    lines = []
+    for domain, parts in result.items():
+        truth = parts["families"][0]["truth"] if parts["families"] else TRUTH
+        lines += [f"### {md_text(domain, in_table=False)}: per family of curves", "",
+                  f"Against `{truth}`; misses over its departed levels, false alarms over its on-the-data levels, "
+                  "Clopper-Pearson 95% intervals in percent. Controls: an untrained proxy or matched noise; "
+                  "'off at start': curves the truth calls off the data at their first level.", "",
+                  "| referee | family | start | miss | false alarm |", "|---|---|---|---|---|"]
+        for r in parts["families"]:
+            if r["metric"] in metrics:
+                lines.append(f"| `{r['metric']}` | {md_text(r['family'])} | {r['start']} | {_rate(r, 'miss')} "
+                             f"| {_rate(r, 'false_alarm')} |")
+        lines += ["", "Ranking of the referees by balanced error (mean of the miss and false-alarm rates) on "
+                  "treated curves that started on the data (controls and curves off at start left out):", "",
+                  "| rank | referee | balanced error | miss | false alarm |", "|---|---|---|---|---|"]
+        for r in parts["ranking"]:
+            lines.append(f"| {r['rank']} of {r['of']} | `{r['metric']}` | {100 * r['balanced_error']:.0f}% "
+                         f"| {_rate(r, 'miss')} | {_rate(r, 'false_alarm')} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
 AUDIT_SCHEMA = "optbench.audit/1"
 
 
@@ -197,17 +330,18 @@ def audit_rows(data) -> dict[str, list[dict]]:
 
 
 def write_audit(cells: list[dict], suite_dir: Path, plots: Path,
-                result: dict[str, list[dict]] | None = None) -> dict | None:
+                result: dict[str, list[dict]] | None = None, families: dict | None = None) -> dict | None:
     """audit.md, audit.json and the miss figures, when the suite has ground-truth cells
-    (`result`: audit(cells) where the caller has it)."""
+    (`result`, `families`: audit(cells) and audit_families(cells) where the caller has them)."""
     result = audit(cells) if result is None else result
     if not result:
         return None
     from optbench.storage import write_atomic
+    families = audit_families(cells) if families is None else families
     write_atomic(Path(suite_dir) / "audit.json",
-                 json.dumps({"schema": AUDIT_SCHEMA, "domains": result}, indent=1) + "\n")
+                 json.dumps({"schema": AUDIT_SCHEMA, "domains": result, "families": families}, indent=1) + "\n")
     write_atomic(Path(suite_dir) / "audit.md", "# Referee audit\n\n" + (__doc__ or "").split("\n\n", 1)[1]
-                 + "\n\n" + audit_markdown(result))
+                 + "\n\n" + audit_markdown(result) + "\n" + families_markdown(families))
     from optbench.report.gold_figures import misses_figure
     for domain in result:
         members = [c for c in cells if c["spec"]["domain"] == domain]

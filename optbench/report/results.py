@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from importlib import resources
 
 from optbench.metrics import headline_metrics
-from optbench.report.audit import TRUTHS, audit
+from optbench.report.audit import TRUTHS, audit, audit_families
 from optbench.report.controls import controls_table
 from optbench.report.detectors import ORDERS, equal_proxy_grading, false_positives, grade
 from optbench.report.goodhart import fit_curves
@@ -51,6 +51,7 @@ class SuiteTables:
     spaces: list[str]                 # KID's key in every feature space (a second table when more than one)
     controls: list[dict]              # controls.controls_table
     audit: dict[str, list[dict]]      # audit.audit: by ground-truth domain
+    audit_families: dict[str, dict]   # audit.audit_families: per family of curves, and the ranking
     detectors: list[dict]             # detectors.grade
     detector_false_positives: list[dict]   # detectors.false_positives
     detector_equal_proxy: list[dict]       # detectors.equal_proxy_grading
@@ -63,7 +64,7 @@ def suite_tables(cells: list[dict]) -> SuiteTables:
     return SuiteTables(rows=summarize(cells), fits=fit_curves(cells),
                        equal_proxy=equal_proxy_table(cells, EQUAL_PROXY_LEVELS, metrics) if shown else None,
                        headline=headline, spaces=spaces, controls=controls_table(group_cells(cells)),
-                       audit=audit(cells), detectors=grade(cells),
+                       audit=audit(cells), audit_families=audit_families(cells), detectors=grade(cells),
                        detector_false_positives=false_positives(cells),
                        detector_equal_proxy=equal_proxy_grading(cells))
 
@@ -277,6 +278,7 @@ def results_document(name: str, meta: dict, cells: list[dict], tables: SuiteTabl
             "interval": INTERVAL_METHOD, "equal_proxy_levels": list(EQUAL_PROXY_LEVELS),
             "cells_left_out": dict(left_out), "curves": by_key,
             "controls": controls_entry(tables.controls, labels), "audit": audit_entry(tables.audit),
+            "audit_families": tables.audit_families,
             "detectors": detectors_entry(tables.detectors),
             "detector_false_positives": tables.detector_false_positives,
             "detector_equal_proxy": [{**r, "auroc": stat(*r["auroc"])} for r in tables.detector_equal_proxy]}
