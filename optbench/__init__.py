@@ -8,7 +8,7 @@ The Python API (the `optbench` command only wraps it):
     run_suite(suite, "results")                 # resumable; skips complete cells
     write_suite_outputs("results/quick")        # summary.md, curves.csv, plots/
 """
-__version__ = "0.2.0"   # the one place: pyproject.toml reads it (dynamic version)
+__version__ = "0.3.0"   # the one place: pyproject.toml reads it (dynamic version)
 
 # Names load on first use (PEP 562): `import optbench.cli` or a spawned pool worker then
 # starts without importing torch, and a worker can arm its parent-death guard at once.
