@@ -218,3 +218,37 @@ def test_learned_noisy_classifier_matches_the_exact_noisy_posterior(domain):
             p, q = exact(xt, t).log_softmax(1), learned(xt, t).log_softmax(1)
         kl = float((p.exp() * (p - q)).sum(1).mean())
         assert 0 <= kl < 0.05, (step, kl)
+
+
+def test_family_tallies_split_controls_and_curves_off_at_start_with_exact_intervals():
+    """Hand counts per family: a treated curve that starts on the data, the same source
+    against an untrained proxy (a control), and a curve the truth calls off the data at
+    its first level; Clopper-Pearson intervals are scipy's; the ranking leaves the last
+    two out and ranks by the mean of miss and false-alarm rates."""
+    from scipy.stats import binomtest
+
+    from optbench.report.audit import family_tallies, ranking
+
+    def cell(seed, proxy, ks, kid, label):
+        c = _cell(seed, [{"gold_atypical": 0.0, "gold_ks": g, "kid": k, "precision": 0.9}
+                         for g, k in zip(ks, kid)], label)
+        c["spec"] |= {"source": "pixel_ascent", "proxy": proxy, "settings": {}, "domain": "gmm2"}
+        return c
+    treated = cell(0, "proxy_mlp", [0.0, 0.1, 0.2, 0.3, 0.4], [0.0, 0.0, 0.0, 0.05, 0.05], "t")
+    control = cell(0, "proxy_mlp_untrained", [0.0, 0.0, 0.2, 0.3, 0.4], [0.0, 0.0, 0.0, 0.0, 0.05], "u")
+    started = cell(1, "proxy_mlp", [0.2, 0.2, 0.3, 0.3, 0.4], [0.0, 0.0, 0.0, 0.0, 0.05], "s")
+    rows = {(r["metric"], r["family"], r["start"]): r for r in family_tallies([treated, control, started])}
+    t = rows[("kid", "pixel_ascent", "on the data at start")]
+    # treated: truth departed at levels 2, 3, 4 (gold_ks > 0.15); kid misses level 2 only;
+    # seed 1 starts off the data (its own group): 5 departed levels, kid misses 4
+    assert (t["misses"], t["departed"], t["false_alarms"], t["on_data"]) == (1, 3, 0, 2)
+    u = rows[("kid", "pixel_ascent (control)", "on the data at start")]
+    assert (u["misses"], u["departed"]) == (2, 3)
+    s = rows[("kid", "pixel_ascent", "off at start")]
+    assert (s["misses"], s["departed"]) == (4, 5)
+    ci = binomtest(4, 5).proportion_ci(0.95, method="exact")
+    assert s["miss_ci"] == pytest.approx((ci.low, ci.high))
+    ranked = {r["metric"]: r for r in ranking(list(rows.values()))}
+    assert ranked["kid"]["misses"] == 1 and ranked["kid"]["balanced_error"] == pytest.approx((1 / 3 + 0) / 2)
+    # precision reads 0.9 everywhere: never below its q01 (0.8), so it misses all 3
+    assert ranked["precision"]["balanced_error"] == pytest.approx(0.5) and ranked["kid"]["rank"] == 1
