@@ -227,3 +227,34 @@ def test_the_rules_print_as_the_readme_does():
     assert fmt_value({"median": 4, "lo": 4, "hi": 4}, "0dp") == "4"
     assert stands_in("0.12", "from 0.12 to") and not stands_in("0.12", "is -0.12 here")
     assert stands_in("0.68", "flat at 0.67-0.68 from") and not stands_in("2.4", "at 12.4 and")
+
+
+# --- every number of findings 9-13 ------------------------------------------------
+
+COVERED_FINDINGS = range(9, 14)
+SETTINGS = tomllib.loads((Path(__file__).with_name("claims.toml")).read_text()).get("setting", [])
+NUMBER = re.compile(r"(?<![\w.])-?\d[\d,]*(?:\.\d+)?%?")
+
+
+def uncovered(body: str, texts: list[str]) -> list[str]:
+    """The numbers of a finding's text that no claim or setting text covers."""
+    spans = [(m.start(), m.end()) for t in texts
+             for m in re.finditer(r"(?<![\d.])" + re.escape(" ".join(t.split())) + r"(?!\d)", body)]
+    return [m.group() for m in NUMBER.finditer(body)
+            if m.group().strip(",%") and not any(a <= m.start() < b for a, b in spans)]
+
+
+@pytest.mark.parametrize("finding", COVERED_FINDINGS)
+def test_every_number_in_the_finding_is_a_claim_or_a_stated_setting(finding):
+    """Each number is either read from a file (a claim) or a setting of the run (sample
+    size, seeds, thresholds; listed as [[setting]] in claims.toml with what it is)."""
+    body = findings(README)[finding]
+    texts = [c["text"] for c in CLAIMS if c["finding"] == finding]
+    texts += [s["text"] for s in SETTINGS if s["finding"] == finding]
+    assert uncovered(body, texts) == []
+
+
+@pytest.mark.parametrize("setting", SETTINGS, ids=[f"{s['finding']}:{s['text'][:40]}" for s in SETTINGS])
+def test_every_stated_setting_stands_in_its_finding(setting):
+    assert setting.get("note"), setting
+    assert stands_in(setting["text"], findings(README).get(setting["finding"], ""))
