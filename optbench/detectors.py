@@ -26,11 +26,13 @@ suspicious; issue 16 grades them against the gold referees.
                       "Detecting out-of-distribution inputs to deep generative models
                       using typicality").
 
-`ProxySide` fits what they need once per proxy and calibrates each on real data that no
-start, real baseline, null or fit draws from (`calibration_split`: the domain's
-generator_train split): an output is flagged when its score is above the k-th smallest of
-the m calibration scores, k = ceil(0.99 (m + 1)), so a fresh real example is flagged with
-probability 1% on average (Beta(m + 1 - k, k) over calibration draws; metrics.threshold_rank). Every detector is blind to the target:
+`ProxySide` fits what they need once per proxy (on its training split) and calibrates
+each on real data that no start, real baseline, null, proxy or generator draws from
+(`calibration_split`: the domain's judge_train split, which only the judges and feature
+networks were trained on): an output is flagged when its score is above the k-th
+smallest of the m calibration scores, k = ceil(0.99 (m + 1)), so a fresh real example is
+flagged with probability 1% on average (Beta(m + 1 - k, k) over calibration draws;
+metrics.threshold_rank). Every detector is blind to the target:
 with the target's log-probability, a real start of another class reads as suspicious
 before any optimization (a trial flagged every pixel-ascent start on gmm2).
 """
@@ -107,8 +109,10 @@ CLASS_DETECTORS = ("energy", "max_logit", "mahalanobis", "disagreement")   # nee
 ENSEMBLE_REPLICATES = (100, 101, 102)   # extra proxies: replicates of the proxy's recipe
 FLAG_RATE = 0.01                  # share of held-out real data each detector flags
 # Real data the thresholds are calibrated on, in order of preference: never the test
-# split (the starts and the real baseline) nor the reference split (the nulls).
-CALIBRATION_SPLITS = ("generator_train", "judge_train")
+# split (the starts, the real baseline, half the null pool), the reference split (the
+# referees' reference), generator_train (the generators' data, the null pool's other
+# half) or proxy_train (the proxy's and the detectors' own fits).
+CALIBRATION_SPLITS = ("judge_train",)
 
 
 def calibration_split(dom) -> str:
@@ -117,7 +121,7 @@ def calibration_split(dom) -> str:
     if split is None:
         from optbench.errors import DomainError
         raise DomainError(f"domain {dom.name!r}: splits: detectors calibrate on {' or '.join(CALIBRATION_SPLITS)}, "
-                          "and it declares neither; add a generator_train split")
+                          "which it does not declare; add a judge_train split")
     return split
 
 
@@ -129,11 +133,14 @@ def calibration_size(domain: str) -> int:
 
 
 def calibrated_threshold(scores: torch.Tensor) -> float:
-    """The k-th smallest finite score, k = threshold_rank(m, FLAG_RATE); NaN without
-    finite scores."""
+    """The k-th smallest of the m scores, k = threshold_rank(m, FLAG_RATE), a non-finite
+    score counting as the most suspicious (so m is the split's size, as the null's);
+    NaN when no score is finite (the detector does not apply)."""
     from optbench.metrics import threshold_rank
-    v = scores[torch.isfinite(scores)].sort().values
-    return float(v[threshold_rank(len(v), FLAG_RATE) - 1]) if len(v) else math.nan
+    if not torch.isfinite(scores).any():
+        return math.nan
+    v = torch.where(torch.isfinite(scores), scores, torch.full_like(scores, math.inf)).sort().values
+    return float(v[threshold_rank(len(v), FLAG_RATE) - 1])
 
 
 def confidence_grad_norm(proxy, x: torch.Tensor) -> torch.Tensor:
@@ -164,6 +171,8 @@ class ProxySide:
         self.members = self._members(domain, name) if self.classes else []
         self.density = domain_density(domain, device=proxy.device)
         x_cal, _ = dom.load_split(calibration_split(dom))
+        # The typical log-density of held-out real data (the flow overfits its own). Taken
+        # on the calibration split itself, which shifts the threshold's law by O(1/m).
         with torch.no_grad():
             self.centre = float(self.density.log_prob(x_cal.to(proxy.device)).median())
         cal = self.scores(x_cal)

@@ -130,19 +130,20 @@ def read_cell(folder: Path) -> dict:
 
 
 def read_refined(folder: Path, knob: str) -> dict | None:
-    """A cell's refined.json (optbench/refine.py) when it is current and its bracket ends
-    reproduced the grid, else None; a damaged one raises a ValueError naming it."""
+    """A cell's refined.json (optbench/refine.py) when it is current, well formed and its
+    bracket ends reproduced the grid; else None. An optional file written after DONE: a
+    damaged one leaves the cell as it is (read on its grid) and is redone by the next
+    refining run."""
     path = Path(folder) / REFINED
     if not path.is_file():
         return None
     try:
         data = json.loads(path.read_bytes().decode("utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError):
-        raise ValueError(f"{path}: not valid JSON; delete it and rerun the suite to refine again") from None
+        return None
     if not isinstance(data, dict) or not isinstance(data.get("rows"), list) or any(
             not isinstance(r, dict) or not isinstance(r.get(knob), (int, float)) for r in data["rows"]):
-        raise ValueError(f"{path}: field 'rows' must be a list of tables with {knob!r}; delete the file "
-                         "and rerun the suite to refine again")
+        return None
     return data if data.get("version") == REFINE_VERSION and data.get("reproduced") is True else None
 
 

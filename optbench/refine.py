@@ -121,15 +121,16 @@ def _same(a: float, b: float) -> bool:
 
 
 def needs_refinement(spec, folder: Path) -> bool:
+    """An iterative cell without a refined.json of this version that reads back (a
+    damaged file is redone; a not-reproduced one is an outcome and stays)."""
     from optbench.pressure import SOURCES
     path = Path(folder) / REFINED
     if not SOURCES[spec.source].iterative:
         return False
-    if not path.is_file():
-        return True
     try:
-        return json.loads(path.read_text()).get("version") != REFINE_VERSION
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        data = json.loads(path.read_text())
+        return data.get("version") != REFINE_VERSION or not isinstance(data.get("rows"), list)
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError, AttributeError):
         return True
 
 

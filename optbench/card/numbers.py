@@ -54,10 +54,13 @@ def source_numbers(members: list[dict], row: dict, at_proxy: dict, controls: lis
     departure = {}
     for key in spaces:
         cross = "kid_cross_at" if key == "kid" else f"{key}_cross_at"
-        seeds = row["kid_crossed_seeds"] if key == "kid" else row.get(f"{cross}_seeds", 0)
+        start = row.get(f"{key}_start_seeds", 0)
+        seeds = (row["kid_crossed_seeds"] if key == "kid" else row.get(f"{cross}_seeds", 0)) - start
         departure[space_name(key, domain)] = {"metric": key, "level": _triple(row, cross),
-                                              "departed_seeds": seeds, "seeds": row["seeds"]}
-    gold = {k[:-len("_cross_at")]: {"level": _triple(row, k), "departed_seeds": row.get(f"{k}_seeds", 0),
+                                              "departed_seeds": seeds, "seeds_at_start": start, "seeds": row["seeds"]}
+    gold = {k[:-len("_cross_at")]: {"level": _triple(row, k),
+                                    "departed_seeds": row.get(f"{k}_seeds", 0) - row.get(f"{k[:-len('_cross_at')]}_start_seeds", 0),
+                                    "seeds_at_start": row.get(f"{k[:-len('_cross_at')]}_start_seeds", 0),
                                     "seeds": row["seeds"]}
             for k in row if k.startswith("gold_") and k.endswith("_cross_at")}
     proxy_points = {}

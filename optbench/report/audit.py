@@ -84,7 +84,8 @@ def fire_order(cell: dict, metric: str, truth_key: str | None = None) -> str:
     """Where `metric` departs relative to the truth in one cell: earlier, same, later,
     never, alone, or neither."""
     truth_key = truth_key or first_fire_truth(cell)
-    truth, learned = departs_at(cell, truth_key), departs_at(cell, metric)
+    # On the grid: refinement resolves KID and the truths only, not the other referees.
+    truth, learned = departs_at(cell, truth_key, refined=False), departs_at(cell, metric, refined=False)
     t, m = _level_index(cell, truth), _level_index(cell, learned)
     if math.isnan(t):
         return "neither" if math.isnan(m) else "alone"
@@ -205,8 +206,8 @@ def ranking(tallies: list[dict]) -> list[dict]:
     for r in rows:
         r["balanced_error"] = (r["miss"] + r["false_alarm"]) / 2
     rows.sort(key=lambda r: r["balanced_error"] if math.isfinite(r["balanced_error"]) else math.inf)
-    for r in rows:
-        r["rank"] = next(j + 1 for j, o in enumerate(rows) if o["balanced_error"] == r["balanced_error"])
+    for r in rows:   # ties share a rank; a referee without both kinds of levels gets none
+        r["rank"] = next((j + 1 for j, o in enumerate(rows) if o["balanced_error"] == r["balanced_error"]), None)
         r["of"] = len(rows)
     return rows
 
@@ -314,6 +315,8 @@ def families_markdown(result: dict[str, dict], metrics: tuple[str, ...] = ("kid"
                   "treated curves that started on the data (controls and curves off at start left out):", "",
                   "| rank | referee | balanced error | miss | false alarm |", "|---|---|---|---|---|"]
         for r in parts["ranking"]:
+            if r["rank"] is None:
+                continue
             lines.append(f"| {r['rank']} of {r['of']} | `{r['metric']}` | {100 * r['balanced_error']:.0f}% "
                          f"| {_rate(r, 'miss')} | {_rate(r, 'false_alarm')} |")
         lines.append("")

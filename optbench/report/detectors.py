@@ -121,8 +121,8 @@ def _index(cell: dict, level: float) -> float:
 def lead(cell: dict, detector: str) -> str:
     """Where the detector departs relative to the truth in one cell."""
     cell = with_detector_null(cell)
-    g = _index(cell, departs_at(cell, departure_truth(cell)))
-    d = _index(cell, departs_at(cell, detector_key(cell, detector)))
+    g = _index(cell, departs_at(cell, departure_truth(cell), refined=False))   # grid levels: the detectors'
+    d = _index(cell, departs_at(cell, detector_key(cell, detector), refined=False))
     if math.isnan(g):
         return "neither" if math.isnan(d) else "alone"
     if math.isnan(d):
@@ -336,6 +336,9 @@ def equal_proxy_grading(cells: list[dict]) -> list[dict]:
     out = []
     for (domain, (lo, hi), name, kind), by_seed in sorted(pooled.items(), key=lambda kv: (kv[0][0], kv[0][1])):
         aucs = [_auc(np.concatenate(t), np.concatenate(v)) for t, v in by_seed.values()]
+        finite = [a for a in aucs if math.isfinite(a)]
+        if kind == "baseline" and finite and np.mean(finite) < 0.5:
+            aucs = [1 - a for a in aucs]   # a trivial score read the way that serves it best
         out.append({"domain": domain, "bin": [lo, hi], "score": name, "kind": kind, "auroc": mean_ci(aucs),
                     "outputs": int(sum(len(np.concatenate(t)) for t, _ in by_seed.values())),
                     "atypical": int(sum(np.nansum(np.concatenate(t)) for t, _ in by_seed.values()))})
@@ -343,9 +346,12 @@ def equal_proxy_grading(cells: list[dict]) -> list[dict]:
 
 
 def false_positives(cells: list[dict]) -> list[dict]:
-    """Per domain and detector: the flagged share of real test examples (each proxy
-    replicate and seed once; the thresholds never saw them) with its Clopper-Pearson 95%
-    interval, beside the nominal rate."""
+    """Per domain and detector, on the cells' real baselines (n test examples per proxy
+    replicate and seed; thresholds never saw them): the flagged share with its
+    Clopper-Pearson 95% interval, and how many of those sets fire (their share above the
+    detector's null q99), against at most 1%. The seeds' sets are drawn from one test
+    split, so an example can recur across them: benchmarks/detector_calibration.py
+    measures the same on fresh draws."""
     from scipy.stats import binomtest
 
     from optbench.record import REAL_PREFIX
@@ -363,15 +369,17 @@ def false_positives(cells: list[dict]) -> list[dict]:
             if flags is None or not np.isfinite(flags).any():
                 continue
             f = flags[np.isfinite(flags)]
-            k = counts.setdefault((spec["domain"], d), [0, 0, 0])
+            k = counts.setdefault((spec["domain"], d), [0, 0, 0, 0])
             k[0] += int(f.sum())
             k[1] += len(f)
             k[2] += 1
+            k[3] += int(f.mean() > detector_threshold(c, d))
     out = []
-    for (domain, d), (flagged, total, sets) in sorted(counts.items()):
-        ci = binomtest(flagged, total, FLAG_RATE).proportion_ci(0.95, method="exact")
+    for (domain, d), (flagged, total, sets, fired) in sorted(counts.items()):
+        ci = binomtest(flagged, total).proportion_ci(0.95, method="exact")
         out.append({"domain": domain, "detector": d, "flagged": flagged, "examples": total, "sets": sets,
-                    "rate": flagged / total, "lo": float(ci.low), "hi": float(ci.high), "nominal": FLAG_RATE})
+                    "rate": flagged / total, "lo": float(ci.low), "hi": float(ci.high), "nominal": FLAG_RATE,
+                    "sets_fired": fired})
     return out
 
 
@@ -437,11 +445,14 @@ def grading_markdown(rows: list[dict], fp: list[dict] | None = None, equal: list
     if fp:
         lines += ["### Out-of-sample false-positive rate", "",
                   "Flagged share of the cells' real test examples (never used to calibrate), each proxy replicate "
-                  f"and seed once; Clopper-Pearson 95% interval; nominal {FLAG_RATE:.0%}.", "",
-                  "| domain | detector | flagged / examples | rate | interval |", "|---|---|---|---|---|"]
+                  f"and seed once; Clopper-Pearson 95% interval; nominal {FLAG_RATE:.0%}. The seeds' sets come from one "
+                  "test split, so an example can recur; sets firing: real sets whose flagged share is above the "
+                  "detector's null q99 (at most 1% expected). Fresh draws: benchmarks/detector_calibration.py.", "",
+                  "| domain | detector | flagged / examples | rate | interval | real sets firing |",
+                  "|---|---|---|---|---|---|"]
         for r in fp:
             lines.append(f"| {r['domain']} | `{r['detector']}` | {r['flagged']} / {r['examples']} "
-                         f"| {r['rate']:.2%} | [{r['lo']:.2%}, {r['hi']:.2%}] |")
+                         f"| {r['rate']:.2%} | [{r['lo']:.2%}, {r['hi']:.2%}] | {r['sets_fired']}/{r['sets']} |")
         lines.append("")
     return "\n".join(lines)
 

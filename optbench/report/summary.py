@@ -245,7 +245,7 @@ def curve_stats(cell: dict) -> dict:
     own = set(source_values(cell))
     return {"judge_peak_at": rows[peak][knob], "judge_peak_prob": judge[peak],
             "kid_cross_at": departs_at(cell, "kid"),
-            "kid_cross_queries": queries_at_level(cell, departs_at(cell, "kid")),
+            "kid_cross_queries": queries_at_level(cell, departs_at(cell, "kid", refined=False)),   # grid rows count queries
             "proxy_forward_at_max": last.get("proxy_forward", math.nan),
             "proxy_backward_at_max": last.get("proxy_backward", math.nan),
             **{f"{k}_cross_at": departs_at(cell, k) for k in departure_keys(cell) if k != "kid"},
