@@ -167,3 +167,18 @@ def test_a_threshold_calibrated_on_m_examples_flags_fresh_sets_as_the_beta_binom
     assert fire <= 0.01 + 3 * math.sqrt(0.01 * 0.99 / reps), fire
     assert np.mean(counts > binom.ppf(0.99, n, 0.01)) > fire
     assert binomial_null(metric, n)["law"].startswith("Binomial")   # no domain: the exact-rate law
+
+
+def test_a_bounded_quantity_keeps_its_interval_in_range():
+    """Clipped to [0, 1], the Student-t interval of probabilities near 1 ends at 1, and its
+    coverage of the true mean (simulated: Beta(20, 1) draws, mean 20/21) does not drop."""
+    lo_hi = mean_ci([0.99, 0.9, 1.0], bounds=(0.0, 1.0))
+    assert lo_hi[2] == 1.0 and lo_hi[1] == mean_ci([0.99, 0.9, 1.0])[1]
+    rng = np.random.default_rng(3)
+    draws = rng.beta(20, 1, (4000, 5))
+    plain = [mean_ci(d) for d in draws]
+    clipped = [mean_ci(d, bounds=(0.0, 1.0)) for d in draws]
+    truth = 20 / 21
+    hit = lambda cis: np.mean([lo <= truth <= hi for _, lo, hi in cis])  # noqa: E731
+    assert hit(clipped) == hit(plain) and all(hi <= 1 for _, _, hi in clipped)
+    assert any(hi > 1 for _, _, hi in plain)

@@ -270,7 +270,7 @@ def grade(cells: list[dict]) -> list[dict]:
                 finite = [v for v in vals if math.isfinite(v)]
                 if kind == "baseline" and finite and np.mean(finite) < 0.5:
                     vals = [1 - v for v in vals]   # a trivial score read the way that serves it best
-                row[f"auroc_{part}"], row[f"_seeds_{part}"] = mean_ci(vals), vals
+                row[f"auroc_{part}"], row[f"_seeds_{part}"] = mean_ci(vals, bounds=(0.0, 1.0)), vals
             if kind == "detector":
                 stops = [stop(c, name) for c in members]
                 orders = {k: 0 for k in ORDERS}
@@ -309,7 +309,7 @@ def _margins(rows: list[dict]) -> None:
                 r[f"margin_{part}"], r[f"best_baseline_{part}"] = (math.nan,) * 3, None
                 continue
             diff = [a - b for a, b in zip(r[f"_seeds_{part}"], best[f"_seeds_{part}"])]
-            r[f"margin_{part}"], r[f"best_baseline_{part}"] = mean_ci(diff), best["score"]
+            r[f"margin_{part}"], r[f"best_baseline_{part}"] = mean_ci(diff, bounds=(-1.0, 1.0)), best["score"]
 
 
 def equal_proxy_grading(cells: list[dict]) -> list[dict]:
@@ -339,7 +339,7 @@ def equal_proxy_grading(cells: list[dict]) -> list[dict]:
         finite = [a for a in aucs if math.isfinite(a)]
         if kind == "baseline" and finite and np.mean(finite) < 0.5:
             aucs = [1 - a for a in aucs]   # a trivial score read the way that serves it best
-        out.append({"domain": domain, "bin": [lo, hi], "score": name, "kind": kind, "auroc": mean_ci(aucs),
+        out.append({"domain": domain, "bin": [lo, hi], "score": name, "kind": kind, "auroc": mean_ci(aucs, bounds=(0.0, 1.0)),
                     "outputs": int(sum(len(np.concatenate(t)) for t, _ in by_seed.values())),
                     "atypical": int(sum(np.nansum(np.concatenate(t)) for t, _ in by_seed.values()))})
     return out

@@ -22,11 +22,14 @@ def finite_values(values) -> np.ndarray:
     return v[np.isfinite(v)]
 
 
-def mean_ci(values, confidence: float = CONFIDENCE) -> tuple[float, float, float]:
+def mean_ci(values, confidence: float = CONFIDENCE,
+            bounds: tuple[float, float] | None = None) -> tuple[float, float, float]:
     """(mean, lo, hi): the mean over seeds and its Student-t interval.
 
     No values: (nan, nan, nan). One value: (v, nan, nan), "no interval": one seed says
-    nothing about the spread. All values equal: (v, v, v)."""
+    nothing about the spread. All values equal: (v, v, v). `bounds`: the quantity's range
+    (a probability, an AUROC), to which the interval is clipped; clipping changes no
+    coverage, since the true mean lies in the range."""
     if not 0 < confidence < 1:
         raise ValueError(f"confidence: must be in (0, 1), got {confidence}")
     v = finite_values(values)
@@ -36,7 +39,10 @@ def mean_ci(values, confidence: float = CONFIDENCE) -> tuple[float, float, float
         return (float(v[0]), math.nan, math.nan) if len(v) == 1 else (float(v[0]),) * 3
     n, mean = len(v), float(v.mean())
     half = float(stats.t.ppf((1 + confidence) / 2, n - 1) * v.std(ddof=1) / math.sqrt(n))
-    return mean, mean - half, mean + half
+    lo, hi = mean - half, mean + half
+    if bounds is not None:
+        lo, hi = max(lo, bounds[0]), min(hi, bounds[1])
+    return mean, lo, hi
 
 
 def seeds_text(seeds: int | Iterable[int], confidence: float = CONFIDENCE) -> str:

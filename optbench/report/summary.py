@@ -324,10 +324,15 @@ def summarize(cells: list[dict]) -> list[dict]:
             if col.endswith("_cross_at"):
                 row |= departure_columns(col, members, per_seed)
                 continue
-            mean, lo, hi = mean_ci([p[col] for p in per_seed])
+            mean, lo, hi = mean_ci([p[col] for p in per_seed], bounds=probability_bounds(col))
             row[col], row[col + "_lo"], row[col + "_hi"] = mean, lo, hi
         out.append(row)
     return out
+
+
+def probability_bounds(col: str) -> tuple[float, float] | None:
+    """(0, 1) for a summary column that is a probability (its interval is clipped there)."""
+    return (0.0, 1.0) if col.endswith("prob_at_max") or col.endswith("_prob_real") or col == "judge_peak_prob" else None
 
 
 def departure_columns(col: str, members: list[dict], per_seed: list[dict]) -> dict:
