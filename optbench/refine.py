@@ -149,17 +149,34 @@ def refine_one(spec, folder: Path, device: str) -> str:
         return traceback.format_exc()
 
 
-def refine_suite(suite, suite_dir: Path, device: str, log=print) -> dict:
-    """Refine every complete cell of an iterative source that has no current refined.json."""
+def refine_suite(suite, suite_dir: Path, device: str, log=print, workers: int = 1, threads: int | None = None) -> dict:
+    """Refine every complete cell of an iterative source that has no current refined.json:
+    in this process, or with `workers` > 1 in a local process pool whose workers use
+    `threads` torch threads each (as the cells were computed)."""
     todo = [s for s in suite.cells if (Path(suite_dir) / s.cell_id / "DONE").is_file()
             and needs_refinement(s, Path(suite_dir) / s.cell_id)]
     counts = {"refined": 0, "failed": 0}
-    for i, spec in enumerate(todo, 1):
-        status = refine_one(spec, Path(suite_dir) / spec.cell_id, device)
+
+    def report(i: int, spec, status: str) -> None:
         if status != "refined":
             (Path(suite_dir) / f"{spec.cell_id}.refine_failed.txt").write_text(status)
             status = "failed"
         counts[status] += 1
         log(f"[refine {i}/{len(todo)}] {spec.cell_id} {spec.label} seed={spec.seed}: {status}")
-    return counts
+    if workers <= 1 or len(todo) <= 1:
+        for i, spec in enumerate(todo, 1):
+            report(i, spec, refine_one(spec, Path(suite_dir) / spec.cell_id, device))
+        return counts
+    import multiprocessing
+    import os
+    from concurrent.futures import ProcessPoolExecutor, as_completed
 
+    from optbench.runner import available_cores
+    from optbench.workers import pool_worker_init
+    threads = threads or max(1, available_cores() // workers)
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=pool_worker_init, initargs=(threads, os.getpid())) as pool:
+        futures = {pool.submit(refine_one, spec, Path(suite_dir) / spec.cell_id, device): spec for spec in todo}
+        for i, fut in enumerate(as_completed(futures), 1):
+            report(i, futures[fut], fut.result())
+    return counts

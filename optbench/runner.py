@@ -589,7 +589,9 @@ def _run_locked(suite: Suite, suite_dir: Path, force: bool, device: str | None, 
     if suite.refine:
         from optbench.refine import refine_suite
         with listening(say):
-            counts |= {f"refine_{k}": v for k, v in refine_suite(suite, suite_dir, dev, say).items()}
+            workers_here = 1 if executor != "local" else workers   # Ray: refined locally, in this process
+            counts |= {f"refine_{k}": v for k, v in
+                       refine_suite(suite, suite_dir, dev, say, workers_here, threads).items()}
     from optbench.figure_inputs import write_suite_figures
     write_suite_figures(suite_dir, suite.cells)   # the generators' sample sheets, for the report
     counts["seconds"] = round(time.time() - t_suite, 1)

@@ -10,7 +10,7 @@ import pytest
 
 SUITE = """
 name = "ref"
-seeds = [0]
+seeds = [0, 1]
 refine = true
 [[cell]]
 domain = "digits8"
@@ -38,9 +38,9 @@ def refined_cell(tmp_path_factory):
     from optbench.suite import parse_suite
     out = tmp_path_factory.mktemp("ref")
     suite = parse_suite(SUITE)
-    counts = run_suite(suite, out, log=lambda *_: None)
-    assert counts["computed"] == 1 and counts["refine_refined"] == 1
-    (cell,) = load_cells(out / "ref")
+    counts = run_suite(suite, out, log=lambda *_: None, workers=2)   # cells and refinement in a pool
+    assert counts["computed"] == 2 and counts["refine_refined"] == 2
+    cell = next(c for c in load_cells(out / "ref") if c["spec"]["seed"] == 0)
     return suite, cell, out
 
 
@@ -51,7 +51,7 @@ def test_the_refined_departure_is_the_brute_force_one(refined_cell):
     from optbench.report.summary import departs_at, departure_resolution
     from optbench.runner import cell_proxy, referee_for
     suite, cell, _ = refined_cell
-    spec = suite.cells[0]
+    spec = next(s for s in suite.cells if s.seed == 0)
     data = cell["refined"]
     assert data["reproduced"] and data["brackets"], data
     referee = referee_for(spec, "cpu")
@@ -88,6 +88,6 @@ def test_an_unreproduced_refinement_is_never_read(refined_cell):
         path.write_text("{not json")   # damaged: the cell reads on its grid, and is refined again
         assert "refined" not in read_cell(folder)
         from optbench.refine import needs_refinement
-        assert needs_refinement(suite.cells[0], folder)
+        assert needs_refinement(next(s for s in suite.cells if s.seed == 0), folder)
     finally:
         path.write_text(json.dumps(data))
