@@ -134,20 +134,27 @@ def test_departure_and_values_at_max_equal_a_recomputation_from_the_cells(suite)
         above = np.array([r["kid"] > thr for r in rows])
         first = next((i for i in range(len(rows)) if above[i:].all()), None)
         levels.append(rows[first][knob] if first is not None else math.nan)
-    departed = [x for x in levels if math.isfinite(x)]
+    # The median over the seeds not off the data at the first level (never: +inf), and
+    # [min, max], which covers the median of 2 seeds with probability 1 - 2 (1/2)^2.
+    first_level = cells[0]["curve"]["rows"][0][cells[0]["spec"]["knob"]]
+    on = [math.inf if math.isnan(x) else x for x in levels if x != first_level]
+    departed = [x for x in on if math.isfinite(x)]
     kid = curve["departure"]["kid"]
     assert kid["seeds_departed"] == len(departed) and kid["seeds_with_null"] == 2
-    if len(departed) == 2 and departed[0] != departed[1]:
-        close(kid, *t_interval(departed))
-    elif departed:
-        close(kid, float(np.mean(departed)))
+    assert kid["seeds_at_start"] == len(levels) - len(on)
+    if departed:
+        value = lambda v: math.inf if v == "inf" else v  # noqa: E731
+        assert value(kid["median"]) == float(np.median(on))
+        if len(on) == 2:
+            assert (value(kid["lo"]), value(kid["hi"])) == (min(on), max(on)) and kid["coverage"] == 0.5
     else:
-        assert kid["mean"] is None and kid["status"] == "never"
+        assert kid["median"] is None and kid["status"] in ("never", "at start")
     close(kid["threshold"], float(np.mean([c["curve"]["null"]["kid"]["q99"] for c in cells])))
     # KID and the proxy probability at the highest pressure
     kid_max = [[r["kid"] for r in c["curve"]["rows"] if math.isfinite(r["kid"])][-1] for c in cells]
     close(curve["at_max"]["kid"], *t_interval(kid_max))
-    close(curve["at_max"]["judge_prob"], *t_interval([c["curve"]["rows"][-1]["judge_prob"] for c in cells]))
+    judge = t_interval([c["curve"]["rows"][-1]["judge_prob"] for c in cells])
+    close(curve["at_max"]["judge_prob"], judge[0], max(judge[1], 0.0), min(judge[2], 1.0))   # a probability: clipped to [0, 1]
     close(curve["baseline"]["kid"], float(np.mean([c["curve"]["baseline"]["kid"] for c in cells])))
 
 
@@ -208,7 +215,7 @@ def test_detector_gradings_are_keyed_by_domain_source_and_detector(suite):
     """The detectors' table (detectors.grade) re-keyed; the cells here record no
     detectors, so a graded row is made from two synthetic cells."""
     _, results, _ = suite
-    from optbench.report.detectors import grade
+    from optbench.report.detectors import ORDERS, grade
     from optbench.report.results import clean, detectors_entry
     cells = []
     for seed in (0, 1):
@@ -219,7 +226,11 @@ def test_detector_gradings_are_keyed_by_domain_source_and_detector(suite):
                       "curve": {"rows": rows, "null": {"gold_ks": {"q01": 0.0, "q99": 0.15}}}})
     graded = grade(cells)
     entry = clean(detectors_entry(graded))
-    assert entry["gmm2"]["pixel_ascent"]["x"]["auroc"]["mean"] == graded[0]["auroc"][0]
+    x = next(r for r in graded if r["score"] == "x")
+    assert entry["gmm2"]["pixel_ascent"]["x"]["lead"] == {k: x[k] for k in ORDERS}
+    assert entry["gmm2"]["pixel_ascent"]["x"]["regret"]["mean"] == x["regret"][0]
+    assert entry["gmm2"]["pixel_ascent"]["proxy_prob"]["kind"] == "baseline"
+    assert entry["gmm2"]["pixel_ascent"]["x"]["auroc"]["within"]["mean"] is None   # no per-sample values kept
     jsonschema.validate({**results, "detectors": entry}, schema())
 
 
@@ -258,7 +269,7 @@ def test_version_is_one_number(capsys):
 
     import optbench
     from optbench.cli import main
-    assert optbench.__version__ == "0.2.0"
+    assert optbench.__version__ == "0.3.0"
     root = Path(__file__).resolve().parents[1]
     project = tomllib.loads((root / "pyproject.toml").read_text())
     assert "version" in project["project"]["dynamic"]
@@ -266,9 +277,9 @@ def test_version_is_one_number(capsys):
     assert "schemas/*.json" in project["tool"]["setuptools"]["package-data"]["optbench"]
     with pytest.raises(SystemExit) as e:
         main(["--version"])
-    assert e.value.code == 0 and capsys.readouterr().out.strip() == "optbench 0.2.0"
+    assert e.value.code == 0 and capsys.readouterr().out.strip() == "optbench 0.3.0"
     citation = (root / "CITATION.cff").read_text()
-    assert 'version: "0.2.0"' in citation or "version: 0.2.0" in citation
+    assert 'version: "0.3.0"' in citation or "version: 0.3.0" in citation
 
 
 def test_replotting_keeps_figures_it_does_not_draw(suite, tmp_path):
