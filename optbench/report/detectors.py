@@ -515,7 +515,8 @@ def detectors_figure(rows: list[dict], out: Path) -> None:
         ax.set_xticks(range(len(sources)), [s.replace("_", " ") for s in sources], rotation=25, ha="right",
                       fontsize=9)
         ax.set_yticks(range(len(scores)), [s if any(r["score"] == s and r["kind"] == "detector" for r in members)
-                                          else f"{s} (trivial)" for s in scores], fontsize=9)
+                                          else f"{s} (trivial)" for s in scores] if ax is axes[0][0] else [],
+                      fontsize=9)   # every panel lists the same scores in the same order
         ax.set_title(f"{domain}: AUROC {'within a level' if part == 'within' else 'vs real data'}", fontsize=10)
     fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8, label="per-sample AUROC (mean over seeds)")
     fig.suptitle("Detectors and trivial scores, per sample at fixed pressure: departed vs typical outputs "
