@@ -44,15 +44,28 @@ def refine_keys(cell: dict) -> list[str]:
     return [k for k in row if (k == "kid" or k.startswith("kid@") or k in DEPARTURE_TRUTHS) and k in null]
 
 
+def grid_departure(cell: dict, key: str) -> float:
+    """The first grid level from which `key` is beyond its null at that level and every
+    later one where it is defined (the rule of report/summary.departs_at, read here on
+    the grid rows only, with the null's own thresholds); NaN if it never departs."""
+    from optbench.referees.null import departed
+    knob, null = cell["spec"]["knob"], cell["curve"].get("null") or {}
+    at = math.nan
+    for r in reversed([r for r in cell["curve"]["rows"] if math.isfinite(r.get(key, math.nan))]):
+        if not departed(null, key, r[key]):
+            break
+        at = r[knob]
+    return at
+
+
 def brackets(cell: dict, keys: list[str]) -> list[tuple[int, int]]:
     """(a, b): the grid level b where a key departs and the level a before it, for every
     key that departs after level 0."""
-    from optbench.report.summary import departs_at
     knob = cell["spec"]["knob"]
     levels = [int(r[knob]) for r in cell["curve"]["rows"]]
     out = set()
     for key in keys:
-        at = departs_at(cell, key, refined=False)
+        at = grid_departure(cell, key)
         if math.isfinite(at) and at > levels[0]:
             b = levels.index(int(at))
             out.add((levels[b - 1], levels[b]))
@@ -66,14 +79,14 @@ def interior(a: int, b: int) -> list[int]:
     return sorted({a + round((b - a) * i / SUBDIVISIONS) for i in range(1, SUBDIVISIONS)} - {a, b})
 
 
-def refine_cell(spec, folder: Path, referee) -> dict:
-    """Rerun one complete cell with the extra steps and write refined.json; returns it."""
+def refine_cell(spec, folder: Path, referee, proxy) -> dict:
+    """Rerun one complete cell (its `proxy`: the one the cell pushed against) with the
+    extra steps and write refined.json; returns it."""
     from optbench.domains import get_domain
     from optbench.pressure import SOURCES
     from optbench.pressure.source import Context
     from optbench.record import read_cell
     from optbench.referees.null import departed
-    from optbench.runner import cell_proxy
     from optbench.storage import write_atomic
 
     cell = read_cell(folder)
@@ -86,7 +99,6 @@ def refine_cell(spec, folder: Path, referee) -> dict:
            "keys": keys, "brackets": [list(s) for s in spans], "subdivisions": SUBDIVISIONS,
            "reproduced": True, "max_rel_diff": 0.0, "rows": []}
     if extra:
-        proxy, _ = cell_proxy(spec, referee)
         ctx = Context(proxy, get_domain(spec.domain), spec.n_samples, spec.seed, None,
                       tuple(sorted({0, *extra, *ends})))
         traj = SOURCES[spec.source].run(ctx, spec.settings_dict)
@@ -132,51 +144,3 @@ def needs_refinement(spec, folder: Path) -> bool:
         return data.get("version") != REFINE_VERSION or not isinstance(data.get("rows"), list)
     except (OSError, json.JSONDecodeError, UnicodeDecodeError, AttributeError):
         return True
-
-
-def refine_one(spec, folder: Path, device: str) -> str:
-    """Refine one cell in this process: "refined" or the traceback text."""
-    import traceback
-
-    from optbench.runner import referee_for
-    try:
-        spec.context.activate()
-        refine_cell(spec, folder, referee_for(spec, device))
-        return "refined"
-    except KeyboardInterrupt:
-        raise
-    except Exception:
-        return traceback.format_exc()
-
-
-def refine_suite(suite, suite_dir: Path, device: str, log=print, workers: int = 1, threads: int | None = None) -> dict:
-    """Refine every complete cell of an iterative source that has no current refined.json:
-    in this process, or with `workers` > 1 in a local process pool whose workers use
-    `threads` torch threads each (as the cells were computed)."""
-    todo = [s for s in suite.cells if (Path(suite_dir) / s.cell_id / "DONE").is_file()
-            and needs_refinement(s, Path(suite_dir) / s.cell_id)]
-    counts = {"refined": 0, "failed": 0}
-
-    def report(i: int, spec, status: str) -> None:
-        if status != "refined":
-            (Path(suite_dir) / f"{spec.cell_id}.refine_failed.txt").write_text(status)
-            status = "failed"
-        counts[status] += 1
-        log(f"[refine {i}/{len(todo)}] {spec.cell_id} {spec.label} seed={spec.seed}: {status}")
-    if workers <= 1 or len(todo) <= 1:
-        for i, spec in enumerate(todo, 1):
-            report(i, spec, refine_one(spec, Path(suite_dir) / spec.cell_id, device))
-        return counts
-    import multiprocessing
-    import os
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-
-    from optbench.runner import available_cores
-    from optbench.workers import pool_worker_init
-    threads = threads or max(1, available_cores() // workers)
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=pool_worker_init, initargs=(threads, os.getpid())) as pool:
-        futures = {pool.submit(refine_one, spec, Path(suite_dir) / spec.cell_id, device): spec for spec in todo}
-        for i, fut in enumerate(as_completed(futures), 1):
-            report(i, futures[fut], fut.result())
-    return counts

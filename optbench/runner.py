@@ -587,7 +587,6 @@ def _run_locked(suite: Suite, suite_dir: Path, force: bool, device: str | None, 
          "command": command or f"optbench run {suite.path}", "git_commit": git_commit()},
         indent=2) + "\n")
     if suite.refine:
-        from optbench.refine import refine_suite
         with listening(say):
             workers_here = 1 if executor != "local" else workers   # Ray: refined locally, in this process
             counts |= {f"refine_{k}": v for k, v in
@@ -595,4 +594,51 @@ def _run_locked(suite: Suite, suite_dir: Path, force: bool, device: str | None, 
     from optbench.figure_inputs import write_suite_figures
     write_suite_figures(suite_dir, suite.cells)   # the generators' sample sheets, for the report
     counts["seconds"] = round(time.time() - t_suite, 1)
+    return counts
+
+
+# -- departure refinement after the cells (optbench/refine.py) ------------------------
+
+def refine_one(spec: CellSpec, folder: Path, device: str) -> str:
+    """Refine one complete cell in this process: "refined" or the traceback text."""
+    from optbench.refine import refine_cell
+    try:
+        spec.context.activate()
+        referee = referee_for(spec, device)
+        refine_cell(spec, folder, referee, cell_proxy(spec, referee)[0])
+        return "refined"
+    except KeyboardInterrupt:
+        raise
+    except Exception:
+        return traceback.format_exc()
+
+
+def refine_suite(suite: Suite, suite_dir: Path, device: str, log=print, workers: int = 1,
+                 threads: int | None = None) -> dict:
+    """Refine every complete cell of an iterative source that has no current refined.json:
+    in this process, or with `workers` > 1 in a local process pool whose workers use
+    `threads` torch threads each (as the cells were computed)."""
+    from optbench.refine import needs_refinement
+    todo = [s for s in suite.cells if (Path(suite_dir) / s.cell_id / "DONE").is_file()
+            and needs_refinement(s, Path(suite_dir) / s.cell_id)]
+    counts = {"refined": 0, "failed": 0}
+
+    def report(i: int, spec: CellSpec, status: str) -> None:
+        if status != "refined":
+            (Path(suite_dir) / f"{spec.cell_id}.refine_failed.txt").write_text(status)
+            status = "failed"
+        counts[status] += 1
+        log(f"[refine {i}/{len(todo)}] {spec.cell_id} {spec.label} seed={spec.seed}: {status}")
+    if workers <= 1 or len(todo) <= 1:
+        for i, spec in enumerate(todo, 1):
+            report(i, spec, refine_one(spec, Path(suite_dir) / spec.cell_id, device))
+        return counts
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    threads = threads or max(1, available_cores() // workers)
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=pool_worker_init, initargs=(threads, os.getpid())) as pool:
+        futures = {pool.submit(refine_one, spec, Path(suite_dir) / spec.cell_id, device): spec for spec in todo}
+        for i, fut in enumerate(as_completed(futures), 1):
+            report(i, futures[fut], fut.result())
     return counts

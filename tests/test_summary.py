@@ -95,7 +95,9 @@ def test_departure_table_counts_the_seeds_that_depart_in_each_space():
         return c
     md = summary_markdown(summarize([seed_cell(0.1), seed_cell(0.1), seed_cell(0.9)]))
     line = [ln for ln in md.splitlines() if ln.startswith("| c | 1 |")]
-    assert line == ["| c | 1 | 1 (1/3 seeds) |"]   # kid departs at 1 in every seed; kid@other in one
+    # kid departs at 1 in every seed; kid@other in one, so its median seed never departs:
+    # the median and [min, max] over seeds, "never" standing for beyond the highest level
+    assert line == ["| c | 1 | never [1, never] (1/3 seeds) |"]
 
 
 def _counted(rows, per_step=3.0):
